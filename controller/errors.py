@@ -1,0 +1,50 @@
+"""The controller's exception tree. Messages name the offending thing.
+
+    TwinopsError
+     ├── ConfigurationError          settings or files that make no sense
+     ├── RuntimeUnavailableError     Temporal dev server binary missing / not ready
+     ├── TwinUnavailableError        no fresh, valid twin snapshot (fail closed: no action)
+     ├── PolicyError                 policy engine failed (the gate turns it into deny)
+     ├── AuditError                  audit ledger problems
+     │    ├── LedgerConflictError    same event id appended with different content
+     │    └── LedgerIntegrityError   verification found tampering
+     └── NotFoundError               unknown id (remediation, event, user, playbook)
+"""
+
+from __future__ import annotations
+
+
+class TwinopsError(Exception):
+    """Base of every error twinops raises on purpose."""
+
+
+class ConfigurationError(TwinopsError):
+    """Settings or input files that cannot be used as given."""
+
+
+class RuntimeUnavailableError(TwinopsError):
+    """The workflow engine could not be started or reached."""
+
+
+class TwinUnavailableError(TwinopsError):
+    """No fresh, valid twin snapshot could be had; no action may be taken."""
+
+
+class PolicyError(TwinopsError):
+    """The policy engine could not produce a decision."""
+
+
+class AuditError(TwinopsError):
+    """The audit ledger refused or failed an operation."""
+
+
+class LedgerConflictError(AuditError):
+    """An event id was appended twice with different content."""
+
+
+class LedgerIntegrityError(AuditError):
+    """Verification found the ledger altered."""
+
+
+class NotFoundError(TwinopsError):
+    """An id that names nothing known."""

@@ -1,0 +1,88 @@
+"""One frozen settings object for the whole controller, read from TWINOPS_* variables.
+
+It is loaded once at the edge (CLI, worker, API) and passed down; nothing below
+controller/ reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every address, path and threshold twinops uses; override with TWINOPS_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINOPS_", frozen=True, extra="ignore")
+
+    # Local state
+    home: Path = Field(default=Path(".twinops"), description="All local state lives here.")
+
+    # Temporal
+    temporal_address: str | None = Field(
+        default=None, description="host:port of an existing Temporal server; unset starts the embedded dev server."
+    )
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "twinops"
+    temporal_ui: bool = True
+    temporal_start_timeout_seconds: float = 60.0
+
+    # Twin
+    twin_id: str = "shop"
+    twin_source: Literal["simulator", "file", "http"] = "simulator"
+    twin_scenario: Path = REPO_ROOT / "twin" / "scenarios" / "hidden_downstream.yaml"
+    twin_file: Path | None = None
+    twin_url: str | None = None
+    twin_http_timeout_seconds: float = 5.0
+    twin_http_retries: int = 3
+    twin_max_age_seconds: float = 120.0
+    target_utilization: float = Field(default=0.8, gt=0.0, le=1.0)
+    tick_seconds: float = Field(default=15.0, gt=0.0)
+
+    # Policy
+    policies_dir: Path = REPO_ROOT / "policies"
+    opa_url: str | None = Field(default=None, description="OPA server URL; unset evaluates Rego in-process.")
+    policy_timeout_seconds: float = 2.0
+
+    # Audit + inbox store
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset uses SQLite under home.")
+    audit_signing_key: Path | None = Field(default=None, description="Ed25519 private key; default home/audit.key.")
+    audit_origin: str = "twinops.local/audit"
+    audit_head_every_events: int = 100
+    audit_head_every_seconds: float = 60.0
+
+    # Approvals
+    approval_timeout_seconds: float = 3600.0
+    approval_expiry_seconds: float = 3600.0
+    verification_window_seconds: float = 60.0
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8321
+
+    # Telemetry
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL in force: the configured one, else SQLite under home."""
+        return self.database_url or f"sqlite:///{(self.home / 'twinops.db').resolve()}"
+
+    @cached_property
+    def resolved_signing_key(self) -> Path:
+        """Where the audit signing key lives."""
+        return self.audit_signing_key or self.home / "audit.key"
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment once, at the edge."""
+    return Settings()
