@@ -228,3 +228,24 @@ def parse_snapshot(raw: Mapping[str, Any] | str | bytes) -> Snapshot:
 def snapshot_age_seconds(snapshot: Snapshot, now: datetime) -> float:
     """Seconds between the observation and `now` (negative if observed in the future)."""
     return (now - snapshot.observed_at).total_seconds()
+
+
+SCHEMA_PATH_PARTS = ("schema", "twin.v1.json")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a twin.v1 snapshot, as checked into twin/schema/twin.v1.json.
+
+    Graph rules (unique ids, known edge ends, acyclic, min <= max) are beyond JSON Schema
+    and are enforced by `parse_snapshot`.
+    """
+    schema = Snapshot.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://twinops.dev/schema/twin.v1.json"
+    schema["title"] = "twin.v1 snapshot"
+    return schema
+
+
+def render_json_schema() -> str:
+    """The schema file's exact text."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

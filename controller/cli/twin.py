@@ -1,0 +1,149 @@
+"""`twinops twin ...`: validate documents, run the simulator, ask what-if questions."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.table import Table
+
+from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json
+from twin.actions import Action, describe
+from twin.contract import Snapshot, render_json_schema
+from twin.graph import snapshot_flow
+from twin.history import write_history
+
+app = typer.Typer(no_args_is_help=True, help="The digital twin: contract, simulator, what-if.")
+
+_ACTION = TypeAdapter[Action](Action)
+
+
+def parse_action(text: str) -> Action:
+    """Parse `scale NODE N`, `rate_limit NODE RPS|none`, `restart NODE`, `shift_traffic SRC T=R [T=R ...]`."""
+    words = shlex.split(text)
+    if not words:
+        raise ValueError("empty action")
+    verb, args = words[0].replace("-", "_"), words[1:]
+    try:
+        match verb, args:
+            case "scale", [node, replicas]:
+                return _ACTION.validate_python({"type": "scale", "node": node, "replicas": int(replicas)})
+            case "rate_limit", [node, rps]:
+                limit = None if rps.lower() == "none" else float(rps)
+                return _ACTION.validate_python({"type": "rate_limit", "node": node, "max_rps": limit})
+            case "restart", [node]:
+                return _ACTION.validate_python({"type": "restart", "node": node})
+            case "shift_traffic", [source, *pairs] if pairs:
+                ratios = {t: float(r) for t, r in (p.split("=", 1) for p in pairs)}
+                return _ACTION.validate_python({"type": "shift_traffic", "source": source, "ratios": ratios})
+    except (ValueError, ValidationError) as exc:
+        raise ValueError(f"action {text!r}: {exc}") from exc
+    raise ValueError(
+        f"action {text!r}: expected 'scale NODE N', 'rate_limit NODE RPS|none', 'restart NODE' "
+        "or 'shift_traffic SOURCE TARGET=RATIO ...'"
+    )
+
+
+def state_table(snap: Snapshot, title: str | None = None) -> Table:
+    """The twin's state as a Rich table: replicas, demand, observed metrics, demand utilization."""
+    flow = snapshot_flow(snap)
+    table = Table(title=title or f"{snap.twin_id} @ {snap.observed_at.isoformat()}", title_justify="left")
+    for col in ("node", "kind", "replicas", "demand rps", "throughput", "util (obs)", "util (demand)", "queue", "p95 ms"):
+        table.add_column(col, justify="left" if col in ("node", "kind") else "right")
+    for node in snap.nodes:
+        rho = flow.utilization(node.id)
+        m = node.metrics
+        style = "bold red" if rho >= 1 else "yellow" if rho >= 0.8 else ""
+        table.add_row(
+            node.id,
+            node.kind.value,
+            f"{node.replicas}",
+            f"{flow.demand[node.id]:.0f}",
+            "-" if m.throughput is None else f"{m.throughput:.0f}",
+            "-" if m.utilization is None else f"{m.utilization:.2f}",
+            f"{rho:.2f}",
+            "-" if m.queue_depth is None else f"{m.queue_depth:.0f}",
+            "-" if m.latency_p95_ms is None else f"{m.latency_p95_ms:.0f}",
+            style=style,
+        )
+    return table
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="snapshot .json or history .jsonl")]) -> None:
+    """Validate a twin.v1 snapshot or history; exit 0, or 2 with an error naming the field."""
+    if file.suffix == ".jsonl":
+        snaps = load_history_file(file)
+        console.print(f"{file}: valid twin.v1 history, {len(snaps)} snapshots")
+    else:
+        snap = load_snapshot_file(file)
+        console.print(f"{file}: valid twin.v1 snapshot of {snap.twin_id!r}, {len(snap.nodes)} nodes")
+
+
+@app.command()
+def schema() -> None:
+    """Print the twin.v1 JSON Schema."""
+    typer.echo(render_json_schema(), nl=False)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
+    seconds: Annotated[float, typer.Option("--seconds", min=1)] = 600,
+    out: Annotated[Path, typer.Option("--out", help="history .jsonl to write")] = Path("history.jsonl"),
+    every: Annotated[float, typer.Option("--every", min=0.1, help="seconds between recorded snapshots")] = 15,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+) -> None:
+    """Run a scenario and write its history as JSON Lines."""
+    from twin.scenario import load_scenario
+    from twin.simulator import Simulator
+
+    try:
+        sim = Simulator(load_scenario(scenario), seed=seed)
+    except (OSError, ValueError) as exc:
+        fail(f"{scenario}: {exc}")
+    snaps = sim.run(seconds, record_every=every)
+    count = write_history(out, snaps)
+    console.print(f"wrote {count} snapshots to {out}")
+
+
+@app.command()
+def whatif(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
+    at: Annotated[float, typer.Option("--at", min=0, help="seconds into the scenario to apply the actions")] = 0,
+    action: Annotated[list[str], typer.Option("--action", help="e.g. 'scale gateway 8' (repeatable)")] = [],  # noqa: B006 - Typer reads list defaults
+    seconds: Annotated[float, typer.Option("--seconds", min=1, help="how far to look ahead")] = 300,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fork the simulator at --at, apply the actions, and show the predicted state after --seconds."""
+    from twin.scenario import load_scenario
+    from twin.simulator import Simulator, what_if
+
+    try:
+        actions = [parse_action(a) for a in action]
+        sim = Simulator(load_scenario(scenario))
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    if at:
+        sim.run(at)
+    before = sim.snapshot()
+    try:
+        predicted = what_if(sim, actions, seconds)
+    except ValueError as exc:
+        fail(str(exc))
+    after = predicted[-1]
+    if as_json:
+        print_json(
+            {
+                "actions": [a.model_dump() for a in actions],
+                "before": before.model_dump(mode="json"),
+                "after": after.model_dump(mode="json"),
+            }
+        )
+        return
+    console.print(state_table(before, title=f"now (t={at:g}s)"))
+    console.print("actions: " + (", ".join(describe(a) for a in actions) or "none"))
+    console.print(state_table(after, title=f"predicted after {seconds:g}s"))
