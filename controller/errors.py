@@ -1,14 +1,14 @@
 """The controller's exception tree. Messages name the offending thing.
 
-    TwinopsError
-     ├── ConfigurationError          settings or files that make no sense
-     ├── RuntimeUnavailableError     Temporal dev server binary missing / not ready
-     ├── TwinUnavailableError        no fresh, valid twin snapshot (fail closed: no action)
-     ├── PolicyError                 policy engine failed (the gate turns it into deny)
-     ├── AuditError                  audit ledger problems
-     │    ├── LedgerConflictError    same event id appended with different content
-     │    └── LedgerIntegrityError   verification found tampering
-     └── NotFoundError               unknown id (remediation, event, user, playbook)
+TwinopsError
+ ├── ConfigurationError          settings or files that make no sense
+ ├── RuntimeUnavailableError     Temporal dev server binary missing / not ready
+ ├── TwinUnavailableError        no fresh, valid twin snapshot (fail closed: no action)
+ ├── PolicyError                 policy engine failed (the gate turns it into deny)
+ ├── AuditError                  audit ledger problems
+ │    ├── LedgerConflictError    same event id appended with different content
+ │    └── LedgerIntegrityError   verification found tampering
+ └── NotFoundError               unknown id (remediation, event, user, playbook)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION = "twin.v1"
+SCHEMA_VERSION: Literal["twin.v1"] = "twin.v1"
 
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 
@@ -68,9 +68,7 @@ class Node(_Frozen):
     @model_validator(mode="after")
     def _bounds(self) -> Node:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"node {self.id!r}: max_replicas {self.max_replicas} < min_replicas {self.min_replicas}"
-            )
+            raise ValueError(f"node {self.id!r}: max_replicas {self.max_replicas} < min_replicas {self.min_replicas}")
         return self
 
     @property
@@ -166,7 +164,7 @@ def find_cycle(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[s
                 stack[-1] = (node, i + 1)
                 nxt = out[node][i]
                 if colour.get(nxt, white) == grey:
-                    return path[path.index(nxt) :] + [nxt]
+                    return [*path[path.index(nxt):], nxt]
                 if colour.get(nxt, white) == white:
                     colour[nxt] = grey
                     stack.append((nxt, 0))

@@ -56,9 +56,10 @@ def register(app: typer.Typer) -> None:
         tick_seconds: Annotated[float, typer.Option("--tick-seconds", min=1)] = 15,
     ) -> None:
         """Run the simulator on a bundled scenario, show the estate each tick, then what `detect` finds."""
+        from twin.simulator import Simulator
+
         from controller.cli.twin import state_table
         from twin.scenario import load_scenario
-        from twin.simulator import Simulator
 
         settings = load_settings()
         try:

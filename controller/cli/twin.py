@@ -51,7 +51,17 @@ def state_table(snap: Snapshot, title: str | None = None) -> Table:
     """The twin's state as a Rich table: replicas, demand, observed metrics, demand utilization."""
     flow = snapshot_flow(snap)
     table = Table(title=title or f"{snap.twin_id} @ {snap.observed_at.isoformat()}", title_justify="left")
-    for col in ("node", "kind", "replicas", "demand rps", "throughput", "util (obs)", "util (demand)", "queue", "p95 ms"):
+    for col in (
+        "node",
+        "kind",
+        "replicas",
+        "demand rps",
+        "throughput",
+        "util (obs)",
+        "util (demand)",
+        "queue",
+        "p95 ms",
+    ):
         table.add_column(col, justify="left" if col in ("node", "kind") else "right")
     for node in snap.nodes:
         rho = flow.utilization(node.id)
@@ -98,8 +108,9 @@ def simulate(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
 ) -> None:
     """Run a scenario and write its history as JSON Lines."""
-    from twin.scenario import load_scenario
     from twin.simulator import Simulator
+
+    from twin.scenario import load_scenario
 
     try:
         sim = Simulator(load_scenario(scenario), seed=seed)
@@ -119,8 +130,9 @@ def whatif(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Fork the simulator at --at, apply the actions, and show the predicted state after --seconds."""
-    from twin.scenario import load_scenario
     from twin.simulator import Simulator, what_if
+
+    from twin.scenario import load_scenario
 
     try:
         actions = [parse_action(a) for a in action]
