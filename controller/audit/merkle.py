@@ -181,11 +181,11 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         return not proof and old_root == new_root
     if old_size == 0:
         return not proof and old_root == EMPTY_ROOT
+    if not proof:
+        return False
     path = list(proof)
     if old_size & (old_size - 1) == 0:  # a power of two: the old root is itself the first node
         path.insert(0, old_root)
-    if not path:
-        return False
     fn, sn = old_size - 1, new_size - 1
     while fn & 1:
         fn >>= 1
