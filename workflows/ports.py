@@ -1,0 +1,121 @@
+"""Ports the activities receive by injection, and the messages that cross them.
+
+controller/ supplies the adapters (simulator or webhook actuator, log or webhook
+notifier, SQL inbox). The policy gate's port is `workflows.policy.PolicyGate`, the
+ledger's `workflows.audit.AuditLedger`, the twin's `twin.sources.TwinSource`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twin.actions import Action
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StepOutcome(_Message):
+    """What an actuator did for one idempotency key."""
+
+    idempotency_key: str
+    applied: bool = Field(description="False when the key had been applied before (a retry): nothing was redone.")
+    undo: Action | None = Field(description="The action that reverts this one; None when it cannot be undone.")
+    detail: str = ""
+
+
+class ActuatorError(RuntimeError):
+    """The estate refused the action (permanent) or could not be reached (transient)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@runtime_checkable
+class Actuator(Protocol):
+    """Changes the real (or simulated) estate. A repeated idempotency key must be a no-op."""
+
+    async def apply(self, idempotency_key: str, action: Action) -> StepOutcome:
+        """Apply `action` once per key; return what undoes it."""
+        ...
+
+
+class NotificationKind(StrEnum):
+    """Why a human is being told something."""
+
+    APPROVAL_REQUESTED = "approval_requested"
+    ESCALATED = "escalated"
+    EXPIRED = "expired"
+    ROLLED_BACK = "rolled_back"
+    COMPENSATION_FAILED = "compensation_failed"
+    COMPLETED = "completed"
+    LOOP_BREAKER = "loop_breaker"
+
+
+class Notification(_Message):
+    """One message for the humans on call."""
+
+    kind: NotificationKind
+    remediation_id: str
+    title: str
+    text: str
+    severity: Literal["info", "warning", "critical"] = "info"
+    fields: dict[str, str] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Tells humans (pager, chat, log)."""
+
+    async def notify(self, notification: Notification) -> None:
+        """Deliver one notification; raise on failure so the activity retries."""
+        ...
+
+
+class InboxStatus(StrEnum):
+    """Where a proposal stands in the approval queue."""
+
+    DENIED = "denied"
+    PENDING = "pending"
+    ESCALATED = "escalated"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class InboxEntry(_Message):
+    """The approval queue's row for one proposal, projected from its workflow."""
+
+    proposal_id: str
+    workflow_id: str
+    twin_id: str
+    status: InboxStatus
+    risk: str
+    target: str
+    summary: str
+    created_at: datetime
+    deadline: datetime | None = None
+    required_approvals: int = 0
+    approvals: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+
+
+@runtime_checkable
+class ApprovalInbox(Protocol):
+    """The approval queue's store; the workflow is the source of truth, the inbox its projection."""
+
+    async def upsert(self, entry: InboxEntry) -> None:
+        """Insert or replace the entry for `entry.proposal_id`."""
+        ...
