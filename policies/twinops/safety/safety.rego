@@ -1,0 +1,335 @@
+# Safety gate for a remediation proposal.
+#
+# Query: data.twinops.safety.decision
+# Input: a SafetyInput (see workflows/policy.py): the proposal (actions, affected
+# nodes, predicted effect, blast radius, plan hash), the twin snapshot's age, the
+# recent action history of the target nodes, the time now and the requester.
+# Tunables live in data.twinops.config.safety (policies/data.json).
+#
+# Every deny reason is {"code", "msg", "details"} so the approval queue and the
+# audit trail can show why without parsing prose.
+package twinops.safety
+
+import rego.v1
+
+cfg := data.twinops.config.safety
+
+proposal := input.proposal
+
+nodes_by_id := {n.id: n | some n in proposal.nodes}
+
+now_ns := time.parse_rfc3339_ns(input.now)
+
+reason(code, msg, details) := {"code": code, "msg": msg, "details": details}
+
+# shift_traffic names its node `source`; every other action names it `node`.
+action_node(a) := a.source if a.type == "shift_traffic"
+
+action_node(a) := a.node if a.type != "shift_traffic"
+
+targets := {action_node(a) | some a in proposal.actions}
+
+# --- deny rules -------------------------------------------------------------
+
+deny contains r if {
+	count(proposal.actions) == 0
+	r := reason("empty_plan", "the proposal has no actions", {})
+}
+
+deny contains r if {
+	input.snapshot_age_seconds > cfg.max_twin_age_seconds
+	r := reason(
+		"stale_twin",
+		sprintf("twin snapshot is %vs old; the limit is %vs", [input.snapshot_age_seconds, cfg.max_twin_age_seconds]),
+		{"age_seconds": input.snapshot_age_seconds, "max_age_seconds": cfg.max_twin_age_seconds},
+	)
+}
+
+deny contains r if {
+	some node in targets
+	not nodes_by_id[node]
+	r := reason("unknown_node", sprintf("node '%s' is acted on but not described in the proposal", [node]), {"node": node})
+}
+
+deny contains r if {
+	some node in targets
+	kind := nodes_by_id[node].kind
+	kind in cfg.unactionable_kinds
+	r := reason("unactionable_kind", sprintf("node '%s' is of kind %s, which twinops never acts on", [node, kind]), {"node": node, "kind": kind})
+}
+
+deny contains r if {
+	some a in proposal.actions
+	a.type == "scale"
+	n := nodes_by_id[a.node]
+	a.replicas < n.min_replicas
+	r := reason(
+		"below_min_replicas",
+		sprintf("node '%s': %d replicas < min_replicas %d", [a.node, a.replicas, n.min_replicas]),
+		{"node": a.node, "replicas": a.replicas, "min_replicas": n.min_replicas},
+	)
+}
+
+deny contains r if {
+	some a in proposal.actions
+	a.type == "scale"
+	n := nodes_by_id[a.node]
+	a.replicas > n.max_replicas
+	r := reason(
+		"above_node_max_replicas",
+		sprintf("node '%s': %d replicas > max_replicas %d", [a.node, a.replicas, n.max_replicas]),
+		{"node": a.node, "replicas": a.replicas, "max_replicas": n.max_replicas},
+	)
+}
+
+deny contains r if {
+	some a in proposal.actions
+	a.type == "scale"
+	a.replicas > cfg.max_replicas_per_node
+	r := reason(
+		"above_policy_max_replicas",
+		sprintf("node '%s': %d replicas > policy cap %d per node", [a.node, a.replicas, cfg.max_replicas_per_node]),
+		{"node": a.node, "replicas": a.replicas, "max_replicas_per_node": cfg.max_replicas_per_node},
+	)
+}
+
+deny contains r if {
+	some a in proposal.actions
+	a.type == "scale"
+	from := nodes_by_id[a.node].replicas
+	not step_ok(from, a.replicas)
+	r := reason(
+		"scale_step_too_large",
+		sprintf(
+			"node '%s': %d -> %d is more than x%v or %v replicas in one step",
+			[a.node, from, a.replicas, cfg.max_scale_factor, cfg.max_scale_increment],
+		),
+		{"node": a.node, "from": from, "to": a.replicas, "max_factor": cfg.max_scale_factor, "max_increment": cfg.max_scale_increment},
+	)
+}
+
+deny contains r if {
+	total_replicas_after > cfg.max_total_replicas
+	r := reason(
+		"replica_budget_exceeded",
+		sprintf("the plan leaves %d replicas in total; the budget is %d", [total_replicas_after, cfg.max_total_replicas]),
+		{"total_after": total_replicas_after, "total_before": fleet_replicas_before, "budget": cfg.max_total_replicas},
+	)
+}
+
+deny contains r if {
+	in_freeze
+	input.requester.kind != "human"
+	names := [w.name | some w in active_freezes]
+	r := reason(
+		"change_freeze",
+		sprintf("change freeze %v is in force; only a human may propose changes now", [names]),
+		{"windows": names, "requester_kind": input.requester.kind},
+	)
+}
+
+deny contains r if {
+	some node in targets
+	n := recent_action_count(node)
+	n >= cfg.rate_limit.max_actions
+	r := reason(
+		"rate_limited",
+		sprintf(
+			"node '%s' already had %d actions in the last %v minutes (limit %d)",
+			[node, n, cfg.rate_limit.window_minutes, cfg.rate_limit.max_actions],
+		),
+		{"node": node, "recent_actions": n, "max_actions": cfg.rate_limit.max_actions, "window_minutes": cfg.rate_limit.window_minutes},
+	)
+}
+
+# The loop breaker: a plan that already failed verification this often will not
+# be retried by machines; `escalate` tells the workflow to page a human instead.
+deny contains r if {
+	failed_verifications >= cfg.loop_breaker.max_failed_verifications
+	r := reason(
+		"loop_breaker",
+		sprintf(
+			"plan %s failed verification %d times in the last %v hours; escalate instead of retrying",
+			[proposal.plan_hash, failed_verifications, cfg.loop_breaker.window_hours],
+		),
+		{"plan_hash": proposal.plan_hash, "failed_verifications": failed_verifications, "escalate": true},
+	)
+}
+
+# --- helpers ----------------------------------------------------------------
+
+# A step is fine when it is small in absolute terms or within the factor either way.
+step_ok(from, to) if abs(to - from) <= cfg.max_scale_increment
+
+step_ok(from, to) if {
+	to >= from
+	to <= from * cfg.max_scale_factor
+}
+
+step_ok(from, to) if {
+	to < from
+	to * cfg.max_scale_factor >= from
+}
+
+# The caller may give the whole twin's replica total; without it the affected nodes are the fleet.
+fleet_replicas_before := proposal.fleet_replicas if {
+	is_number(proposal.fleet_replicas)
+} else := affected_replicas_before
+
+affected_replicas_before := sum([n.replicas | some n in proposal.nodes])
+
+scale_delta := sum([(a.replicas - nodes_by_id[a.node].replicas) | some a in proposal.actions; a.type == "scale"; nodes_by_id[a.node]])
+
+total_replicas_after := fleet_replicas_before + scale_delta
+
+# Start inclusive, end exclusive: a window [start, end) covers start but not end.
+active_freezes := [w |
+	some w in cfg.freeze_windows
+	time.parse_rfc3339_ns(w.start) <= now_ns
+	now_ns < time.parse_rfc3339_ns(w.end)
+]
+
+in_freeze if count(active_freezes) > 0
+
+rate_window_ns := (cfg.rate_limit.window_minutes * 60) * 1000000000
+
+# Parse each history timestamp once; rules below only compare numbers.
+history_ns := [{"node": h.node, "plan_hash": h.plan_hash, "outcome": h.outcome, "age_ns": now_ns - time.parse_rfc3339_ns(h.at)} |
+	some h in input.history
+]
+
+recent_action_count(node) := count([1 | some h in history_ns; h.node == node; h.age_ns < rate_window_ns])
+
+loop_window_ns := (cfg.loop_breaker.window_hours * 3600) * 1000000000
+
+failed_verifications := count([1 |
+	some h in history_ns
+	h.plan_hash == proposal.plan_hash
+	h.outcome == "verification_failed"
+	h.age_ns < loop_window_ns
+])
+
+# --- risk, approvals, auto-approval -----------------------------------------
+
+risk_levels := ["low", "medium", "high"]
+
+risk_rank := {"low": 0, "medium": 1, "high": 2}
+
+blast_rank := 2 if {
+	proposal.blast_radius >= cfg.risk.high_blast_radius
+} else := 1 if {
+	proposal.blast_radius >= cfg.risk.medium_blast_radius
+} else := 0
+
+# An action type the config does not know is treated as high risk.
+action_ranks := {risk_rank[object.get(cfg.risk.min_by_action, a.type, "high")] | some a in proposal.actions}
+
+non_compensable contains a.type if {
+	some a in proposal.actions
+	a.type in cfg.non_compensable_actions
+}
+
+non_compensable_rank := 2 if {
+	count(non_compensable) > 0
+} else := 0
+
+risk := risk_levels[max(action_ranks | {blast_rank, non_compensable_rank})]
+
+protected_restarts contains node if {
+	some a in proposal.actions
+	a.type == "restart"
+	node := a.node
+	cfg.protected_restart_kinds[nodes_by_id[node].kind]
+}
+
+approval_floors := array.concat(
+	[cfg.approvals_by_risk[risk]],
+	array.concat(
+		[cfg.protected_restart_kinds[nodes_by_id[node].kind] | some node in protected_restarts],
+		[cfg.freeze_min_approvals | in_freeze],
+	),
+)
+
+required_approvals := 0 if {
+	auto_approve
+} else := max(approval_floors)
+
+approver_groups := sort({g |
+	some a in proposal.actions
+	some g in object.get(data.twinops.config.approval.groups_by_action, a.type, [])
+})
+
+allow if {
+	input_ok
+	count(deny) == 0
+}
+
+requester_may_auto_approve if input.requester.kind in cfg.auto_approve_requesters.kinds
+
+requester_may_auto_approve if input.requester.id in cfg.auto_approve_requesters.ids
+
+never_auto_approved contains n.id if {
+	some n in proposal.nodes
+	n.tier in cfg.never_auto_approve.tiers
+}
+
+never_auto_approved contains n.id if {
+	some n in proposal.nodes
+	n.kind in cfg.never_auto_approve.kinds
+}
+
+never_auto_approved contains n.id if {
+	some n in proposal.nodes
+	n.id in cfg.never_auto_approve.nodes
+}
+
+default auto_approve := false
+
+auto_approve if {
+	allow
+	risk == "low"
+	requester_may_auto_approve
+	not in_freeze
+	count(non_compensable) == 0
+	count(protected_restarts) == 0
+	count(never_auto_approved) == 0
+}
+
+# An input without the expected shape would leave most rules undefined and the
+# deny set empty, so the decision is only computed for a well-formed input.
+decision := d if {
+	input_ok
+	d := {
+		"allow": allow_bool,
+		"deny": [r | some r in deny],
+		"risk": risk,
+		"required_approvals": required_approvals,
+		"approver_groups": approver_groups,
+		"auto_approve": auto_approve,
+	}
+} else := {
+	"allow": false,
+	"deny": [reason("malformed_input", "the input is not a well-formed SafetyInput", {})],
+	"risk": "high",
+	"required_approvals": 0,
+	"approver_groups": [],
+	"auto_approve": false,
+}
+
+allow_bool := true if {
+	allow
+} else := false
+
+input_ok if {
+	is_object(proposal)
+	is_string(proposal.id)
+	is_string(proposal.plan_hash)
+	is_number(proposal.blast_radius)
+	is_array(proposal.actions)
+	is_array(proposal.nodes)
+	is_number(input.snapshot_age_seconds)
+	is_array(input.history)
+	is_string(input.requester.kind)
+	is_string(input.requester.id)
+	is_number(now_ns)
+}
