@@ -5,6 +5,7 @@ TwinopsError
  ├── RuntimeUnavailableError     Temporal dev server binary missing / not ready
  ├── TwinUnavailableError        no fresh, valid twin snapshot (fail closed: no action)
  ├── PolicyError                 policy engine failed (the gate turns it into deny)
+ │    └── PolicyEvaluationError  no usable decision; `code` names why (policy_timeout, ...)
  ├── AuditError                  audit ledger problems
  │    ├── LedgerConflictError    same event id appended with different content
  │    └── LedgerIntegrityError   verification found tampering
@@ -32,6 +33,14 @@ class TwinUnavailableError(TwinopsError):
 
 class PolicyError(TwinopsError):
     """The policy engine could not produce a decision."""
+
+
+class PolicyEvaluationError(PolicyError):
+    """An evaluation gave no usable decision; `code` is the deny reason code the gate reports."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AuditError(TwinopsError):

@@ -1,0 +1,140 @@
+"""The fail-closed half every policy gate shares: validate, evaluate with a deadline, check the answer.
+
+Adapters implement `_evaluate(query, input)` and may raise anything; this base
+turns every failure (invalid input, engine error, missing or undefined rule,
+timeout, malformed decision) into a deny with a reason naming the failure, and
+logs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from controller.errors import PolicyEvaluationError
+from workflows.policy import (
+    APPROVAL_QUERY,
+    SAFETY_QUERY,
+    ApprovalDecision,
+    ApprovalInput,
+    SafetyDecision,
+    SafetyInput,
+    deny_decision,
+    refuse_approval,
+)
+
+log = structlog.get_logger("twinops.policy")
+
+Package = Literal["safety", "approval"]
+_D = TypeVar("_D", SafetyDecision, ApprovalDecision)
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = json.loads(exc.json(include_url=False, include_context=False, include_input=False))
+    return errors
+
+
+class FailClosedGate(ABC):
+    """Base of the policy gates: any failure is a deny, stamped with the bundle revision and hash."""
+
+    engine_name: str = "unknown"
+
+    def __init__(self, *, bundle_revision: str, bundle_sha256: str, timeout_seconds: float) -> None:
+        if timeout_seconds <= 0:
+            raise ValueError(f"policy timeout must be positive, got {timeout_seconds}")
+        self.bundle_revision = bundle_revision
+        self.bundle_sha256 = bundle_sha256
+        self.timeout_seconds = timeout_seconds
+
+    @abstractmethod
+    async def _evaluate(self, query: str, input: BaseModel) -> Any:
+        """Return the decoded value of `query` for `input`; raise on any failure."""
+
+    def _on_timeout(self) -> None:  # noqa: B027 - an optional hook; most adapters need nothing here
+        """Hook for adapters whose engine may still be busy after a timeout."""
+
+    async def evaluate_safety(self, input: SafetyInput) -> SafetyDecision:
+        """Decide on a proposal; never raises, fails closed."""
+        return await self._decide(SAFETY_QUERY, SafetyInput, input, SafetyDecision, deny_decision)
+
+    async def evaluate_approval(self, input: ApprovalInput) -> ApprovalDecision:
+        """Decide on an approval attempt; never raises, fails closed."""
+        return await self._decide(APPROVAL_QUERY, ApprovalInput, input, ApprovalDecision, refuse_approval)
+
+    async def evaluate_document(
+        self, package: Package, document: Mapping[str, Any]
+    ) -> SafetyDecision | ApprovalDecision:
+        """Validate a raw JSON document as the package's input model, then decide (used by the CLI)."""
+        if package == "safety":
+            return await self._decide(SAFETY_QUERY, SafetyInput, document, SafetyDecision, deny_decision)
+        return await self._decide(APPROVAL_QUERY, ApprovalInput, document, ApprovalDecision, refuse_approval)
+
+    async def _decide(
+        self,
+        query: str,
+        input_model: type[BaseModel],
+        raw_input: object,
+        decision_model: type[_D],
+        refuse: Callable[..., _D],
+    ) -> _D:
+        stamp = {
+            "bundle_revision": self.bundle_revision,
+            "bundle_sha256": self.bundle_sha256,
+            "engine": self.engine_name,
+        }
+
+        def fail(code: str, msg: str, **details: Any) -> _D:
+            log.warning(
+                "policy.fail_closed", query=query, code=code, error=msg, engine=self.engine_name,
+                bundle_revision=self.bundle_revision,
+            )  # fmt: skip
+            return refuse(code, msg, details=details, **stamp)
+
+        # Models are validated when built; raw documents (CLI, tests, foreign callers) are validated here.
+        if isinstance(raw_input, input_model):
+            model = raw_input
+        else:
+            try:
+                model = input_model.model_validate(raw_input)
+            except ValidationError as exc:
+                return fail(
+                    "invalid_input",
+                    f"{input_model.__name__}: {exc.error_count()} validation error(s): {exc.errors()[0]['msg']}",
+                    errors=_validation_details(exc),
+                )
+
+        started = time.monotonic()
+        try:
+            raw = await asyncio.wait_for(self._evaluate(query, model), self.timeout_seconds)
+        except TimeoutError:
+            self._on_timeout()
+            return fail("policy_timeout", f"{query}: no decision within {self.timeout_seconds:g}s")
+        except PolicyEvaluationError as exc:
+            return fail(exc.code, str(exc))
+        except Exception as exc:
+            return fail("policy_error", f"{query}: {type(exc).__name__}: {exc}")
+        elapsed = time.monotonic() - started
+        # An engine that holds the GIL cannot be interrupted; a late answer is still too late.
+        if elapsed > self.timeout_seconds:
+            self._on_timeout()
+            return fail("policy_timeout", f"{query}: decision took {elapsed:.3f}s, limit {self.timeout_seconds:g}s")
+
+        if not isinstance(raw, dict):
+            return fail("policy_malformed_decision", f"{query}: expected an object, got {type(raw).__name__}")
+        try:
+            decision = decision_model.model_validate({**raw, **stamp})
+        except ValidationError as exc:
+            return fail(
+                "policy_malformed_decision",
+                f"{query}: {exc.error_count()} problem(s), first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
+                errors=_validation_details(exc),
+            )
+        log.debug("policy.decision", query=query, engine=self.engine_name, seconds=round(elapsed, 6))
+        return decision
