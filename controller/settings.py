@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     approval_timeout_seconds: float = 3600.0
     approval_expiry_seconds: float = 3600.0
     verification_window_seconds: float = 60.0
+
+    # Actuators and notifiers
+    actuator: Literal["simulator", "webhook"] = "simulator"
+    actuator_url: str | None = Field(default=None, description="Webhook that applies actions (actuator=webhook).")
+    actuator_secret: SecretStr | None = Field(default=None, description="Shared HMAC-SHA256 key for actuator_url.")
+    actuator_timeout_seconds: float = Field(default=10.0, gt=0.0)
+    notifier: Literal["log", "webhook"] = "log"
+    notifier_url: str | None = Field(default=None, description="Slack-compatible incoming webhook (notifier=webhook).")
+    notifier_timeout_seconds: float = Field(default=5.0, gt=0.0)
 
     # API
     api_host: str = "127.0.0.1"
