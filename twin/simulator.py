@@ -16,11 +16,14 @@ Each step of `dt` seconds, evaluated at the end of the step (time t):
 4. Metrics are derived only when `snapshot()` is asked for (the hot loop stays pydantic-free):
    utilization = T / C (observed); p95 latency from M/M/c (`twin.queueing.response_time_p95`,
    exact) while a / C < 1 and the queue is empty; otherwise Q / T + 1/mu, the mean wait by
-   Little's law plus one service time (the spec's saturated approximation), never less than the
-   M/M/c value while a stable node drains. A node that serves nothing with work queued reports
-   `LATENCY_CEILING_MS`. Bad releases add their extra latency and error rate on top. With
-   `noise > 0` each rate/latency/queue metric (and the observed external rate) is multiplied by
-   max(0, 1 + noise x N(0, 1)) from the seeded RNG.
+   Little's law plus one service time (the spec's saturated approximation), never less than
+   the M/M/c p95 at min(a / C, `SATURATION_RHO`), so latency is monotone through rho = 1.
+   A node that serves nothing with work queued reports `LATENCY_CEILING_MS`. Bad releases add
+   their extra latency and error rate on top; load shed by a rate limit counts as errors.
+   `capacity_per_replica` is reported as it is now (after capacity faults and warm-up), since
+   that is what an observer of the real system would measure. With `noise > 0` the observed
+   external rate, arrival rate, throughput, queue depth and latency are each multiplied by
+   max(0, 1 + noise x N(0, 1)) from the seeded RNG (utilization follows the noisy throughput).
 
 Actions (`apply`) return the action that undoes them. `restart` is not compensable: queued work
 is lost and the node runs at `RESTART_WARMUP_FACTOR` of its capacity for
@@ -49,6 +52,8 @@ RESTART_WARMUP_SECONDS = 30.0
 """After a restart the node's replicas are warming up (cold caches, JIT) for this long..."""
 RESTART_WARMUP_FACTOR = 0.5
 """...and serve at this fraction of their capacity meanwhile."""
+SATURATION_RHO = 0.99
+"""A saturated node's p95 is at least the M/M/c p95 at this utilization."""
 LATENCY_CEILING_MS = 600_000.0
 """p95 reported for a node that has work queued but serves nothing (twin.v1 forbids inf)."""
 
@@ -364,13 +369,14 @@ class Simulator:
         capacity = replicas * mu
         if capacity <= 0:
             return None if queue <= 0 and admitted <= 0 else LATENCY_CEILING_MS / 1000.0
-        stable = admitted < capacity
-        mmc = response_time_p95(replicas, admitted, mu) if stable else 0.0
-        if queue <= 0 and stable:
-            return mmc
+        if queue <= 0 and admitted < capacity:
+            return response_time_p95(replicas, admitted, mu)
         if served <= 0:
             return LATENCY_CEILING_MS / 1000.0
-        return max(mmc, queue / served + 1.0 / mu)
+        # Saturated or draining: Little's-law wait plus a service time, floored by the M/M/c p95
+        # at (at most) SATURATION_RHO so latency never drops as a node crosses rho = 1.
+        floor = response_time_p95(replicas, min(admitted, SATURATION_RHO * capacity), mu)
+        return max(floor, queue / served + 1.0 / mu)
 
     # ---- actions ---------------------------------------------------------------------------
 
