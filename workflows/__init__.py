@@ -1,0 +1,40 @@
+"""Temporal workflows of the closed loop, their activities, ports and message contracts."""
+
+from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities
+from workflows.agent_loop import AgentLoopInput, AgentLoopStatus, AgentLoopWorkflow
+from workflows.contracts import (
+    TASK_QUEUE,
+    ApprovalResult,
+    ApproveInput,
+    Principal,
+    RejectInput,
+    RemediationInput,
+    RemediationResult,
+    RemediationState,
+    Stage,
+    Timeouts,
+)
+from workflows.remediation import RemediationWorkflow, policy_proposal
+from workflows.verification import check_goals
+
+__all__ = [
+    "TASK_QUEUE",
+    "AgentActivities",
+    "AgentLoopInput",
+    "AgentLoopStatus",
+    "AgentLoopWorkflow",
+    "ApprovalResult",
+    "ApproveInput",
+    "DeliberateInput",
+    "Principal",
+    "RejectInput",
+    "RemediationActivities",
+    "RemediationInput",
+    "RemediationResult",
+    "RemediationState",
+    "RemediationWorkflow",
+    "Stage",
+    "Timeouts",
+    "check_goals",
+    "policy_proposal",
+]

@@ -12,7 +12,8 @@ import pytest
 
 from twin.contract import Snapshot, parse_snapshot
 from twin.history import HistoryError, read_history, write_history
-from twin.sources import FileSource, HttpSource, StaleSnapshotError, TwinSource, TwinSourceError
+from twin.http_source import HttpSource
+from twin.sources import FileSource, StaleSnapshotError, TwinSource, TwinSourceError
 
 
 def _at(doc: dict[str, Any], when: datetime, twin_id: str = "shop") -> Snapshot:

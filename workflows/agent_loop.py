@@ -1,0 +1,254 @@
+"""AgentLoopWorkflow: one per twin. Every tick: snapshot -> deliberate -> start remediations.
+
+Never two open remediations for one node; a plan rolled back twice for the same node
+within the loop-breaker window is not proposed again (escalated instead). The loop
+continues-as-new when Temporal suggests it, carrying its bookkeeping forward.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from agents import AgentState, Proposal, settle
+    from twin.contract import Snapshot
+    from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities
+    from workflows.audit import AuditEventInput, EscalatedPayload, EventKind
+    from workflows.contracts import RemediationInput, RemediationResult, Stage, Timeouts
+    from workflows.policy import ActionRecord, Requester, action_node
+    from workflows.remediation import AUDIT_RETRY, AUDIT_TIMEOUT, RemediationWorkflow
+
+SNAPSHOT_TIMEOUT = timedelta(seconds=30)
+SNAPSHOT_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+DELIBERATE_TIMEOUT = timedelta(seconds=60)
+DELIBERATE_RETRY = RetryPolicy(maximum_attempts=3)
+HISTORY_KEPT = 60
+"""Snapshots carried for trends (the agent's window is 15 min: 60 ticks at the default 15 s)."""
+
+
+class AgentLoopInput(BaseModel):
+    """Start (or continue) the loop of one twin."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    twin_id: str
+    agent_name: str = "bdi"
+    tick_seconds: float = Field(default=15.0, gt=0)
+    timeouts: Timeouts = Timeouts()
+    latency_slo_ms: dict[str, float] = Field(default_factory=dict)
+    cooldown_seconds: float = 300.0
+    """Cool-down per node after a remediation ends (from the desires)."""
+    loop_breaker_window_seconds: float = 86400.0
+    loop_breaker_rollbacks: int = 2
+    max_ticks: int | None = None
+    """Stop after this many ticks (demos and tests); None runs until cancelled."""
+    # Carried across continue-as-new:
+    state: AgentState = Field(default_factory=AgentState)
+    history: list[Snapshot] = Field(default_factory=list)
+    open: dict[str, str] = Field(default_factory=dict)
+    """node -> workflow id of its open remediation."""
+    actions: list[ActionRecord] = Field(default_factory=list)
+    escalated: list[str] = Field(default_factory=list)
+    """`node/plan_hash` pairs already escalated by the loop breaker."""
+    ticks_done: int = 0
+
+
+class AgentLoopStatus(BaseModel):
+    """What the `status` query returns."""
+
+    model_config = ConfigDict(frozen=True)
+
+    twin_id: str
+    ticks_done: int
+    open: dict[str, str]
+    last_observed_at: datetime | None
+    last_error: str | None
+    proposals_started: int
+    results: list[RemediationResult]
+
+
+_OUTCOMES = {Stage.COMPLETED: "verified", Stage.ROLLED_BACK: "rolled_back", Stage.FAILED: "rolled_back"}
+
+
+@workflow.defn
+class AgentLoopWorkflow:
+    """Watches one twin and starts a RemediationWorkflow per new intention."""
+
+    @workflow.init
+    def __init__(self, input: AgentLoopInput) -> None:
+        self._input = input
+        self._state = input.state
+        self._history = list(input.history)
+        self._open = dict(input.open)
+        self._actions = list(input.actions)
+        self._escalated = set(input.escalated)
+        self._ticks = input.ticks_done
+        self._last_observed: datetime | None = None
+        self._last_error: str | None = None
+        self._started = 0
+        self._results: list[RemediationResult] = []
+        self._events = 0
+
+    @workflow.query
+    def status(self) -> AgentLoopStatus:
+        """Ticks so far, open remediations per node, last observation, recent results."""
+        return AgentLoopStatus(
+            twin_id=self._input.twin_id,
+            ticks_done=self._ticks,
+            open=dict(self._open),
+            last_observed_at=self._last_observed,
+            last_error=self._last_error,
+            proposals_started=self._started,
+            results=list(self._results[-20:]),
+        )
+
+    @workflow.signal
+    def remediation_finished(self, result: RemediationResult) -> None:
+        """A child finished: free its node and remember the outcome for the rules."""
+        for node, wid in list(self._open.items()):
+            if wid.endswith(result.proposal_id):
+                del self._open[node]
+        self._results.append(result)
+        self._state = settle(self._state, result.proposal_id, workflow.now(), self._input.cooldown_seconds)
+        outcome = _OUTCOMES.get(result.stage)
+        if outcome is None:
+            return
+        for action in result.actions:
+            self._actions.append(
+                ActionRecord.model_validate(
+                    {
+                        "at": workflow.now(),
+                        "node": action_node(action),
+                        "action_type": action.type,
+                        "plan_hash": result.plan_hash,
+                        "outcome": outcome,
+                    }
+                )
+            )
+
+    @workflow.run
+    async def run(self, input: AgentLoopInput) -> AgentLoopStatus:
+        """Tick until max_ticks (or forever), continuing-as-new when the history grows long."""
+        while input.max_ticks is None or self._ticks < input.max_ticks:
+            await self._tick()
+            self._ticks += 1
+            if input.max_ticks is not None and self._ticks >= input.max_ticks:
+                break
+            await workflow.sleep(timedelta(seconds=input.tick_seconds))
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._carry())
+        return self.status()
+
+    def _carry(self) -> AgentLoopInput:
+        horizon = workflow.now() - timedelta(seconds=self._input.loop_breaker_window_seconds)
+        return self._input.model_copy(
+            update={
+                "state": self._state,
+                "history": self._history[-HISTORY_KEPT:],
+                "open": dict(self._open),
+                "actions": [a for a in self._actions if a.at >= horizon],
+                "escalated": sorted(self._escalated),
+                "ticks_done": self._ticks,
+            }
+        )
+
+    async def _tick(self) -> None:
+        try:
+            snapshot = await workflow.execute_activity_method(
+                AgentActivities.take_snapshot, start_to_close_timeout=SNAPSHOT_TIMEOUT, retry_policy=SNAPSHOT_RETRY
+            )
+        except ActivityError as err:
+            # No fresh twin, no action: fail closed and try again next tick.
+            self._last_error = str(err.cause or err)
+            workflow.logger.warning("tick %d: no snapshot: %s", self._ticks, self._last_error)
+            return
+        self._last_observed = snapshot.observed_at
+        decision = await workflow.execute_activity_method(
+            AgentActivities.deliberate,
+            DeliberateInput(state=self._state, snapshot=snapshot, history=self._history[-HISTORY_KEPT:]),
+            start_to_close_timeout=DELIBERATE_TIMEOUT,
+            retry_policy=DELIBERATE_RETRY,
+        )
+        self._history = [*self._history, snapshot][-HISTORY_KEPT:]
+        self._state = decision.new_state
+        for dropped in decision.dropped_intentions:
+            wid = f"remediation-{dropped.intention.id}"
+            if wid in self._open.values():
+                await workflow.get_external_workflow_handle(wid).signal(
+                    RemediationWorkflow.withdraw, f"the agent reconsidered ({dropped.reason}): {dropped.detail}"
+                )
+        for proposal in decision.proposals:
+            await self._start(proposal)
+
+    def _rollbacks(self, node: str, plan_hash: str) -> int:
+        horizon = workflow.now() - timedelta(seconds=self._input.loop_breaker_window_seconds)
+        return sum(
+            1
+            for a in self._actions
+            if a.node == node and a.plan_hash == plan_hash and a.outcome == "rolled_back" and a.at >= horizon
+        )
+
+    async def _start(self, proposal: Proposal) -> None:
+        nodes = {proposal.target, *(action_node(a) for a in proposal.actions)}
+        if any(n in self._open for n in nodes):
+            return  # never two open remediations for one node
+        key = f"{proposal.target}/{proposal.plan_hash}"
+        if self._rollbacks(proposal.target, proposal.plan_hash) >= self._input.loop_breaker_rollbacks:
+            if key not in self._escalated:
+                self._escalated.add(key)
+                await self._escalate(proposal)
+            return
+        workflow_id = f"remediation-{proposal.id}"
+        try:
+            await workflow.start_child_workflow(
+                RemediationWorkflow.run,
+                RemediationInput(
+                    proposal=proposal,
+                    requester=Requester(kind="agent", id=self._input.agent_name),
+                    timeouts=self._input.timeouts,
+                    recent_actions=[a for a in self._actions if a.node in nodes],
+                    latency_slo_ms={k: v for k, v in self._input.latency_slo_ms.items() if k in nodes},
+                ),
+                id=workflow_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            return  # the same proposal is already running: never run it twice
+        self._started += 1
+        for n in nodes:
+            self._open[n] = workflow_id
+
+    async def _escalate(self, proposal: Proposal) -> None:
+        self._events += 1
+        info = workflow.info()
+        await workflow.execute_activity_method(
+            RemediationActivities.record_event,
+            AuditEventInput(
+                event_id=f"{info.workflow_id}/{info.run_id}/loop-breaker/{self._events:03d}",
+                time=workflow.now(),
+                remediation_id=proposal.id,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                actor=f"agent:{self._input.agent_name}",
+                kind=EventKind.ESCALATED,
+                target_nodes=(proposal.target,),
+                payload=EscalatedPayload(
+                    to="on-call",
+                    reason=(
+                        f"loop breaker: plan {proposal.plan_hash} for {proposal.target} was rolled back "
+                        f"{self._input.loop_breaker_rollbacks} times within "
+                        f"{self._input.loop_breaker_window_seconds:g}s; not proposing it again"
+                    ),
+                ),
+            ),
+            start_to_close_timeout=AUDIT_TIMEOUT,
+            retry_policy=AUDIT_RETRY,
+        )

@@ -1,0 +1,181 @@
+"""Messages of the workflows: inputs, results, update arguments and the live state query.
+
+The task queue name and every timeout default live here too, so the worker, the
+starters and the tests agree on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents import Proposal
+from twin.actions import Action
+from workflows.policy import ActionRecord, Requester
+
+TASK_QUEUE = "twinops"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Timeouts(_Message):
+    """Durations (seconds) a remediation waits; from settings or the policy."""
+
+    approval_seconds: float = Field(default=3600.0, gt=0)
+    """Pending this long without quorum: escalate."""
+    expiry_seconds: float = Field(default=3600.0, gt=0)
+    """Escalated this long without quorum: expire."""
+    verification_window_seconds: float = Field(default=60.0, ge=0)
+    """Time the estate gets to settle before the goals are checked."""
+
+
+def actor_of(requester: Requester) -> str:
+    """The audit actor string of a requester: agent:NAME, playbook:NAME or user:ID."""
+    prefix = {"agent": "agent", "playbook": "playbook", "human": "user"}[requester.kind]
+    return f"{prefix}:{requester.id}"
+
+
+class RemediationInput(_Message):
+    """Start a RemediationWorkflow for one proposal."""
+
+    proposal: Proposal
+    requester: Requester
+    timeouts: Timeouts = Timeouts()
+    recent_actions: list[ActionRecord] = Field(default_factory=list)
+    latency_slo_ms: dict[str, float] = Field(default_factory=dict)
+    """p95 SLOs (from the desires) the affected nodes must meet after the fix."""
+    verification_tolerance: float = Field(default=0.05, ge=0)
+    """How much worse than before (relative) a node may look after the fix before it counts as worse."""
+    notify_parent: bool = True
+    """Signal the parent agent loop (if any) with the outcome when done."""
+
+
+class Stage(StrEnum):
+    """Where a remediation is in its life."""
+
+    PROPOSED = "proposed"
+    EVALUATING = "evaluating"
+    AWAITING_APPROVAL = "awaiting_approval"
+    ESCALATED = "escalated"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    ROLLED_BACK = "rolled_back"
+    DENIED = "denied"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TERMINAL_STAGES = frozenset(
+    {
+        Stage.COMPLETED,
+        Stage.ROLLED_BACK,
+        Stage.DENIED,
+        Stage.REJECTED,
+        Stage.EXPIRED,
+        Stage.CANCELLED,
+        Stage.FAILED,
+    }
+)
+
+
+class Principal(_Message):
+    """An authenticated human acting on a proposal (resolved from an API token)."""
+
+    id: str
+    roles: list[str] = Field(default_factory=list)
+    team: str | None = None
+
+
+class ApproveInput(_Message):
+    """Argument of the `approve` update."""
+
+    principal: Principal
+    comment: str = ""
+
+
+class RejectInput(_Message):
+    """Argument of the `reject` update."""
+
+    principal: Principal
+    reason: str = Field(min_length=1)
+
+
+class ApprovalResult(_Message):
+    """What the approver is told: did it count, is the quorum met, what is still needed."""
+
+    counted: bool
+    quorum_met: bool
+    approvals: list[str]
+    still_needed: int
+    reasons: list[str] = Field(default_factory=list)
+
+
+class StepState(_Message):
+    """One executed step."""
+
+    index: int
+    action: Action
+    idempotency_key: str
+    applied: bool
+    compensation: Action | None
+
+
+class RemediationState(_Message):
+    """The live state returned by the `state` query."""
+
+    proposal_id: str
+    stage: Stage
+    risk: str | None = None
+    required_approvals: int = 0
+    approvals: list[str] = Field(default_factory=list)
+    deadline: datetime | None = None
+    steps_done: list[StepState] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class RemediationResult(_Message):
+    """How a remediation ended."""
+
+    proposal_id: str
+    target: str
+    plan_hash: str
+    stage: Stage
+    actions: list[Action] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    steps_applied: int = 0
+    compensations_failed: int = 0
+
+
+class VerifyInput(_Message):
+    """Check the goals the plan promised against a fresh snapshot."""
+
+    proposal: Proposal
+    tolerance: float
+    latency_slo_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class VerifyResult(_Message):
+    """Verdict of a verification, with the evidence."""
+
+    met: bool
+    worse: bool
+    observed_at: datetime
+    findings: list[str]
+    nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class StepInput(_Message):
+    """Apply one action once per idempotency key."""
+
+    idempotency_key: str
+    action: Action
+    remediation_id: str
