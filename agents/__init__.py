@@ -1,0 +1,62 @@
+"""BDI agents over the twin: beliefs, desires, detection, plan library, planner, intentions.
+
+Pure and deterministic: no I/O, no clock or environment reads, no Temporal. Time
+arrives with the snapshot. One tick is `decide(state, snapshot, desires)`.
+"""
+
+from agents.agent import Decision, decide, groups
+from agents.beliefs import Beliefs, DataIssue, Evidence, NodeBelief, Sample, revise
+from agents.desires import Budget, Desires, DesiresError, GoalKind, UtilizationTarget, load_desires, parse_desires
+from agents.detection import Detection, Finding, FindingKind, detect
+from agents.intentions import AgentState, DroppedIntention, Intention, adopt, settle
+from agents.planner import evaluate_actions, needed_replicas, plan, plan_scale_down, projected_snapshot
+from agents.proposal import Alternative, GoalResult, NodeOutcome, PlanOption, PlanStep, Proposal, plan_hash, proposal_id
+from agents.trend import theil_sen_slope
+from agents.whatif import Prediction, SimulatorWhatIf, SteadyStateWhatIf, WhatIf, steady_state
+
+__all__ = [
+    "AgentState",
+    "Alternative",
+    "Beliefs",
+    "Budget",
+    "DataIssue",
+    "Decision",
+    "Desires",
+    "DesiresError",
+    "Detection",
+    "DroppedIntention",
+    "Evidence",
+    "Finding",
+    "FindingKind",
+    "GoalKind",
+    "GoalResult",
+    "Intention",
+    "NodeBelief",
+    "NodeOutcome",
+    "PlanOption",
+    "PlanStep",
+    "Prediction",
+    "Proposal",
+    "Sample",
+    "SimulatorWhatIf",
+    "SteadyStateWhatIf",
+    "UtilizationTarget",
+    "WhatIf",
+    "adopt",
+    "decide",
+    "detect",
+    "evaluate_actions",
+    "groups",
+    "load_desires",
+    "needed_replicas",
+    "parse_desires",
+    "plan",
+    "plan_hash",
+    "plan_scale_down",
+    "projected_snapshot",
+    "proposal_id",
+    "revise",
+    "settle",
+    "steady_state",
+    "theil_sen_slope",
+]

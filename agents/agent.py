@@ -1,0 +1,179 @@
+"""One agent tick: revise beliefs, detect, deliberate over intentions, plan. Pure and deterministic.
+
+`decide(state, snapshot, desires)` is the single entry point a workflow calls per
+tick; everything it needs from the previous tick is in `AgentState`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from agents._frozen import Frozen
+from agents.beliefs import Beliefs, revise
+from agents.desires import Desires
+from agents.detection import CAPACITY_KINDS, Detection, Finding, FindingKind, detect
+from agents.intentions import AgentState, DroppedIntention, Intention, achieved, adopt, with_cooldown
+from agents.planner import evaluate_actions, plan, plan_scale_down
+from agents.proposal import PlanOption, Proposal
+from agents.whatif import SteadyStateWhatIf, WhatIf
+from twin.contract import Snapshot
+
+
+class Decision(Frozen):
+    """The outcome of one tick: the state to carry on, new proposals, intentions let go."""
+
+    new_state: AgentState
+    proposals: tuple[Proposal, ...]
+    dropped_intentions: tuple[DroppedIntention, ...]
+    beliefs: Beliefs
+    detection: Detection
+
+
+def groups(beliefs: Beliefs, nodes: set[str]) -> list[list[str]]:
+    """Partition problem nodes so a node and every problem node upstream of it share a group.
+
+    A constraint and the nodes it hides downstream then get one plan (one step to health).
+    """
+    parent = {n: n for n in nodes}
+
+    def find(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    preds: dict[str, list[str]] = {}
+    for e in beliefs.snapshot.edges:
+        preds.setdefault(e.target, []).append(e.source)
+    # Carry, in topological order, the problem ancestors' group root down the graph.
+    reach: dict[str, set[str]] = {}
+    for n in beliefs.order:
+        inherited: set[str] = set()
+        for u in preds.get(n, ()):
+            inherited |= reach.get(u, set())
+        if n in nodes:
+            for root in inherited:
+                parent[find(root)] = find(n)
+            inherited = {find(n)}
+        else:
+            inherited = {find(r) for r in inherited}
+        reach[n] = inherited
+    result: dict[str, list[str]] = {}
+    for n in beliefs.order:
+        if n in nodes:
+            result.setdefault(find(n), []).append(n)
+    return sorted(result.values(), key=lambda g: beliefs.order.index(g[0]))
+
+
+def _better(new: Proposal, old_still: PlanOption) -> bool:
+    """Whether the fresh plan meets strictly more (by priority) than the committed one would now."""
+    new_key = tuple(len(g.violations) for g in new.plan.goals)
+    old_key = tuple(len(g.violations) for g in old_still.goals)
+    return new_key < old_key
+
+
+def _replay(intention: Intention, beliefs: Beliefs, desires: Desires, findings: Sequence[Finding]) -> PlanOption:
+    """The committed plan re-evaluated under current beliefs."""
+    return evaluate_actions(beliefs, desires, findings, intention.actions)
+
+
+def decide(
+    state: AgentState,
+    snapshot: Snapshot,
+    desires: Desires,
+    *,
+    history: Sequence[Snapshot] = (),
+    now: datetime | None = None,
+    whatif: WhatIf | None = None,
+) -> Decision:
+    """One tick of the agent. Deterministic: same state, snapshot and desires give the same decision.
+
+    `now` (the workflow's clock) only feeds the staleness check; time otherwise comes
+    from `snapshot.observed_at`. A stale snapshot produces no proposals (no fresh twin,
+    no action), but beliefs, findings and reconsideration still run.
+    """
+    whatif = whatif or SteadyStateWhatIf()
+    beliefs = revise(state.beliefs, snapshot, history, desires=desires, now=now)
+    detection = detect(beliefs, desires)
+    at = beliefs.observed_at
+    by_node: dict[str, list[Finding]] = {}
+    for f in detection.findings:
+        if f.node is not None and f.kind in (*CAPACITY_KINDS, FindingKind.LATENCY_SLO):
+            by_node.setdefault(f.node, []).append(f)
+
+    cooldown = dict(state.cooldown_until)
+    kept: list[Intention] = []
+    dropped: list[DroppedIntention] = []
+    for intention in state.intentions:
+        if achieved(intention, beliefs):
+            dropped.append(DroppedIntention(intention=intention, reason="achieved", detail="its plan is in effect"))
+            cooldown = with_cooldown(
+                state.model_copy(update={"cooldown_until": cooldown}), intention.nodes, at, desires.cooldown_seconds
+            )
+        elif intention.intent == "remediate" and not any(n in by_node for n in intention.nodes):
+            dropped.append(
+                DroppedIntention(intention=intention, reason="cleared", detail="its findings cleared on their own")
+            )
+        elif intention.intent == "scale_down" and (
+            beliefs.nodes[intention.target].demand_utilization >= desires.scale_down_below
+            or beliefs.nodes[intention.target].upstream_saturated
+        ):
+            dropped.append(DroppedIntention(intention=intention, reason="cleared", detail="no longer underused"))
+        else:
+            kept.append(intention)
+    working = state.model_copy(update={"cooldown_until": cooldown})
+
+    def cooling(n: str) -> bool:
+        return working.cooling(n, at)
+
+    problems = {n for n, fs in by_node.items() if not cooling(n) or any(f.kind is FindingKind.SATURATED for f in fs)}
+    proposals: list[Proposal] = []
+    for group in groups(beliefs, problems):
+        findings = [f for n in group for f in by_node[n]]
+        committed = [i for i in kept if any(n in i.nodes for n in group)]
+        fresh = plan(beliefs, desires, findings, whatif=whatif)
+        if fresh is None:
+            continue
+        if committed:
+            # Commitment: keep the old plans unless the fresh one does strictly better now.
+            if all(c.intent == "remediate" for c in committed):
+                old = committed[0]
+                if len(committed) == 1 and not _better(fresh, _replay(old, beliefs, desires, findings)):
+                    continue
+            for c in committed:
+                kept.remove(c)
+                dropped.append(
+                    DroppedIntention(intention=c, reason="superseded", detail=f"replaced by proposal {fresh.id}")
+                )
+        if beliefs.stale:
+            continue
+        proposals.append(fresh)
+        kept.append(adopt(fresh))
+
+    covered = {n for i in kept for n in i.nodes}
+    if not beliefs.stale:
+        for n in beliefs.order:
+            b = beliefs.nodes[n]
+            if (
+                n in covered
+                or n in by_node
+                or cooling(n)
+                or b.upstream_saturated
+                or b.replicas <= b.min_replicas
+                or b.demand_utilization >= desires.scale_down_below
+                or b.demand_slope > 0
+            ):
+                continue
+            down = plan_scale_down(beliefs, desires, n, whatif=whatif)
+            if down is not None:
+                proposals.append(down)
+                kept.append(adopt(down))
+    new_state = AgentState(beliefs=beliefs, intentions=tuple(kept), cooldown_until=working.cooldown_until)
+    return Decision(
+        new_state=new_state,
+        proposals=tuple(proposals),
+        dropped_intentions=tuple(dropped),
+        beliefs=beliefs,
+        detection=detection,
+    )

@@ -1,0 +1,363 @@
+"""Beliefs: what the agent holds true about the twin, revised from each snapshot and its history.
+
+Demand is computed through the graph (reference semantics), never read off the
+metrics: a node behind a saturated upstream shows throttled arrivals while its
+offered demand already exceeds its capacity, and the agent must see that.
+Every belief carries its evidence, a sentence a human can check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from statistics import median
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from agents._frozen import Frozen
+from agents.desires import Desires
+from agents.trend import MAX_SAMPLES, significant_slope
+from twin.contract import Metrics, NodeKind, Snapshot
+from twin.graph import out_edges_of, propagate, topological_order
+
+RHO_CAP = 1e6
+"""Demand utilization reported for demand on zero capacity."""
+
+WINDOW_SECONDS = 900.0
+"""Samples older than this (relative to the newest snapshot) leave the trend window."""
+
+
+class Evidence(Frozen):
+    """Why the agent believes something: where it came from and a sentence a human can check."""
+
+    source: Literal["snapshot", "graph", "history", "desires"]
+    statement: str
+
+
+class Sample(Frozen):
+    """One point of the trend window: external load per entry node at a moment."""
+
+    at: AwareDatetime
+    external: dict[str, float]
+
+
+class DataIssue(Frozen):
+    """A data-quality problem: stale snapshot, missing metrics, metrics contradicting the graph."""
+
+    node: str | None
+    problem: Literal["stale", "missing_metrics", "contradiction"]
+    detail: str
+
+
+class NodeBelief(Frozen):
+    """Everything believed about one node, with the evidence for it."""
+
+    node: str
+    kind: NodeKind
+    tags: dict[str, str] = Field(default_factory=dict)
+    replicas: int
+    min_replicas: int
+    max_replicas: int
+    capacity_per_replica: float
+    capacity: float
+    external_rate: float
+    demand: float
+    """Offered demand D through the graph (rps)."""
+    demand_utilization: float
+    """rho = D / C; may exceed 1; inf for demand on zero capacity."""
+    arrivals: float
+    """Arrivals the node actually sees, throttled by upstream capacity (reference semantics)."""
+    throttled: bool
+    """True when upstream constraints hide part of this node's demand from its metrics."""
+    upstream_saturated: bool
+    external_slope: float
+    """Robust slope of this node's external load (rps per second)."""
+    demand_slope: float
+    """Slope of offered demand, propagated linearly through the graph (rps per second)."""
+    utilization_slope: float
+    """Slope of demand utilization at current capacity (per second)."""
+    blast_radius: float
+    """Share of all external traffic that passes through this node (0..1)."""
+    observed: Metrics
+    confidence: float
+    evidence: tuple[Evidence, ...] = ()
+
+
+class Beliefs(Frozen):
+    """The agent's picture of one twin at `observed_at`."""
+
+    twin_id: str
+    observed_at: AwareDatetime
+    snapshot: Snapshot
+    order: tuple[str, ...]
+    nodes: dict[str, NodeBelief]
+    constraint: str | None
+    """Node with the highest demand utilization (None when nothing carries load)."""
+    data_issues: tuple[DataIssue, ...] = ()
+    window: tuple[Sample, ...] = ()
+    stale: bool = False
+    confidence: float = 1.0
+
+    def node(self, node_id: str) -> NodeBelief:
+        """Belief about one node; KeyError naming it if absent."""
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise KeyError(f"twin {self.twin_id!r} has no node {node_id!r}") from None
+
+    def projected_demand(self, seconds: float) -> dict[str, float]:
+        """Offered demand `seconds` ahead when rising trends continue (falling ones are ignored: be cautious)."""
+        return {n: b.demand + max(0.0, b.demand_slope) * seconds for n, b in self.nodes.items()}
+
+
+def _window(previous: Beliefs | None, history: Sequence[Snapshot], snapshot: Snapshot) -> tuple[Sample, ...]:
+    samples: dict[datetime, Sample] = {}
+    if previous is not None and previous.twin_id == snapshot.twin_id:
+        for s in previous.window:
+            samples[s.at] = s
+    for snap in (*history, snapshot):
+        if snap.twin_id != snapshot.twin_id or snap.observed_at > snapshot.observed_at:
+            continue
+        samples[snap.observed_at] = Sample(
+            at=snap.observed_at,
+            external={n.id: n.external_arrival_rate for n in snap.nodes if n.external_arrival_rate > 0},
+        )
+    horizon = snapshot.observed_at.timestamp() - WINDOW_SECONDS
+    kept = [samples[t] for t in sorted(samples) if t.timestamp() >= horizon]
+    return tuple(kept[-MAX_SAMPLES:])
+
+
+LEVEL_SAMPLES = 3
+"""External load is believed at the median of the last few samples: one noisy scrape cannot
+trigger a scale-up (the anti-flapping rule for measurement noise), while a real step shows
+after two ticks."""
+
+
+def _smoothed(window: Sequence[Sample], ext: Mapping[str, float], slopes: Mapping[str, float]) -> dict[str, float]:
+    recent = window[-LEVEL_SAMPLES:]
+    if len(recent) < LEVEL_SAMPLES:
+        return dict(ext)
+    now = recent[-1].at.timestamp()
+    # Each sample is carried forward along the trend before taking the median, so a ramp is not lagged.
+    return {
+        n: median(s.external.get(n, 0.0) + slopes.get(n, 0.0) * (now - s.at.timestamp()) for s in recent)
+        if v > 0
+        else v
+        for n, v in ext.items()
+    }
+
+
+def _external_slopes(window: Sequence[Sample], entries: Sequence[str]) -> dict[str, float]:
+    slopes: dict[str, float] = {}
+    for node in entries:
+        points = [(s.at.timestamp(), s.external.get(node, 0.0)) for s in window]
+        slopes[node] = significant_slope(points)
+    return slopes
+
+
+def _blast_radius(
+    order: Sequence[str], out: Mapping[str, Sequence[tuple[str, float]]], ext: Mapping[str, float]
+) -> dict[str, float]:
+    # Bitsets of the entry nodes whose traffic can reach each node: one pass in topological order.
+    entries = [n for n in order if ext.get(n, 0.0) > 0]
+    bit = {n: 1 << i for i, n in enumerate(entries)}
+    reach = {n: bit.get(n, 0) for n in order}
+    for n in order:
+        for target, ratio in out.get(n, ()):
+            if ratio > 0:
+                reach[target] |= reach[n]
+    total = sum(ext[e] for e in entries)
+    if total <= 0:
+        return dict.fromkeys(order, 0.0)
+    return {n: sum(ext[e] for e in entries if reach[n] & bit[e]) / total for n in order}
+
+
+def _quality(
+    snapshot: Snapshot,
+    capacity: Mapping[str, float],
+    demand: Mapping[str, float],
+    arrivals: Mapping[str, float],
+    tolerance: float,
+) -> dict[str, list[DataIssue]]:
+    issues: dict[str, list[DataIssue]] = {}
+    for n in snapshot.nodes:
+        m = n.metrics
+        found: list[DataIssue] = []
+        missing = [f for f in ("arrival_rate", "throughput", "utilization") if getattr(m, f) is None]
+        if missing:
+            found.append(
+                DataIssue(node=n.id, problem="missing_metrics", detail=f"node {n.id!r}: no {', '.join(missing)}")
+            )
+        cap = capacity[n.id]
+        if m.throughput is not None and m.throughput > cap * (1 + tolerance) + 1e-6:
+            found.append(
+                DataIssue(
+                    node=n.id,
+                    problem="contradiction",
+                    detail=f"node {n.id!r}: observed throughput {m.throughput:.1f} rps exceeds capacity {cap:.1f} rps",
+                )
+            )
+        if m.arrival_rate is not None:
+            a, d = arrivals[n.id], demand[n.id]
+            off_a = abs(m.arrival_rate - a) > tolerance * max(a, 1.0)
+            off_d = abs(m.arrival_rate - d) > tolerance * max(d, 1.0)
+            if off_a and off_d:
+                found.append(
+                    DataIssue(
+                        node=n.id,
+                        problem="contradiction",
+                        detail=(
+                            f"node {n.id!r}: observed arrivals {m.arrival_rate:.1f} rps match neither the graph's "
+                            f"throttled arrivals {a:.1f} nor its demand {d:.1f} (tolerance {tolerance:.0%})"
+                        ),
+                    )
+                )
+        if found:
+            issues[n.id] = found
+    return issues
+
+
+def revise(
+    beliefs: Beliefs | None,
+    snapshot: Snapshot,
+    history: Sequence[Snapshot] = (),
+    *,
+    desires: Desires | None = None,
+    now: datetime | None = None,
+) -> Beliefs:
+    """New beliefs from the previous ones, a fresh snapshot and (optionally) older snapshots.
+
+    Never raises on a valid snapshot: poor data lowers confidence and is reported in
+    `data_issues`. `now` (from the caller's clock, e.g. `workflow.now()`) enables the
+    staleness check; without it only a snapshot not newer than the last one is stale.
+    """
+    desires = desires or Desires()
+    ids = [n.id for n in snapshot.nodes]
+    order = topological_order(ids, [(e.source, e.target) for e in snapshot.edges])
+    out = out_edges_of(snapshot)
+    ext = {n.id: n.external_arrival_rate for n in snapshot.nodes}
+    cap = {n.id: n.replicas * n.capacity_per_replica for n in snapshot.nodes}
+    window = _window(beliefs, history, snapshot)
+    observed_ext = ext
+    ext_slopes = _external_slopes(window, [n for n in order if ext[n] > 0 or any(n in s.external for s in window)])
+    ext = _smoothed(window, ext, ext_slopes)
+    flow = propagate(order, ext, out, cap)
+    slope_flow = propagate(order, ext_slopes, out, dict.fromkeys(order, math.inf))
+    blast = _blast_radius(order, out, ext)
+
+    issues: list[DataIssue] = []
+    stale_reasons: list[str] = []
+    if beliefs is not None and beliefs.twin_id == snapshot.twin_id and snapshot.observed_at <= beliefs.observed_at:
+        stale_reasons.append(
+            f"snapshot observed at {snapshot.observed_at.isoformat()} is not newer than the last one "
+            f"({beliefs.observed_at.isoformat()})"
+        )
+    if now is not None:
+        age = (now - snapshot.observed_at).total_seconds()
+        if age > desires.max_snapshot_age_seconds:
+            stale_reasons.append(f"snapshot is {age:.0f}s old (max {desires.max_snapshot_age_seconds:.0f}s)")
+    for reason in stale_reasons:
+        issues.append(DataIssue(node=None, problem="stale", detail=reason))
+    stale = bool(stale_reasons)
+    per_node = _quality(snapshot, cap, flow.demand, flow.arrivals, desires.contradiction_tolerance)
+
+    # A node with demand and no replicas has infinite utilization; a large finite stand-in keeps
+    # the models JSON-safe and still sorts it first.
+    rho = {n: min(flow.utilization(n), RHO_CAP) for n in order}
+    preds: dict[str, list[str]] = {n: [] for n in order}
+    for e in snapshot.edges:
+        preds[e.target].append(e.source)
+    upstream_sat: dict[str, bool] = {}
+    for n in order:
+        upstream_sat[n] = any(rho[u] >= 1.0 or upstream_sat[u] for u in preds[n])
+
+    nodes: dict[str, NodeBelief] = {}
+    for node in snapshot.nodes:
+        n = node.id
+        d, c, a = flow.demand[n], cap[n], flow.arrivals[n]
+        throttled = d > a * (1 + 1e-9) + 1e-9
+        evidence = [
+            Evidence(
+                source="graph",
+                statement=(
+                    f"offered demand {d:.1f} rps vs capacity {c:.1f} rps "
+                    f"({node.replicas} x {node.capacity_per_replica:g}): utilization {rho[n]:.2f}"
+                ),
+            )
+        ]
+        if throttled:
+            evidence.append(
+                Evidence(
+                    source="graph",
+                    statement=f"only {a:.1f} rps arrive: {d - a:.1f} rps are held back by a saturated upstream node",
+                )
+            )
+        if ext[n] != observed_ext[n]:
+            evidence.append(
+                Evidence(
+                    source="history",
+                    statement=(
+                        f"external load {ext[n]:.1f} rps (median of the last {LEVEL_SAMPLES} samples; "
+                        f"latest {observed_ext[n]:.1f})"
+                    ),
+                )
+            )
+        if node.metrics.utilization is not None:
+            evidence.append(
+                Evidence(source="snapshot", statement=f"observed utilization {node.metrics.utilization:.2f}")
+            )
+        d_slope = slope_flow.demand[n]
+        if d_slope != 0.0:
+            evidence.append(
+                Evidence(
+                    source="history",
+                    statement=f"demand trend {d_slope * 60:+.1f} rps/min (Theil-Sen over {len(window)} samples)",
+                )
+            )
+        confidence = 1.0
+        for issue in per_node.get(n, ()):
+            confidence *= 0.8 if issue.problem == "missing_metrics" else 0.5
+            evidence.append(Evidence(source="snapshot", statement=issue.detail))
+            issues.append(issue)
+        if stale:
+            confidence *= 0.3
+        nodes[n] = NodeBelief(
+            node=n,
+            kind=node.kind,
+            tags=dict(node.tags),
+            replicas=node.replicas,
+            min_replicas=node.min_replicas,
+            max_replicas=node.max_replicas,
+            capacity_per_replica=node.capacity_per_replica,
+            capacity=c,
+            external_rate=ext[n],
+            demand=d,
+            demand_utilization=rho[n],
+            arrivals=a,
+            throttled=throttled,
+            upstream_saturated=upstream_sat[n],
+            external_slope=ext_slopes.get(n, 0.0),
+            demand_slope=d_slope,
+            utilization_slope=d_slope / c if c > 0 else 0.0,
+            blast_radius=blast[n],
+            observed=node.metrics,
+            confidence=confidence,
+            evidence=tuple(evidence),
+        )
+    loaded = [n for n in order if flow.demand[n] > 0]
+    position = {n: i for i, n in enumerate(order)}
+    constraint = max(loaded, key=lambda n: (rho[n], -position[n])) if loaded else None
+    return Beliefs(
+        twin_id=snapshot.twin_id,
+        observed_at=snapshot.observed_at,
+        snapshot=snapshot,
+        order=tuple(order),
+        nodes=nodes,
+        constraint=constraint,
+        data_issues=tuple(issues),
+        window=window,
+        stale=stale,
+        confidence=min((b.confidence for b in nodes.values()), default=1.0),
+    )

@@ -1,0 +1,146 @@
+"""Detection: findings (present, predicted, latency, data quality) and the constraint."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime
+
+from agents._frozen import Frozen
+from agents.beliefs import Beliefs, Evidence
+from agents.desires import Desires
+
+
+class FindingKind(StrEnum):
+    """What is wrong, most urgent first."""
+
+    SATURATED = "saturated"
+    AT_RISK = "at_risk"
+    PREDICTED = "predicted"
+    LATENCY_SLO = "latency_slo"
+    DATA_QUALITY = "data_quality"
+
+
+_URGENCY = {kind: i for i, kind in enumerate(FindingKind)}
+
+CAPACITY_KINDS = frozenset({FindingKind.SATURATED, FindingKind.AT_RISK, FindingKind.PREDICTED})
+"""Findings that capacity (scaling, shedding, shifting) can fix."""
+
+
+class Finding(Frozen):
+    """One thing the agent thinks is wrong, with the numbers and the evidence behind it."""
+
+    kind: FindingKind
+    node: str | None
+    demand_utilization: float | None = None
+    target_utilization: float | None = None
+    eta_seconds: float | None = None
+    """For `predicted`: seconds until the trend crosses the target."""
+    hidden: bool = False
+    """The node's own metrics look healthier than its demand: an upstream constraint hides it."""
+    message: str
+    evidence: tuple[Evidence, ...] = ()
+
+
+class Detection(Frozen):
+    """All findings of one snapshot and the constraint (highest demand utilization)."""
+
+    twin_id: str
+    observed_at: AwareDatetime
+    constraint: str | None
+    findings: tuple[Finding, ...]
+
+    def of_kind(self, *kinds: FindingKind) -> tuple[Finding, ...]:
+        """Findings of the given kinds, in detection order."""
+        return tuple(f for f in self.findings if f.kind in kinds)
+
+    def capacity_nodes(self) -> set[str]:
+        """Nodes with a finding capacity can fix (saturated, at risk, predicted)."""
+        return {f.node for f in self.findings if f.kind in CAPACITY_KINDS and f.node is not None}
+
+
+def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
+    """Findings for every node: saturated (rho >= 1), at_risk (rho >= target), predicted (the
+    rising trend crosses the target within the horizon), latency_slo (observed p95 over its SLO),
+    data_quality (stale, missing or contradictory data). One capacity finding per node at most."""
+    desires = desires or Desires()
+    snapshot = beliefs.snapshot
+    findings: list[Finding] = []
+    for node in snapshot.nodes:
+        b = beliefs.nodes[node.id]
+        target = desires.target_for(node)
+        rho = b.demand_utilization
+        hidden_note = " (hidden: its own metrics show only throttled arrivals)" if b.throttled else ""
+        if rho >= 1.0:
+            findings.append(
+                Finding(
+                    kind=FindingKind.SATURATED,
+                    node=node.id,
+                    demand_utilization=rho,
+                    target_utilization=target,
+                    hidden=b.throttled,
+                    message=(
+                        f"{node.id} is saturated: demand {b.demand:.0f} rps on capacity {b.capacity:.0f}{hidden_note}"
+                    ),
+                    evidence=b.evidence,
+                )
+            )
+        elif rho >= target:
+            findings.append(
+                Finding(
+                    kind=FindingKind.AT_RISK,
+                    node=node.id,
+                    demand_utilization=rho,
+                    target_utilization=target,
+                    hidden=b.throttled,
+                    message=f"{node.id} runs at {rho:.0%} of capacity, over its {target:.0%} target{hidden_note}",
+                    evidence=b.evidence,
+                )
+            )
+        elif b.demand_slope > 0 and b.capacity > 0:
+            eta = (target * b.capacity - b.demand) / b.demand_slope
+            if eta <= desires.horizon_seconds:
+                findings.append(
+                    Finding(
+                        kind=FindingKind.PREDICTED,
+                        node=node.id,
+                        demand_utilization=rho,
+                        target_utilization=target,
+                        eta_seconds=max(0.0, eta),
+                        hidden=b.throttled,
+                        message=(
+                            f"{node.id} will cross its {target:.0%} target in about {eta / 60:.0f} min "
+                            f"(demand rising {b.demand_slope * 60:.1f} rps/min)"
+                        ),
+                        evidence=b.evidence,
+                    )
+                )
+        slo = desires.latency_slo_ms.get(node.id)
+        p95 = node.metrics.latency_p95_ms
+        if slo is not None and p95 is not None and p95 > slo:
+            findings.append(
+                Finding(
+                    kind=FindingKind.LATENCY_SLO,
+                    node=node.id,
+                    demand_utilization=rho,
+                    target_utilization=target,
+                    message=f"{node.id} p95 latency {p95:.0f} ms is over its {slo:.0f} ms SLO",
+                    evidence=b.evidence,
+                )
+            )
+    for issue in beliefs.data_issues:
+        findings.append(
+            Finding(
+                kind=FindingKind.DATA_QUALITY,
+                node=issue.node,
+                message=f"data quality ({issue.problem}): {issue.detail}",
+                evidence=(Evidence(source="snapshot", statement=issue.detail),),
+            )
+        )
+    findings.sort(key=lambda f: (_URGENCY[f.kind], -(f.demand_utilization or 0.0), f.node or ""))
+    return Detection(
+        twin_id=beliefs.twin_id,
+        observed_at=beliefs.observed_at,
+        constraint=beliefs.constraint,
+        findings=tuple(findings),
+    )

@@ -1,0 +1,444 @@
+"""The planner: candidate plans from the library, evaluated with the what-if engine, ranked.
+
+Ranking: goals met (lexicographically by goal priority, fewer violations first),
+then cost per hour, then risk (blast radius). The first candidate is always the
+cheapest scale-only plan, `clamp(ceil(D / (target x mu)), min, max)` for every node
+over target in the affected subgraph, so hidden downstream nodes are fixed in the
+same step as the constraint. Demand is projected `horizon_seconds` ahead along
+rising trends, so a predicted crossing is covered before its eta.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Literal
+
+from agents.beliefs import Beliefs
+from agents.desires import Desires, GoalKind
+from agents.detection import CAPACITY_KINDS, Finding
+from agents.library import alternatives_for, rate_limit_step, restart_step, scale_step, shift_step
+from agents.proposal import (
+    Alternative,
+    GoalResult,
+    NodeOutcome,
+    PlanOption,
+    PlanStep,
+    Proposal,
+    plan_hash,
+    proposal_id,
+)
+from agents.whatif import Prediction, SteadyStateWhatIf, WhatIf
+from twin.actions import Action, ScaleAction, ShiftTrafficAction, describe
+from twin.contract import Snapshot
+
+EPS = 1e-9
+
+
+def projected_snapshot(beliefs: Beliefs, seconds: float) -> Snapshot:
+    """The snapshot at the believed external load, moved `seconds` along each rising trend."""
+    nodes = []
+    for n in beliefs.snapshot.nodes:
+        b = beliefs.nodes[n.id]
+        rate = b.external_rate + max(0.0, b.external_slope) * max(0.0, seconds)
+        nodes.append(n if rate == n.external_arrival_rate else n.model_copy(update={"external_arrival_rate": rate}))
+    return beliefs.snapshot.model_copy(update={"nodes": nodes})
+
+
+def _descendants(snapshot: Snapshot, roots: Iterable[str]) -> set[str]:
+    out: dict[str, list[str]] = {}
+    for e in snapshot.edges:
+        out.setdefault(e.source, []).append(e.target)
+    seen = set(roots)
+    stack = list(seen)
+    while stack:
+        for t in out.get(stack.pop(), ()):
+            if t not in seen:
+                seen.add(t)
+                stack.append(t)
+    return seen
+
+
+def needed_replicas(demand: float, target: float, mu: float, lo: int, hi: int) -> int:
+    """Fewest replicas that carry `demand` at or under `target`, clamped to [lo, hi]."""
+    # 1e-9 keeps an exact fit from rounding up through float noise (as twin.graph.optimal_replicas).
+    need = math.ceil(demand / (target * mu) - EPS) if demand > 0 else 0
+    return max(lo, min(hi, need))
+
+
+class _Context:
+    """Everything one planning call shares: beliefs, desires, projected load, the what-if engine."""
+
+    def __init__(self, beliefs: Beliefs, desires: Desires, whatif: WhatIf, lookahead: float) -> None:
+        self.beliefs = beliefs
+        self.desires = desires
+        self.whatif = whatif
+        self.lookahead = lookahead
+        self.snapshot = projected_snapshot(beliefs, lookahead)
+        self.nodes = {n.id: n for n in beliefs.snapshot.nodes}
+        self.target = {n.id: desires.target_for(n) for n in beliefs.snapshot.nodes}
+        self.base = whatif.predict(self.snapshot, [], lookahead)
+
+    def cost(self, node: str) -> float:
+        return self.desires.replica_cost(self.nodes[node])
+
+    def over_target(self, pred: Prediction, nodes: Iterable[str]) -> list[str]:
+        return [n for n in nodes if pred.utilization(n) > self.target[n] + EPS]
+
+    def allocate(self, wanted: Mapping[str, int]) -> dict[str, int]:
+        """Grant scale-ups in order of urgency within the total and per-team replica budgets."""
+        budget = self.desires.budget
+        team_tag = self.desires.team_tag
+        total = sum(n.replicas for n in self.nodes.values())
+        teams: dict[str, int] = {}
+        for node in self.nodes.values():
+            team = node.tags.get(team_tag)
+            if team is not None:
+                teams[team] = teams.get(team, 0) + node.replicas
+        granted: dict[str, int] = {}
+        urgency = sorted(wanted, key=lambda n: (-self.base.utilization(n), n))
+        for n in urgency:
+            cur = self.nodes[n].replicas
+            extra = wanted[n] - cur
+            if extra > 0:
+                team = self.nodes[n].tags.get(team_tag)
+                room = [extra]
+                if budget.total_replicas is not None:
+                    room.append(budget.total_replicas - total)
+                if team is not None and team in budget.per_team:
+                    room.append(budget.per_team[team] - teams.get(team, 0))
+                extra = max(0, min(room))
+                total += extra
+                if team is not None:
+                    teams[team] = teams.get(team, 0) + extra
+            granted[n] = cur + extra
+        return granted
+
+    def scale_steps(self, replicas: Mapping[str, int]) -> list[PlanStep]:
+        steps = []
+        for n in self.beliefs.order:
+            if n in replicas:
+                step = scale_step(self.beliefs.nodes[n], replicas[n], self.desires, self.cost(n))
+                if step is not None:
+                    steps.append(step)
+        return steps
+
+    def shed_steps(self, pred: Prediction, scope: Collection[str]) -> list[PlanStep]:
+        """Rate limits at entry nodes so every node of `scope` fits its target at `pred`'s capacities."""
+        ratio = {
+            n: min(1.0, self.target[n] * pred.capacity[n] / pred.admitted[n]) if pred.admitted[n] > 0 else 1.0
+            for n in scope
+        }
+        out: dict[str, list[str]] = {}
+        for e in self.snapshot.edges:
+            out.setdefault(e.source, []).append(e.target)
+        factor: dict[str, float] = {}
+        for n in reversed(self.beliefs.order):
+            factor[n] = min([ratio.get(n, 1.0), *(factor[c] for c in out.get(n, ()))])
+        steps = []
+        for n in self.beliefs.order:
+            node = self.snapshot.node(n)
+            if node.external_arrival_rate > 0 and factor[n] < 1.0 - EPS:
+                limit = math.floor(factor[n] * pred.demand[n] * 1000) / 1000
+                belief = self.beliefs.nodes[n].model_copy(update={"demand": pred.demand[n]})
+                step = rate_limit_step(belief, limit, self.desires)
+                if step is not None:
+                    steps.append(step)
+        return steps
+
+    def shift_steps(self, pred: Prediction, scope: Collection[str]) -> list[PlanStep]:
+        """Move traffic from over-target nodes to pool siblings with spare capacity."""
+        steps = []
+        for v in self.over_target(pred, scope):
+            for source, alt in alternatives_for(self.snapshot, v):
+                excess = pred.admitted[v] - self.target[v] * pred.capacity[v]
+                spare = self.target[alt] * pred.capacity[alt] - pred.admitted[alt]
+                through = pred.admitted[source]
+                ratios = {e.target: e.ratio for e in self.snapshot.edges if e.source == source}
+                if excess <= 0 or spare <= 0 or through <= 0:
+                    continue
+                delta = min(excess, spare) / through
+                delta = min(delta, ratios[v])
+                step = shift_step(self.snapshot, self.beliefs, source, {v: ratios[v] - delta, alt: ratios[alt] + delta})
+                if step is not None:
+                    steps.append(step)
+                    break
+        return steps
+
+    def evaluate(self, name: str, summary: str, steps: Sequence[PlanStep], scope: Collection[str]) -> PlanOption:
+        actions = [s.action for s in steps]
+        pred = self.whatif.predict(self.snapshot, actions, self.desires.horizon_seconds)
+        touched = {_touched(a) for a in actions}
+        shifted = {t for a in actions if isinstance(a, ShiftTrafficAction) for t in a.ratios}
+        judged = set(scope) | _descendants(self.snapshot, touched | shifted)
+        ordered = [n for n in self.beliefs.order if n in judged]
+        goals = []
+        for goal in self.desires.ranked_goals():
+            violations: list[str] = []
+            if goal in (GoalKind.NO_SATURATION, GoalKind.QUEUE_NOT_GROWING):
+                if goal is GoalKind.QUEUE_NOT_GROWING and not self.desires.queue_not_growing:
+                    continue
+                violations = [
+                    f"{n} saturated at {pred.utilization(n):.0%}" for n in ordered if pred.utilization(n) >= 1.0
+                ]
+            elif goal is GoalKind.TARGET_UTILIZATION:
+                violations = [
+                    f"{n} at {pred.utilization(n):.0%} > target {self.target[n]:.0%}" + self._why_capped(n, pred)
+                    for n in self.over_target(pred, ordered)
+                ]
+            elif goal is GoalKind.SERVE_ALL_DEMAND:
+                if pred.shed_rps > EPS:
+                    violations = [f"{pred.shed_rps:.0f} rps shed at the entry"]
+            elif goal is GoalKind.LATENCY_SLO:
+                for n in ordered:
+                    slo = self.desires.latency_slo_ms.get(n)
+                    if slo is None:
+                        continue
+                    p95 = pred.latency_p95_ms.get(n)
+                    if p95 is not None and p95 > slo:
+                        violations.append(f"{n} p95 {p95:.0f} ms > SLO {slo:.0f} ms")
+                    elif p95 is None and pred.utilization(n) > self.target[n] + EPS:
+                        violations.append(f"{n} over target, p95 SLO {slo:.0f} ms at risk")
+            goals.append(GoalResult(goal=goal, met=not violations, violations=tuple(violations)))
+        affected = [n for n in ordered if n in touched or n in scope or pred.utilization(n) > self.target[n] + EPS]
+        predicted = {
+            n: NodeOutcome(
+                node=n,
+                replicas_before=self.nodes[n].replicas,
+                replicas_after=pred.replicas[n],
+                utilization_before=self.beliefs.nodes[n].demand_utilization,
+                utilization_after=pred.utilization(n),
+                target_utilization=self.target[n],
+                demand_rps=pred.demand[n],
+                shed_rps=max(0.0, pred.demand[n] - pred.admitted[n]),
+            )
+            for n in affected
+        }
+        return PlanOption(
+            name=name,
+            summary=summary if steps else "no action",
+            steps=tuple(steps),
+            predicted=predicted,
+            goals=tuple(goals),
+            cost_per_hour=sum(s.cost_per_hour for s in steps),
+            risk=max((s.blast_radius for s in steps), default=0.0),
+            plan_hash=plan_hash(actions),
+        )
+
+    def _why_capped(self, n: str, pred: Prediction) -> str:
+        node = self.nodes[n]
+        if pred.replicas[n] >= node.max_replicas:
+            return f" (max_replicas {node.max_replicas} reached)"
+        return " (replica budget exhausted)" if pred.replicas[n] > node.replicas else ""
+
+
+def _touched(action: Action) -> str:
+    return action.source if isinstance(action, ShiftTrafficAction) else action.node
+
+
+def _rank_key(option: PlanOption) -> tuple[tuple[int, ...], float, float, str]:
+    return (tuple(len(g.violations) for g in option.goals), round(option.cost_per_hour, 9), option.risk, option.name)
+
+
+def _lost_because(alt: PlanOption, chosen: PlanOption) -> str:
+    for mine, theirs in zip(alt.goals, chosen.goals, strict=True):
+        if len(mine.violations) > len(theirs.violations):
+            return f"{mine.goal.value} not met: " + "; ".join(mine.violations[:3])
+    if alt.cost_per_hour > chosen.cost_per_hour + EPS:
+        return f"costs {alt.cost_per_hour:.1f}/h vs {chosen.cost_per_hour:.1f}/h for the same goals"
+    if alt.risk > chosen.risk + EPS:
+        return f"touches a node with a larger blast radius ({alt.risk:.0%} vs {chosen.risk:.0%})"
+    return "equivalent; tie broken by name"
+
+
+def _summary(steps: Sequence[PlanStep]) -> str:
+    return "; ".join(s.description for s in steps)
+
+
+def _candidates(ctx: _Context, group: Sequence[str], scope: Sequence[str]) -> list[PlanOption]:
+    over = ctx.over_target(ctx.base, scope)
+    wanted = {
+        n: needed_replicas(
+            ctx.base.admitted[n],
+            ctx.target[n],
+            ctx.nodes[n].capacity_per_replica,
+            ctx.nodes[n].min_replicas,
+            ctx.nodes[n].max_replicas,
+        )
+        for n in over
+    }
+    wanted = {n: r for n, r in wanted.items() if r > ctx.nodes[n].replicas}
+    granted = ctx.allocate(wanted)
+    options: list[PlanOption] = []
+    scale = ctx.scale_steps(granted)
+    if scale:
+        options.append(ctx.evaluate("scale", _summary(scale), scale, scope))
+        head = granted[max(granted, key=lambda n: (ctx.base.utilization(n), n))]
+        lead = max(granted, key=lambda n: (ctx.base.utilization(n), n))
+        if len(scale) > 1:
+            alone = ctx.scale_steps({lead: head})
+            if alone:
+                options.append(ctx.evaluate("scale_constraint_only", _summary(alone), alone, scope))
+        roomy = ctx.allocate({n: min(ctx.nodes[n].max_replicas, r + 1) for n, r in granted.items()})
+        if roomy != granted:
+            steps = ctx.scale_steps(roomy)
+            options.append(ctx.evaluate("scale_with_headroom", _summary(steps), steps, scope))
+    after_scale = options[0] if options else ctx.evaluate("none", "", [], scope)
+    feasible = all(g.met for g in after_scale.goals if g.goal in (GoalKind.TARGET_UTILIZATION, GoalKind.NO_SATURATION))
+    shed_only = ctx.shed_steps(ctx.base, scope)
+    if shed_only:
+        options.append(ctx.evaluate("shed", _summary(shed_only), shed_only, scope))
+    if not feasible:
+        scaled = ctx.whatif.predict(ctx.snapshot, list(after_scale.actions), ctx.lookahead)
+        shed = ctx.shed_steps(scaled, scope)
+        if shed and scale:
+            steps = [*scale, *shed]
+            options.append(ctx.evaluate("scale_and_shed", _summary(steps), steps, scope))
+        shift = ctx.shift_steps(scaled, scope)
+        if shift:
+            steps = [*scale, *shift]
+            options.append(ctx.evaluate("scale_and_shift", _summary(steps), steps, scope))
+            shifted = ctx.whatif.predict(ctx.snapshot, [s.action for s in steps], ctx.lookahead)
+            rest = ctx.shed_steps(shifted, scope)
+            if rest:
+                steps = [*steps, *rest]
+                options.append(ctx.evaluate("scale_shift_and_shed", _summary(steps), steps, scope))
+    for n in group:
+        restart = restart_step(ctx.beliefs.nodes[n])
+        if restart is not None:
+            options.append(ctx.evaluate(f"restart_{n}", restart.description, [restart], scope))
+    return options
+
+
+def _rationale(
+    ctx: _Context, target: str, group: Sequence[str], chosen: PlanOption, alternatives: Sequence[Alternative]
+) -> str:
+    b = ctx.beliefs.nodes[target]
+    state = (
+        "is saturated"
+        if b.demand_utilization >= 1
+        else "is over target"
+        if b.demand_utilization > ctx.target[target]
+        else "is heading over target"
+    )
+    parts = [f"{target} {state}: demand {b.demand:.0f} rps at {b.demand_utilization:.0%} of capacity."]
+    hidden = [n for n in group if n != target and ctx.beliefs.nodes[n].throttled]
+    if hidden:
+        shown = ", ".join(f"{n} ({ctx.beliefs.nodes[n].demand_utilization:.0%})" for n in hidden[:3])
+        parts.append(f"Hidden behind it: {shown}; fixed in the same step.")
+    if ctx.lookahead > 0 and any(ctx.beliefs.nodes[n].demand_slope > 0 for n in group):
+        parts.append(f"Sized for the load projected {ctx.lookahead / 60:.0f} min ahead.")
+    unmet = chosen.unmet
+    outcome = "everything lands at or under target" if not unmet else "still unmet: " + "; ".join(unmet[:2])
+    parts.append(f"Plan: {chosen.summary} ({chosen.cost_per_hour:+.1f}/h); {outcome}.")
+    if alternatives:
+        parts.append(f"Rejected {alternatives[0].option.name}: {alternatives[0].lost_because}.")
+    return " ".join(parts)
+
+
+def _proposal(
+    ctx: _Context,
+    target: str,
+    intent: Literal["remediate", "scale_down"],
+    findings: Sequence[Finding],
+    group: Sequence[str],
+    options: Sequence[PlanOption],
+) -> Proposal:
+    ranked = sorted(options, key=_rank_key)
+    chosen = ranked[0]
+    alternatives = tuple(Alternative(option=o, lost_because=_lost_because(o, chosen)) for o in ranked[1:])
+    used = [n for n in ctx.beliefs.order if n in set(group) | set(chosen.predicted)]
+    return Proposal(
+        id=proposal_id(ctx.beliefs.twin_id, target, chosen.plan_hash),
+        twin_id=ctx.beliefs.twin_id,
+        target=target,
+        intent=intent,
+        observed_at=ctx.beliefs.observed_at,
+        findings=tuple(findings),
+        beliefs_used=tuple(ctx.beliefs.nodes[n] for n in used),
+        plan=chosen,
+        alternatives=alternatives,
+        unmet=chosen.unmet,
+        rationale=_rationale(ctx, target, group, chosen, alternatives)
+        if intent == "remediate"
+        else (
+            f"{target} runs at {ctx.beliefs.nodes[target].demand_utilization:.0%} of capacity, under the "
+            f"{ctx.desires.scale_down_below:.0%} scale-down threshold. "
+            f"Plan: {chosen.summary} ({chosen.cost_per_hour:+.1f}/h)."
+        ),
+        blast_radius=chosen.risk,
+        plan_hash=chosen.plan_hash,
+        actions=chosen.actions,
+        compensations=tuple(s.compensation for s in reversed(chosen.steps) if s.compensation is not None),
+    )
+
+
+def plan(
+    beliefs: Beliefs,
+    desires: Desires,
+    findings: Sequence[Finding],
+    *,
+    whatif: WhatIf | None = None,
+) -> Proposal | None:
+    """The best plan for the capacity findings given (one group: a constraint and what it hides).
+
+    Returns None when no candidate exists (nothing to fix, or no lever: unscalable nodes
+    without an entry to shed at). Alternatives keep their predicted outcomes and why they lost.
+    """
+    nodes = {f.node for f in findings if f.node is not None}
+    if not nodes:
+        return None
+    ctx = _Context(beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds)
+    group = [n for n in beliefs.order if n in nodes]
+    scope = [n for n in beliefs.order if n in _descendants(beliefs.snapshot, group)]
+    target = max(group, key=lambda n: (beliefs.nodes[n].demand_utilization, -group.index(n)))
+    if not any(f.kind in CAPACITY_KINDS for f in findings) and not any(restart_step(beliefs.nodes[n]) for n in group):
+        return None
+    options = _candidates(ctx, group, scope)
+    if not options:
+        return None
+    return _proposal(ctx, target, "remediate", findings, group, options)
+
+
+def plan_scale_down(beliefs: Beliefs, desires: Desires, node: str, *, whatif: WhatIf | None = None) -> Proposal | None:
+    """Scale an underused node down to land near `scale_down_to` (never below min_replicas); None if no saving."""
+    b = beliefs.nodes[node]
+    ctx = _Context(beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds)
+    demand = ctx.base.admitted[node]
+    to = needed_replicas(demand, desires.scale_down_to, b.capacity_per_replica, b.min_replicas, b.max_replicas)
+    if to >= b.replicas:
+        return None
+    steps = ctx.scale_steps({node: to})
+    if not steps:
+        return None
+    option = ctx.evaluate("scale_down", _summary(steps), steps, [node])
+    return _proposal(ctx, node, "scale_down", (), [node], [option])
+
+
+def evaluate_actions(
+    beliefs: Beliefs,
+    desires: Desires,
+    findings: Sequence[Finding],
+    actions: Sequence[Action],
+    *,
+    whatif: WhatIf | None = None,
+    name: str = "committed",
+) -> PlanOption:
+    """Judge a given list of actions (e.g. a committed plan) against the goals, as the planner would."""
+    ctx = _Context(beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds)
+    group = [n for n in beliefs.order if n in {f.node for f in findings}]
+    scope = [n for n in beliefs.order if n in _descendants(beliefs.snapshot, group)]
+    steps = [
+        PlanStep(
+            action=a,
+            compensation=None,
+            description=describe(a),
+            cost_per_hour=(a.replicas - beliefs.nodes[a.node].replicas) * ctx.cost(a.node)
+            if isinstance(a, ScaleAction)
+            else 0.0,
+            blast_radius=beliefs.nodes[_touched(a)].blast_radius,
+        )
+        for a in actions
+        if _touched(a) in beliefs.nodes
+    ]
+    return ctx.evaluate(name, _summary(steps), steps, scope)
