@@ -233,7 +233,7 @@ class CompensationFailedPayload(_Payload):
 class CompletedPayload(_Payload):
     """The remediation reached its end."""
 
-    outcome: Literal["succeeded", "rolled_back", "rejected", "expired", "cancelled", "failed"]
+    outcome: Literal["succeeded", "rolled_back", "denied", "rejected", "expired", "cancelled", "failed"]
     summary: str = ""
 
 

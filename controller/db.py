@@ -1,0 +1,72 @@
+"""Database engines and schema migrations for the controller's own tables (audit, inbox, users).
+
+SQLite is the embedded default; PostgreSQL (or any SQLAlchemy URL) is configuration
+only. Migrations are Alembic, configured in code so they run from an installed
+package without an alembic.ini.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event, text
+from sqlalchemy import create_engine as _sa_create_engine
+from sqlalchemy.engine import make_url
+
+__all__ = ["MIGRATIONS_DIR", "create_engine", "migrate", "sqlite_immediate"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Execution option read by the SQLite begin hook: "IMMEDIATE" takes the write lock at
+# BEGIN, which is how SQLite serializes appends (a deferred BEGIN would fail late with
+# SQLITE_BUSY when two writers both upgrade from read to write).
+_SQLITE_BEGIN = "twinops_sqlite_begin"
+sqlite_immediate: dict[str, Any] = {_SQLITE_BEGIN: "IMMEDIATE"}
+_MIGRATE_LOCK = 0x7477696E6F707300  # "twinops\0": one migrator at a time on PostgreSQL
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and explicit BEGINs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return _sa_create_engine(url, **kwargs)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("check_same_thread", False)
+    connect_args.setdefault("timeout", 30.0)
+    engine = _sa_create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so BEGIN IMMEDIATE is possible.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest Alembic revision (safe to call on every start)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.connect() as conn:
+        conn.execution_options(**sqlite_immediate)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")

@@ -1,0 +1,100 @@
+"""Ledger fixtures on SQLite (a temp file) and PostgreSQL (a fresh schema per test, dropped afterwards)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, text
+
+from controller.audit import NoteSigner, SqlAuditLedger
+from controller.db import create_engine, migrate
+
+PG_URL = os.environ.get("TWINOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+ORIGIN = "twinops.test/audit"
+
+
+def _pg_unreachable() -> str | None:
+    try:
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure to connect means "skip", with the reason shown
+        return f"PostgreSQL unreachable at TWINOPS_TEST_POSTGRES_URL={PG_URL}: {type(exc).__name__}: {exc}"
+    return None
+
+
+_PG_SKIP: list[str | None] = []
+
+
+def pg_skip_reason() -> str | None:
+    """Probe PostgreSQL once per session."""
+    if not _PG_SKIP:
+        _PG_SKIP.append(_pg_unreachable())
+    return _PG_SKIP[0]
+
+
+@pytest.fixture(scope="session")
+def signer() -> NoteSigner:
+    return NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
+
+
+@pytest.fixture
+def sqlite_engine_factory(tmp_path: Any) -> Iterator[Callable[[], Engine]]:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    engines: list[Engine] = []
+
+    def make() -> Engine:
+        engine = create_engine(url)
+        engines.append(engine)
+        return engine
+
+    migrate(make())
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_engine_factory() -> Iterator[Callable[[], Engine]]:
+    reason = pg_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    schema = f"twinops_audit_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engines: list[Engine] = []
+
+    def make() -> Engine:
+        engine = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_size=10)
+        engines.append(engine)
+        return engine
+
+    try:
+        migrate(make())
+        yield make
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine_factory(request: pytest.FixtureRequest) -> Callable[[], Engine]:
+    factory: Callable[[], Engine] = request.getfixturevalue(
+        f"{'pg' if request.param == 'postgres' else 'sqlite'}_engine_factory"
+    )
+    return factory
+
+
+@pytest.fixture
+def ledger(engine_factory: Callable[[], Engine], signer: NoteSigner) -> SqlAuditLedger:
+    return SqlAuditLedger(engine_factory(), signer, head_every_events=5, head_every_seconds=3600)
