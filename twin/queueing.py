@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 P95_TAIL = 0.05
-_BISECT_ITERATIONS = 200
+_SOLVER_ITERATIONS = 200
 
 
 def _check(c: int, lam: float, mu: float) -> None:
@@ -83,27 +83,40 @@ def response_time_tail(c: int, lam: float, mu: float, t: float) -> float:
 
 
 def response_time_p95(c: int, lam: float, mu: float, tail: float = P95_TAIL) -> float:
-    """Seconds: the (1 - tail) quantile of response time (wait + service), solved by bisection."""
+    """Seconds: the (1 - tail) quantile of response time (wait + service), solved numerically.
+
+    Safeguarded Newton on the exact tail P(S > t) - tail, with the exact density as derivative,
+    inside a bisection bracket; converges to 1e-12 relative in a handful of steps.
+    """
     _require_stable(c, lam, mu)
     if not 0 < tail < 1:
         raise ValueError(f"tail must be in (0, 1), got {tail}")
     prob_wait = erlang_c(c, lam, mu)
     theta = c * mu - lam
-    # Upper bracket: S <= W + X is beaten by the sum of both quantiles taken separately.
+    # Bracket: the p95 of S lies between the service-time p95 when no one waits and the sum of
+    # the wait and service quantiles taken separately.
+    lo = 0.0
     hi = math.log(1 / tail) / mu + (math.log(max(prob_wait, tail) / tail) / theta if prob_wait > 0 else 0.0)
     hi = max(hi, 1e-12) * 2
     while _sojourn_tail(prob_wait, theta, mu, hi) > tail:
         hi *= 2
-    lo = 0.0
-    for _ in range(_BISECT_ITERATIONS):
-        mid = (lo + hi) / 2
-        if _sojourn_tail(prob_wait, theta, mu, mid) > tail:
-            lo = mid
+    t = math.log(1 / tail) / min(mu, theta)
+    if not lo < t < hi:
+        t = (lo + hi) / 2
+    for _ in range(_SOLVER_ITERATIONS):
+        excess = _sojourn_tail(prob_wait, theta, mu, t) - tail
+        if excess > 0:
+            lo = t
         else:
-            hi = mid
-        if hi - lo <= 1e-12 * hi:
-            break
-    return (lo + hi) / 2
+            hi = t
+        density = _sojourn_density(prob_wait, theta, mu, t)
+        nxt = t + excess / density if density > 0 else (lo + hi) / 2
+        if not lo < nxt < hi:
+            nxt = (lo + hi) / 2
+        if abs(nxt - t) <= 1e-12 * nxt or hi - lo <= 1e-12 * hi:
+            return nxt
+        t = nxt
+    return t
 
 
 def _sojourn_tail(prob_wait: float, theta: float, mu: float, t: float) -> float:
@@ -115,6 +128,16 @@ def _sojourn_tail(prob_wait: float, theta: float, mu: float, t: float) -> float:
     ratio = -t if eps * t < 1e-12 else math.expm1(-eps * t) / eps
     both = math.exp(-m * t) * (1 - m * ratio)
     return (1 - prob_wait) * math.exp(-mu * t) + prob_wait * both
+
+
+def _sojourn_density(prob_wait: float, theta: float, mu: float, t: float) -> float:
+    # -d/dt P(S > t): the service density (no wait) mixed with the hypoexponential density
+    # mu theta (e^{-mu t} - e^{-theta t}) / (theta - mu), written in the same stable form.
+    m = min(mu, theta)
+    eps = abs(theta - mu)
+    spread = t if eps * t < 1e-12 else -math.expm1(-eps * t) / eps
+    both = mu * theta * math.exp(-m * t) * spread
+    return (1 - prob_wait) * mu * math.exp(-mu * t) + prob_wait * both
 
 
 def _require_stable(c: int, lam: float, mu: float) -> None:
