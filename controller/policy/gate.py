@@ -41,6 +41,12 @@ def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def _summary(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"{exc.error_count()} validation error(s), first at {where}: {first['msg']}"
+
+
 class FailClosedGate(ABC):
     """Base of the policy gates: any failure is a deny, stamped with the bundle revision and hash."""
 
@@ -105,9 +111,7 @@ class FailClosedGate(ABC):
                 model = input_model.model_validate(raw_input)
             except ValidationError as exc:
                 return fail(
-                    "invalid_input",
-                    f"{input_model.__name__}: {exc.error_count()} validation error(s): {exc.errors()[0]['msg']}",
-                    errors=_validation_details(exc),
+                    "invalid_input", f"{input_model.__name__}: {_summary(exc)}", errors=_validation_details(exc)
                 )
 
         started = time.monotonic()
@@ -131,10 +135,6 @@ class FailClosedGate(ABC):
         try:
             decision = decision_model.model_validate({**raw, **stamp})
         except ValidationError as exc:
-            return fail(
-                "policy_malformed_decision",
-                f"{query}: {exc.error_count()} problem(s), first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
-                errors=_validation_details(exc),
-            )
+            return fail("policy_malformed_decision", f"{query}: {_summary(exc)}", errors=_validation_details(exc))
         log.debug("policy.decision", query=query, engine=self.engine_name, seconds=round(elapsed, 6))
         return decision

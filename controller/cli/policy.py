@@ -1,0 +1,77 @@
+"""`twinops policy`: evaluate a decision from an input file, run the bundle's Rego tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from controller.cli._common import console, fail, print_json
+from controller.errors import PolicyError
+from controller.policy import FailClosedGate, format_report, make_policy_gate, run_rego_tests
+from controller.settings import load_settings
+from workflows.policy import SafetyDecision
+
+app = typer.Typer(no_args_is_help=True, help="Evaluate and test the Rego policy bundle.")
+
+
+@app.command("eval")
+def eval_(
+    input_file: Annotated[Path, typer.Option("--input", help="JSON input document (SafetyInput or ApprovalInput)")],
+    package: Annotated[
+        Literal["safety", "approval"], typer.Option("--package", help="which decision to ask for")
+    ] = "safety",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Ask the configured engine (regorus, or OPA when TWINOPS_OPA_URL is set) for one decision."""
+    try:
+        document = json.loads(input_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"{input_file}: {exc.strerror or exc}")
+    except ValueError as exc:
+        fail(f"{input_file}: not JSON ({exc})")
+    settings = load_settings()
+    try:
+        gate = make_policy_gate(settings)
+    except PolicyError as exc:
+        fail(str(exc))
+    if not isinstance(gate, FailClosedGate):  # pragma: no cover - the factory only builds these
+        fail(f"unexpected gate {type(gate).__name__}")
+    decision = asyncio.run(gate.evaluate_document(package, document))
+    if as_json:
+        print_json(decision.model_dump(mode="json"))
+        return
+    if isinstance(decision, SafetyDecision):
+        verdict = "[green]allow[/]" if decision.allow else "[red]deny[/]"
+        console.print(
+            f"{verdict}  risk={decision.risk}  approvals={decision.required_approvals}  "
+            f"auto_approve={decision.auto_approve}  groups={','.join(decision.approver_groups) or '-'}"
+        )
+        reasons = decision.deny
+    else:
+        verdict = "[green]counts[/]" if decision.counts else "[red]does not count[/]"
+        console.print(
+            f"{verdict}  quorum_met={decision.quorum_met}  counted={decision.approvals_counted}  "
+            f"still_needed={decision.still_needed}"
+        )
+        reasons = [*decision.reasons, *decision.pending]
+    for reason in reasons:
+        console.print(f"  - {reason.code}: {reason.msg}", highlight=False)
+    console.print(f"bundle {decision.bundle_revision} sha256:{decision.bundle_sha256[:12]} via {decision.engine}")
+
+
+@app.command("test")
+def test(
+    policies_dir: Annotated[
+        Path | None, typer.Option("--dir", help="bundle folder (default: TWINOPS_POLICIES_DIR)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet", "-v/-q", help="list passing tests too")] = True,
+) -> None:
+    """Run every test_* rule of the bundle with regorus, like `opa test`; exit 1 when any fails."""
+    report = run_rego_tests(policies_dir or load_settings().policies_dir)
+    typer.echo(format_report(report, verbose=verbose))
+    if not report.ok:
+        raise typer.Exit(1)
