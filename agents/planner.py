@@ -388,7 +388,9 @@ def plan(
     nodes = {f.node for f in findings if f.node is not None}
     if not nodes:
         return None
-    ctx = _Context(beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds)
+    ctx = _Context(
+        beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
+    )
     group = [n for n in beliefs.order if n in nodes]
     scope = [n for n in beliefs.order if n in _descendants(beliefs.snapshot, group)]
     target = max(group, key=lambda n: (beliefs.nodes[n].demand_utilization, -group.index(n)))
@@ -403,7 +405,9 @@ def plan(
 def plan_scale_down(beliefs: Beliefs, desires: Desires, node: str, *, whatif: WhatIf | None = None) -> Proposal | None:
     """Scale an underused node down to land near `scale_down_to` (never below min_replicas); None if no saving."""
     b = beliefs.nodes[node]
-    ctx = _Context(beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds)
+    ctx = _Context(
+        beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
+    )
     demand = ctx.base.admitted[node]
     to = needed_replicas(demand, desires.scale_down_to, b.capacity_per_replica, b.min_replicas, b.max_replicas)
     if to >= b.replicas:
@@ -425,7 +429,9 @@ def evaluate_actions(
     name: str = "committed",
 ) -> PlanOption:
     """Judge a given list of actions (e.g. a committed plan) against the goals, as the planner would."""
-    ctx = _Context(beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds)
+    ctx = _Context(
+        beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
+    )
     group = [n for n in beliefs.order if n in {f.node for f in findings}]
     scope = [n for n in beliefs.order if n in _descendants(beliefs.snapshot, group)]
     steps = [

@@ -98,6 +98,9 @@ class Desires(Frozen):
     priorities: dict[GoalKind, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
     horizon_seconds: Annotated[float, Field(gt=0.0)] = 900.0
     """How far ahead trends are projected: predicted findings and plans look this far."""
+    plan_margin_seconds: Annotated[float, Field(ge=0.0)] = 300.0
+    """Plans are sized for the load projected this long past the horizon, so capacity for a
+    predicted crossing is in place before its eta and holds for a while after."""
     cooldown_seconds: Annotated[float, Field(ge=0.0)] = 300.0
     max_snapshot_age_seconds: Annotated[float, Field(gt=0.0)] = 120.0
     contradiction_tolerance: Annotated[float, Field(gt=0.0)] = 0.25

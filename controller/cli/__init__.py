@@ -9,6 +9,7 @@ import typer
 from controller.cli import audit as _audit
 from controller.cli import detect as _detect
 from controller.cli import plan as _plan
+from controller.cli import plan as _plan
 from controller.cli import policy as _policy
 from controller.cli import runtime as _runtime
 from controller.cli import twin as _twin
@@ -22,6 +23,7 @@ app.add_typer(_audit.app, name="audit")
 app.add_typer(_policy.app, name="policy")
 app.add_typer(_users.app, name="users")
 _detect.register(app)
+_plan.register(app)
 _plan.register(app)
 _runtime.register(app)
 

@@ -1,43 +1,51 @@
-"""`twinops detect`: findings and the constraint of one snapshot."""
+"""`twinops detect`: the agent's findings and the constraint of one snapshot (and its history)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from agents import Desires, Detection, detect, revise
 from controller.cli._common import console, load_history_file, load_snapshot_file, print_json
+from controller.cli.plan import cli_desires, with_target
 from twin.contract import Snapshot
-from twin.graph import DEFAULT_TARGET_UTILIZATION, snapshot_flow
 
 
-def reference_findings(snapshot: Snapshot, target: float) -> dict[str, Any]:
-    """Saturated / at-risk nodes and the constraint, by the reference semantics."""
-    flow = snapshot_flow(snapshot)
-    findings: list[dict[str, Any]] = []
-    constraint: str | None = None
-    best = -1.0
-    for node in snapshot.nodes:
-        rho = flow.utilization(node.id)
-        if rho > best:
-            best, constraint = rho, node.id
-        kind = "saturated" if rho >= 1.0 else "at_risk" if rho >= target else None
-        if kind:
-            findings.append(
-                {
-                    "node": node.id,
-                    "kind": kind,
-                    "demand_utilization": round(rho, 4),
-                    "observed_utilization": node.metrics.utilization,
-                    "demand": round(flow.demand[node.id], 3),
-                    "capacity": round(flow.capacity[node.id], 3),
-                    "eta_seconds": None,
-                }
-            )
-    findings.sort(key=lambda f: -float(f["demand_utilization"]))
-    return {"constraint": constraint if best > 0 else None, "findings": findings}
+def detection_json(detection: Detection, snapshot: Snapshot) -> dict[str, Any]:
+    """The `detect --json` document: `{"constraint", "findings": [{"node", "kind", ...}]}`."""
+    findings = []
+    for f in detection.findings:
+        node = snapshot.node(f.node) if f.node is not None else None
+        findings.append(
+            {
+                "node": f.node,
+                "kind": f.kind.value,
+                "demand_utilization": None if f.demand_utilization is None else round(f.demand_utilization, 4),
+                "eta_seconds": None if f.eta_seconds is None else round(f.eta_seconds, 1),
+                "target_utilization": f.target_utilization,
+                "observed_utilization": node.metrics.utilization if node is not None else None,
+                "hidden": f.hidden,
+                "message": f.message,
+                "evidence": [e.statement for e in f.evidence],
+            }
+        )
+    return {"constraint": detection.constraint, "findings": findings}
+
+
+def reference_findings(
+    snapshot: Snapshot, target: float | None = None, history: Sequence[Snapshot] = (), desires: Desires | None = None
+) -> dict[str, Any]:
+    """Findings and the constraint of a snapshot, by the agent (beliefs from the history, then detection)."""
+    desires = desires or Desires()
+    if target is not None and target != desires.target_utilization:
+        desires = with_target(desires, target)
+    older = [s for s in history if s.observed_at < snapshot.observed_at]
+    beliefs = revise(None, snapshot, older, desires=desires)
+    return detection_json(detect(beliefs, desires), snapshot)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,20 +55,29 @@ def register(app: typer.Typer) -> None:
     def detect(
         snapshot: Annotated[Path, typer.Option("--snapshot", help="twin.v1 snapshot JSON")],
         history: Annotated[Path | None, typer.Option("--history", help="JSON Lines history, oldest first")] = None,
-        target_utilization: Annotated[float, typer.Option(min=0.01, max=1.0)] = DEFAULT_TARGET_UTILIZATION,
+        target_utilization: Annotated[float | None, typer.Option(min=0.01, max=1.0)] = None,
+        desires: Annotated[Path | None, typer.Option("--desires", help="desires YAML")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     ) -> None:
-        """Find saturated and at-risk nodes and name the constraint."""
+        """Find saturated, at-risk and predicted nodes (and latency / data problems); name the constraint."""
         snap = load_snapshot_file(snapshot)
-        load_history_file(history)
-        result = reference_findings(snap, target_utilization)
+        result = reference_findings(snap, None, load_history_file(history), cli_desires(desires, target_utilization))
         if as_json:
             print_json(result)
             return
         table = Table(title=f"twin {snap.twin_id} at {snap.observed_at.isoformat()}")
-        for col in ("node", "kind", "demand util", "observed util"):
+        for col in ("node", "kind", "demand util", "observed util", "eta", "why"):
             table.add_column(col)
         for f in result["findings"]:
-            table.add_row(f["node"], f["kind"], f"{f['demand_utilization']:.2f}", str(f["observed_utilization"]))
+            rho = f["demand_utilization"]
+            eta = f["eta_seconds"]
+            table.add_row(
+                str(f["node"]),
+                f["kind"],
+                "" if rho is None else f"{rho:.2f}",
+                "" if f["observed_utilization"] is None else f"{f['observed_utilization']:.2f}",
+                "" if eta is None else f"{eta / 60:.0f} min",
+                f["message"],
+            )
         console.print(table)
         console.print(f"constraint: [bold]{result['constraint']}[/]")

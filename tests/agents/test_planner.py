@@ -115,7 +115,7 @@ def test_ramp_is_planned_ahead_of_the_crossing() -> None:
     desires = Desires(horizon_seconds=1800)
     proposal = propose(snaps[-1], desires, snaps[:-1])
     assert proposal is not None
-    projected = 590 + (10 / 60) * 1800
+    projected = 590 + (10 / 60) * (1800 + desires.plan_margin_seconds)
     assert scales(proposal)["api"] == math.ceil(projected / 80)
     assert "projected" in proposal.rationale
 
