@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from controller.cli import audit as _audit
 from controller.cli import detect as _detect
 from controller.cli import plan as _plan
 from controller.cli import policy as _policy
@@ -16,6 +17,7 @@ from controller.telemetry import configure, shutdown_tracing, span
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="twinops: closed-loop remediation controller.")
 app.add_typer(_twin.app, name="twin")
+app.add_typer(_audit.app, name="audit")
 app.add_typer(_policy.app, name="policy")
 _detect.register(app)
 _plan.register(app)
