@@ -458,15 +458,28 @@ class Simulator:
 
     # ---- what-if ---------------------------------------------------------------------------
 
-    _SHARED = frozenset({"_scenario", "_nodes", "_ids", "_index", "_profiles", "_base_ext", "_mu", "_order"})
+    # Never mutated in place after construction (only rebound, if at all): safe to share.
+    _SHARED = frozenset(
+        {"_scenario", "_nodes", "_ids", "_index", "_profiles", "_base_ext", "_mu", "_order", "_out", "_edge_models",
+         "_bad_table", "_ext", "_demand", "_arrivals", "_admitted", "_throughput"}
+    )  # fmt: skip
 
     def fork(self) -> Simulator:
         """A deep, independent copy: state, pending events, idempotency records and RNG state."""
         clone = object.__new__(Simulator)
         for name, value in self.__dict__.items():
-            # Graph structure and scenario models never change after construction; share them.
-            clone.__dict__[name] = value if name in self._SHARED else copy.deepcopy(value)
+            clone.__dict__[name] = value if name in self._SHARED else _copy_state(value)
         return clone
+
+
+def _copy_state(value: object) -> object:
+    # Much cheaper than deepcopy on big graphs: state is lists of immutable scalars or tuples,
+    # lists of such lists, dicts of frozen models, and the RNG.
+    if isinstance(value, list):
+        return [x[:] for x in value] if value and isinstance(value[0], list) else value[:]
+    if isinstance(value, dict):
+        return dict(value)
+    return copy.deepcopy(value)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -167,6 +167,19 @@ def test_fork_leaves_the_original_untouched() -> None:
     assert [s.to_json() for s in a.run(10)] == [s.to_json() for s in b.run(10)]
 
 
+def test_fork_does_not_consume_the_original_pending_faults() -> None:
+    sim = loaded(120.0, faults=[{"kind": "capacity_factor", "node": "api", "at": 10, "factor": 0.5, "duration": 5}])
+    sim.run(5)
+    twin = sim.fork()
+    twin.apply(RateLimitAction(node="api", max_rps=10.0))
+    twin.run(20)
+    assert twin.snapshot().node("api").capacity_per_replica == 50.0  # the fault came and went
+    snaps = {round((s.observed_at - START).total_seconds()): s for s in sim.run(10)}
+    assert snaps[9].node("api").capacity_per_replica == 50.0
+    assert snaps[10].node("api").capacity_per_replica == 25.0
+    assert snaps[10].node("api").metrics.error_rate == 0.0  # the fork's rate limit stayed in the fork
+
+
 def test_what_if_does_not_touch_base() -> None:
     sim = loaded()
     sim.run(10)
