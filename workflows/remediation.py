@@ -329,7 +329,6 @@ class RemediationWorkflow:
         now = workflow.now()
         self._deadline = now + timedelta(seconds=t.approval_seconds)
         self._expires_at = self._deadline + timedelta(seconds=t.expiry_seconds)
-        self._stage = Stage.AWAITING_APPROVAL
         await self._inbox(InboxStatus.PENDING)
         await self._record(
             EventKind.APPROVAL_REQUESTED,
@@ -342,6 +341,8 @@ class RemediationWorkflow:
             ),
             actor="system",
         )
+        # Pending only once the request is on record: approvals cannot precede it in the trail.
+        self._stage = Stage.AWAITING_APPROVAL
         if decision.auto_approve:
             self._verdict = "approved"
             await self._record(

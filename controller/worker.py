@@ -1,0 +1,149 @@
+"""Worker wiring: concrete adapters into the activity classes, workflows onto the task queue.
+
+`Services` holds the adapters one process uses (ledger, gate, inbox, actuator, notifier,
+twin source, desires); `build_worker` registers the bound activity methods and both
+workflows with the OpenTelemetry interceptor and the structlog context binder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import Engine
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
+
+from agents import Desires, load_desires
+from controller.actuators import make_actuator
+from controller.audit import SqlAuditLedger
+from controller.db import create_engine, migrate
+from controller.errors import ConfigurationError
+from controller.inbox import SqlApprovalInbox
+from controller.live_twin import WallClockSimulatorSource
+from controller.notifiers import make_notifier
+from controller.policy import make_policy_gate
+from controller.settings import Settings
+from twin.http_source import HttpSource
+from twin.simulator import Simulator
+from twin.sources import FileSource, TwinSource
+from workflows import AgentActivities, AgentLoopWorkflow, RemediationActivities, RemediationWorkflow
+from workflows.audit import AuditLedger
+from workflows.policy import PolicyGate
+from workflows.ports import Actuator, ApprovalInbox, Notifier
+
+
+class _BindContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        with structlog.contextvars.bound_contextvars(
+            workflow_id=info.workflow_id,
+            run_id=info.workflow_run_id,
+            activity=info.activity_type,
+            attempt=info.attempt,
+        ):
+            return await super().execute_activity(input)
+
+
+class StructlogContextInterceptor(Interceptor):
+    """Binds workflow id, run id, activity type and attempt into structlog's context in activities."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap every activity execution."""
+        return _BindContext(next)
+
+
+def make_twin_source(settings: Settings, simulator: Simulator | None = None) -> TwinSource:
+    """The twin source the settings name; the simulator one wraps `simulator` (or the configured scenario)."""
+    if settings.twin_source == "simulator":
+        if simulator is not None:
+            return WallClockSimulatorSource(simulator)
+        return WallClockSimulatorSource.from_file(settings.twin_scenario)
+    if settings.twin_source == "file":
+        if settings.twin_file is None:
+            raise ConfigurationError("TWINOPS_TWIN_SOURCE=file needs TWINOPS_TWIN_FILE")
+        return FileSource(Path(settings.twin_file))
+    if not settings.twin_url:
+        raise ConfigurationError("TWINOPS_TWIN_SOURCE=http needs TWINOPS_TWIN_URL")
+    return HttpSource(
+        settings.twin_url,
+        max_age_seconds=settings.twin_max_age_seconds,
+        timeout_seconds=settings.twin_http_timeout_seconds,
+        retries=settings.twin_http_retries,
+    )
+
+
+@dataclass
+class Services:
+    """The adapters one worker process uses."""
+
+    ledger: AuditLedger
+    gate: PolicyGate
+    inbox: ApprovalInbox
+    actuator: Actuator
+    notifier: Notifier
+    twin: TwinSource
+    desires: Desires
+    simulator: Simulator | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, simulator: Simulator | None = None) -> Services:
+        """Build every adapter from settings (SQLite/PostgreSQL, regorus/OPA, simulator/webhook, ...)."""
+        engine: Engine = create_engine(settings.resolved_database_url)
+        migrate(engine)
+        twin = make_twin_source(settings, simulator)
+        sim = twin.simulator if isinstance(twin, WallClockSimulatorSource) else simulator
+        desires_text = settings.desires_file.read_text() if settings.desires_file else None
+        return cls(
+            ledger=SqlAuditLedger.from_settings(settings, migrate_schema=False),
+            gate=make_policy_gate(settings),
+            inbox=SqlApprovalInbox(engine),
+            actuator=make_actuator(settings, sim),
+            notifier=make_notifier(settings),
+            twin=twin,
+            desires=load_desires(desires_text),
+            simulator=sim,
+        )
+
+
+def activities_of(services: Services) -> Sequence[Any]:
+    """The bound activity methods a worker registers."""
+    rem = RemediationActivities(
+        services.ledger, services.gate, services.inbox, services.actuator, services.notifier, services.twin
+    )
+    agent = AgentActivities(services.twin, services.desires)
+    return [
+        rem.record_event,
+        rem.evaluate_safety,
+        rem.evaluate_approval,
+        rem.update_inbox,
+        rem.apply_step,
+        rem.compensate_step,
+        rem.notify,
+        rem.verify_remediation,
+        agent.take_snapshot,
+        agent.deliberate,
+    ]
+
+
+def build_worker(client: Client, task_queue: str, services: Services, **options: Any) -> Worker:
+    """A worker running both workflows and every activity on `task_queue`."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[RemediationWorkflow, AgentLoopWorkflow],
+        activities=activities_of(services),
+        interceptors=[TracingInterceptor(), StructlogContextInterceptor()],
+        **options,
+    )

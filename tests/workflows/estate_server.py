@@ -1,0 +1,116 @@
+"""A stand-in for the outside world: an estate API over HTTP, backed by the simulator.
+
+It speaks the webhook actuator's wire protocol (signed POSTs, idempotency keys,
+409 on a repeated key) and serves twin.v1 snapshots, so a worker in another
+process drives and observes it exactly as it would a real estate. It counts how
+often each key's effect was applied, which is what the crash tests assert on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from controller.actuators import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from controller.live_twin import WallClockSimulatorSource
+from twin.actions import Action
+from twin.simulator import Simulator
+
+_ACTION = TypeAdapter[Action](Action)
+
+
+class EstateServer:
+    """Serve `POST /actions` and `GET /snapshot` on 127.0.0.1 in a background thread."""
+
+    def __init__(self, simulator: Simulator, secret: str, *, hold_keys: set[str] | None = None) -> None:
+        self.simulator = simulator
+        self.secret = secret
+        self.source = WallClockSimulatorSource(simulator)
+        self.applied: Counter[str] = Counter()
+        self.undo: dict[str, Any] = {}
+        self.requests: Counter[str] = Counter()
+        self.hold_keys = hold_keys or set()
+        """Requests for these keys are applied, then held (not answered) until `release` is set."""
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> EstateServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        estate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _send(self, status: int, body: dict[str, Any] | str) -> None:
+                data = (body if isinstance(body, str) else json.dumps(body)).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                with estate._lock:
+                    estate.source.advance()
+                    snap = estate.simulator.snapshot()
+                self._send(200, snap.to_json())
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                stamp = self.headers.get(TIMESTAMP_HEADER, "")
+                if not verify_signature(estate.secret, stamp, body, self.headers.get(SIGNATURE_HEADER, "")):
+                    self._send(401, {"detail": "bad signature"})
+                    return
+                key = self.headers.get(IDEMPOTENCY_HEADER, "")
+                estate.requests[key] += 1
+                with estate._lock:
+                    if key in estate.undo:
+                        self._send(409, {"applied": False, "undo": estate.undo[key], "detail": "already applied"})
+                        return
+                    action = _ACTION.validate_python(json.loads(body)["action"])
+                    estate.source.advance()
+                    try:
+                        undo = estate.simulator.apply(action)
+                    except ValueError as exc:
+                        self._send(422, {"detail": str(exc)})
+                        return
+                    estate.applied[key] += 1
+                    estate.undo[key] = None if undo is None else undo.model_dump(mode="json")
+                if key in estate.hold_keys:
+                    estate.held.set()
+                    estate.release.wait(timeout=60)
+                self._send(200, {"applied": True, "undo": estate.undo[key], "detail": "applied"})
+
+        return Handler
+
+    def snapshot_url(self) -> str:
+        """Where the twin source reads."""
+        return self.url + "/snapshot"
+
+    def now(self) -> datetime:
+        """The server's clock (wall clock)."""
+        return datetime.now(UTC)
