@@ -9,7 +9,11 @@ TwinopsError
  ├── AuditError                  audit ledger problems
  │    ├── LedgerConflictError    same event id appended with different content
  │    └── LedgerIntegrityError   verification found tampering
- └── NotFoundError               unknown id (remediation, event, user, playbook)
+ ├── NotFoundError               unknown id (remediation, event, user, playbook)
+ │    └── AmbiguousIdError       an id prefix that matches more than one thing
+ ├── ConflictError               the thing already exists (a user name taken)
+ ├── AuthenticationError         unknown or revoked API token, disabled user (also a PermissionError)
+ └── AuthorizationError          authenticated, but the role is too low (also a PermissionError)
 """
 
 from __future__ import annotations
@@ -57,3 +61,19 @@ class LedgerIntegrityError(AuditError):
 
 class NotFoundError(TwinopsError):
     """An id that names nothing known."""
+
+
+class AmbiguousIdError(NotFoundError):
+    """An id prefix that matches more than one thing; the message lists some of them."""
+
+
+class ConflictError(TwinopsError):
+    """Creating something that already exists."""
+
+
+class AuthenticationError(TwinopsError, PermissionError):
+    """No principal: the token is unknown or revoked, or its user is disabled."""
+
+
+class AuthorizationError(TwinopsError, PermissionError):
+    """A known principal whose role does not allow the operation."""

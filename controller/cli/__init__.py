@@ -12,6 +12,7 @@ from controller.cli import plan as _plan
 from controller.cli import policy as _policy
 from controller.cli import runtime as _runtime
 from controller.cli import twin as _twin
+from controller.cli import users as _users
 from controller.settings import load_settings
 from controller.telemetry import configure, shutdown_tracing, span
 
@@ -19,6 +20,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="twinops: clo
 app.add_typer(_twin.app, name="twin")
 app.add_typer(_audit.app, name="audit")
 app.add_typer(_policy.app, name="policy")
+app.add_typer(_users.app, name="users")
 _detect.register(app)
 _plan.register(app)
 _runtime.register(app)

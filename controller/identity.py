@@ -1,0 +1,302 @@
+"""Users, roles and API tokens: who may look, who may approve, who administers.
+
+A token is `tw_` + 32 bytes from `secrets` (URL-safe base64). Only its SHA-256 hex
+digest is stored. A password needs a slow, salted KDF because it is guessable; a
+256-bit random token is not: brute-forcing its preimage from a leaked hash costs
+2**256 work whatever the hash speed, and no two users share a token, so salting buys
+nothing. A fast hash also keeps the lookup a single indexed equality on every request.
+
+Roles are ordered viewer < approver < admin. A principal's `roles` hold its role,
+the roles it implies (admin implies approver) and, for approvers and admins, the
+approver groups the approval policy checks (`policies/data.json`:
+`approval.groups_by_action`, by default `sre`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from controller.db import sqlite_immediate
+from controller.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError
+from workflows.contracts import Principal
+
+__all__ = [
+    "DEFAULT_APPROVER_GROUPS",
+    "TOKEN_PREFIX",
+    "Identities",
+    "Role",
+    "User",
+    "api_tokens",
+    "hash_token",
+    "metadata",
+    "require",
+    "users",
+]
+
+TOKEN_PREFIX = "tw_"
+"""Every API token starts with this, so secret scanners and humans recognize one."""
+DEFAULT_APPROVER_GROUPS: tuple[str, ...] = ("sre",)
+"""Groups every approver and admin holds; the approval policy asks for one of them per action type."""
+
+_TOKEN_BYTES = 32
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
+
+
+class Role(StrEnum):
+    """What a user may do: viewer reads, approver also approves and rejects, admin also manages users."""
+
+    VIEWER = "viewer"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """Position in viewer < approver < admin."""
+        return _RANKS[self]
+
+    def implied(self) -> list[Role]:
+        """This role and every role below it that it implies, highest first (admin implies approver)."""
+        return [self] if self is not Role.ADMIN else [Role.ADMIN, Role.APPROVER]
+
+
+_RANKS = {Role.VIEWER: 0, Role.APPROVER: 1, Role.ADMIN: 2}
+
+
+@dataclass(frozen=True)
+class User:
+    """A user as `list_users` shows it (never with a token)."""
+
+    name: str
+    role: Role
+    team: str | None
+    created_at: datetime
+    disabled: bool
+    active_tokens: int
+    last_used_at: datetime | None
+
+
+metadata = MetaData()
+"""Metadata of the identity tables (the schema itself is created by migration 0002)."""
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("team", String(100), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled", Boolean(), nullable=False, server_default=false()),
+    CheckConstraint("role IN ('viewer', 'approver', 'admin')", name="ck_users_role"),
+)
+"""One row per human."""
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("user_id", Integer(), ForeignKey("users.id", name="fk_api_tokens_user_id"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked", Boolean(), nullable=False, server_default=false()),
+    Index("ix_api_tokens_user_id", "user_id"),
+)
+"""API tokens, by SHA-256 digest only."""
+
+_U = users.c
+_K = api_tokens.c
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token: SHA-256, lowercase hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(_TOKEN_BYTES)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes (we only ever write UTC); PostgreSQL aware ones.
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _rank_of(principal: Principal) -> int:
+    return max((_RANKS[Role(r)] for r in principal.roles if r in _RANKS), default=-1)
+
+
+def require(principal: Principal, role: Role | str) -> None:
+    """Raise `AuthorizationError` unless `principal` holds `role` or a higher one."""
+    needed = Role(role)
+    if _rank_of(principal) < needed.rank:
+        held = ", ".join(principal.roles) or "no role"
+        raise AuthorizationError(f"user {principal.id!r} ({held}) needs the {needed.value} role for this")
+
+
+class Identities:
+    """Users and their API tokens in the controller's database (migrated by `controller.db.migrate`)."""
+
+    def __init__(self, engine: Engine, *, approver_groups: Sequence[str] = DEFAULT_APPROVER_GROUPS) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**sqlite_immediate)
+        self._approver_groups = tuple(approver_groups)
+
+    def add_user(self, name: str, role: Role | str = Role.VIEWER, team: str | None = None) -> str:
+        """Create a user and its first token; the token is returned here and never again."""
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"user name {name!r}: use 1-100 letters, digits, '.', '_', '@' or '-'")
+        checked = _role(role)
+        token = _new_token()
+        now = datetime.now(UTC)
+        try:
+            with self._writer.begin() as conn:
+                if conn.execute(select(_U.id).where(_U.name == name)).first() is not None:
+                    raise ConflictError(f"user {name!r} already exists")
+                user_id = conn.execute(
+                    insert(users)
+                    .values(name=name, role=checked.value, team=team or None, created_at=now)
+                    .returning(_U.id)
+                ).scalar_one()
+                conn.execute(insert(api_tokens).values(user_id=user_id, token_hash=hash_token(token), created_at=now))
+        except IntegrityError as exc:  # a concurrent add of the same name won the race
+            raise ConflictError(f"user {name!r} already exists") from exc
+        return token
+
+    def issue_token(self, name: str, *, revoke_others: bool = False) -> str:
+        """A new token for an enabled user, returned once; `revoke_others` makes it the only valid one."""
+        token = _new_token()
+        with self._writer.begin() as conn:
+            user_id, disabled = self._user(conn, name)
+            if disabled:
+                raise AuthenticationError(f"user {name!r} is disabled; enable it before issuing a token")
+            if revoke_others:
+                conn.execute(update(api_tokens).where(_K.user_id == user_id).values(revoked=True))
+            conn.execute(
+                insert(api_tokens).values(user_id=user_id, token_hash=hash_token(token), created_at=datetime.now(UTC))
+            )
+        return token
+
+    def revoke_tokens(self, name: str) -> int:
+        """Revoke every token of `name`; returns how many were still valid."""
+        with self._writer.begin() as conn:
+            user_id, _ = self._user(conn, name)
+            result = conn.execute(
+                update(api_tokens).where(_K.user_id == user_id, _K.revoked.is_(False)).values(revoked=True)
+            )
+            return int(result.rowcount)
+
+    def set_disabled(self, name: str, disabled: bool = True) -> None:
+        """Disable (or enable again) a user; a disabled user's tokens stop resolving."""
+        with self._writer.begin() as conn:
+            self._user(conn, name)
+            conn.execute(update(users).where(_U.name == name).values(disabled=disabled))
+
+    def resolve(self, token: str) -> Principal:
+        """The principal a token stands for; `AuthenticationError` when unknown, revoked or disabled."""
+        if not token.startswith(TOKEN_PREFIX):
+            raise AuthenticationError(f"not a twinops API token (they start with {TOKEN_PREFIX!r})")
+        digest = hash_token(token)
+        with self._writer.begin() as conn:
+            row = conn.execute(
+                select(_K.id, _K.token_hash, _K.revoked, _U.name, _U.role, _U.team, _U.disabled)
+                .join(users, _U.id == _K.user_id)
+                .where(_K.token_hash == digest)
+            ).first()
+            # The indexed lookup found the row; compare_digest confirms it in constant time, whatever
+            # the database's collation did with the comparison.
+            if row is None or not hmac.compare_digest(row.token_hash, digest):
+                raise AuthenticationError("unknown API token")
+            if row.revoked:
+                raise AuthenticationError(f"API token of user {row.name!r} has been revoked")
+            if row.disabled:
+                raise AuthenticationError(f"user {row.name!r} is disabled")
+            conn.execute(update(api_tokens).where(_K.id == row.id).values(last_used_at=datetime.now(UTC)))
+        return self.principal(row.name, Role(row.role), row.team)
+
+    def principal(self, name: str, role: Role, team: str | None) -> Principal:
+        """The principal of a user: its role, the roles that implies, and the approver groups if it approves."""
+        roles = [r.value for r in role.implied()]
+        if role.rank >= Role.APPROVER.rank:
+            roles += [g for g in self._approver_groups if g not in roles]
+        return Principal(id=name, roles=roles, team=team)
+
+    def list_users(self) -> list[User]:
+        """Every user, by name, with how many valid tokens it holds and when one was last used."""
+        return self._users()
+
+    def get_user(self, name: str) -> User:
+        """One user by name; `NotFoundError` when unknown."""
+        found = self._users(name)
+        if not found:
+            raise NotFoundError(f"unknown user {name!r}")
+        return found[0]
+
+    def _users(self, name: str | None = None) -> list[User]:
+        active = func.count(_K.id).filter(_K.revoked.is_(False))
+        query = (
+            select(_U.name, _U.role, _U.team, _U.created_at, _U.disabled, active, func.max(_K.last_used_at))
+            .outerjoin(api_tokens, _K.user_id == _U.id)
+            .group_by(_U.id, _U.name, _U.role, _U.team, _U.created_at, _U.disabled)
+            .order_by(_U.name)
+        )
+        if name is not None:
+            query = query.where(_U.name == name)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            User(
+                name=name,
+                role=Role(role),
+                team=team,
+                created_at=_utc(created) or created,
+                disabled=bool(disabled),
+                active_tokens=int(count),
+                last_used_at=_utc(last_used),
+            )
+            for name, role, team, created, disabled, count, last_used in rows
+        ]
+
+    @staticmethod
+    def _user(conn: Connection, name: str) -> tuple[int, bool]:
+        row = conn.execute(select(_U.id, _U.disabled).where(_U.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"unknown user {name!r}")
+        return int(row.id), bool(row.disabled)
+
+
+def _role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise ValueError(f"unknown role {role!r}: use viewer, approver or admin") from None

@@ -1,0 +1,202 @@
+"""`SqlApprovalInbox`: the `ApprovalInbox` port on SQLAlchemy, plus the reads `twinops queue` and the UI use.
+
+The inbox is a projection: RemediationWorkflow writes its state here through an
+activity, so every write may be repeated (activity retries) and, rarely, arrive late
+(an attempt that timed out but still committed after its retry). Writes are therefore
+one atomic `INSERT ... ON CONFLICT DO UPDATE`, and a closed entry (a terminal status)
+is never reopened by an open one: a stale "verifying" cannot resurrect a completed
+proposal in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from controller.db import sqlite_immediate
+from controller.errors import AmbiguousIdError, ConfigurationError, NotFoundError
+from workflows.ports import InboxEntry, InboxStatus
+
+__all__ = ["CLOSED_STATUSES", "OPEN_STATUSES", "SqlApprovalInbox", "approval_inbox", "metadata"]
+
+OPEN_STATUSES: frozenset[InboxStatus] = frozenset(
+    {InboxStatus.PENDING, InboxStatus.ESCALATED, InboxStatus.APPROVED, InboxStatus.EXECUTING, InboxStatus.VERIFYING}
+)
+"""Statuses that still need a human or are still running; the queue's default view."""
+CLOSED_STATUSES: frozenset[InboxStatus] = frozenset(InboxStatus) - OPEN_STATUSES
+"""Terminal statuses: a closed entry is never reopened."""
+
+_AMBIGUOUS_SHOWN = 5
+
+
+class _UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which stores no offset) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; give it a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+"""Metadata of the inbox table (the schema itself is created by migration 0002)."""
+
+approval_inbox = Table(
+    "approval_inbox",
+    metadata,
+    Column("proposal_id", String(200), primary_key=True),
+    Column("workflow_id", String(400), nullable=False),
+    Column("twin_id", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("risk", String(40), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("summary", Text(), nullable=False),
+    Column("created_at", _UtcDateTime(), nullable=False),
+    Column("updated_at", _UtcDateTime(), nullable=False),
+    Column("deadline", _UtcDateTime(), nullable=True),
+    Column("required_approvals", Integer(), nullable=False, server_default="0"),
+    Column("approvals", JSON(), nullable=False),
+    Column("reasons", JSON(), nullable=False),
+    Index("ix_approval_inbox_status", "status", "created_at"),
+)
+"""One row per proposal: the approval queue."""
+
+_T = approval_inbox.c
+# Written on every upsert; created_at keeps its first value.
+_UPDATED = ("workflow_id", "twin_id", "status", "risk", "target", "summary", "updated_at", "deadline",
+            "required_approvals", "approvals", "reasons")  # fmt: skip
+
+
+def _entry(row: Row[Any]) -> InboxEntry:
+    return InboxEntry(
+        proposal_id=row.proposal_id,
+        workflow_id=row.workflow_id,
+        twin_id=row.twin_id,
+        status=InboxStatus(row.status),
+        risk=row.risk,
+        target=row.target,
+        summary=row.summary,
+        created_at=row.created_at,
+        deadline=row.deadline,
+        required_approvals=row.required_approvals,
+        approvals=list(row.approvals),
+        reasons=list(row.reasons),
+    )
+
+
+class SqlApprovalInbox:
+    """The approval queue on SQLite or PostgreSQL; the schema must be migrated (`controller.db.migrate`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise ConfigurationError(f"approval inbox: database {dialect!r} is not supported (sqlite, postgresql)")
+        self._engine = engine
+        self._writer = engine.execution_options(**sqlite_immediate)
+
+    async def upsert(self, entry: InboxEntry) -> None:
+        """Insert or update the entry for `entry.proposal_id`; repeating a write is harmless."""
+        await asyncio.to_thread(self.upsert_sync, entry)
+
+    def upsert_sync(self, entry: InboxEntry) -> None:
+        """`upsert` for callers that are not on an event loop."""
+        values = {
+            **entry.model_dump(mode="python"),
+            "status": entry.status.value,
+            "updated_at": datetime.now(UTC),
+        }
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(approval_inbox).values(values)
+        reopens = entry.status in OPEN_STATUSES
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[_T.proposal_id],
+            set_={name: stmt.excluded[name] for name in _UPDATED},
+            where=_T.status.not_in([s.value for s in CLOSED_STATUSES]) if reopens else None,
+        )
+        with self._writer.begin() as conn:
+            conn.execute(stmt)
+
+    def list(
+        self, status: InboxStatus | None = None, include_closed: bool = False, limit: int = 100
+    ) -> builtins.list[InboxEntry]:
+        """Entries newest first: those with `status`, else the open ones, or all with `include_closed`."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        query = select(approval_inbox).order_by(_T.created_at.desc(), _T.proposal_id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(_T.status == InboxStatus(status).value)
+        elif not include_closed:
+            query = query.where(_T.status.in_(sorted(s.value for s in OPEN_STATUSES)))
+        with self._engine.connect() as conn:
+            return [_entry(row) for row in conn.execute(query)]
+
+    def get(self, proposal_id: str) -> InboxEntry:
+        """The entry for `proposal_id`, or for the one proposal whose id starts with it.
+
+        Raises `NotFoundError` when nothing matches and `AmbiguousIdError` (a
+        `NotFoundError`) when the prefix matches several proposals.
+        """
+        wanted = proposal_id.strip()
+        with self._engine.connect() as conn:
+            if not wanted:
+                raise NotFoundError(f"unknown proposal {proposal_id!r}")
+            row = conn.execute(select(approval_inbox).where(_T.proposal_id == wanted)).one_or_none()
+            if row is not None:
+                return _entry(row)
+            # substr, not LIKE: exact and case-sensitive on both databases, no wildcard escaping.
+            matches = conn.execute(
+                select(approval_inbox)
+                .where(func.substr(_T.proposal_id, 1, len(wanted)) == wanted)
+                .order_by(_T.created_at.desc(), _T.proposal_id.desc())
+                .limit(_AMBIGUOUS_SHOWN + 1)
+            ).all()
+            if not matches:
+                raise NotFoundError(f"unknown proposal {proposal_id!r}")
+            if len(matches) > 1:
+                shown = ", ".join(m.proposal_id for m in matches[:_AMBIGUOUS_SHOWN])
+                more = " and more" if len(matches) > _AMBIGUOUS_SHOWN else ""
+                raise AmbiguousIdError(
+                    f"proposal prefix {proposal_id!r} is ambiguous: it matches {shown}{more}; type more of the id"
+                )
+            return _entry(matches[0])
+
+    async def aget(self, proposal_id: str) -> InboxEntry:
+        """`get` off the event loop (for the API)."""
+        return await asyncio.to_thread(self.get, proposal_id)
+
+    async def alist(
+        self, status: InboxStatus | None = None, include_closed: bool = False, limit: int = 100
+    ) -> builtins.list[InboxEntry]:
+        """`list` off the event loop (for the API)."""
+        return await asyncio.to_thread(self.list, status, include_closed, limit)
