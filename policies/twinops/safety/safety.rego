@@ -22,12 +22,16 @@ now_ns := time.parse_rfc3339_ns(input.now)
 
 reason(code, msg, details) := {"code": code, "msg": msg, "details": details}
 
+# Rules below make one pass over the actions or nodes each and share what they can
+# (action types, scale actions), because evaluation cost grows with every pass over
+# a 1,000-node proposal.
+
 # shift_traffic names its node `source`; every other action names it `node`.
-action_node(a) := a.source if a.type == "shift_traffic"
+targets := {object.get(a, "node", object.get(a, "source", null)) | some a in proposal.actions}
 
-action_node(a) := a.node if a.type != "shift_traffic"
+action_types := {a.type | some a in proposal.actions}
 
-targets := {action_node(a) | some a in proposal.actions}
+scale_actions := [a | some a in proposal.actions; a.type == "scale"]
 
 # --- deny rules -------------------------------------------------------------
 
@@ -59,8 +63,7 @@ deny contains r if {
 }
 
 deny contains r if {
-	some a in proposal.actions
-	a.type == "scale"
+	some a in scale_actions
 	n := nodes_by_id[a.node]
 	a.replicas < n.min_replicas
 	r := reason(
@@ -71,8 +74,7 @@ deny contains r if {
 }
 
 deny contains r if {
-	some a in proposal.actions
-	a.type == "scale"
+	some a in scale_actions
 	n := nodes_by_id[a.node]
 	a.replicas > n.max_replicas
 	r := reason(
@@ -83,8 +85,7 @@ deny contains r if {
 }
 
 deny contains r if {
-	some a in proposal.actions
-	a.type == "scale"
+	some a in scale_actions
 	a.replicas > cfg.max_replicas_per_node
 	r := reason(
 		"above_policy_max_replicas",
@@ -93,11 +94,13 @@ deny contains r if {
 	)
 }
 
+# A step is too large when it is more than the increment in absolute terms AND more
+# than the factor either way (up: to > from * f; down: from > to * f).
 deny contains r if {
-	some a in proposal.actions
-	a.type == "scale"
+	some a in scale_actions
 	from := nodes_by_id[a.node].replicas
-	not step_ok(from, a.replicas)
+	abs(a.replicas - from) > cfg.max_scale_increment
+	max([from, a.replicas]) > min([from, a.replicas]) * cfg.max_scale_factor
 	r := reason(
 		"scale_step_too_large",
 		sprintf(
@@ -129,8 +132,8 @@ deny contains r if {
 }
 
 deny contains r if {
-	some node in targets
-	n := recent_action_count(node)
+	some node, n in recent_action_counts
+	node in targets
 	n >= cfg.rate_limit.max_actions
 	r := reason(
 		"rate_limited",
@@ -158,19 +161,6 @@ deny contains r if {
 
 # --- helpers ----------------------------------------------------------------
 
-# A step is fine when it is small in absolute terms or within the factor either way.
-step_ok(from, to) if abs(to - from) <= cfg.max_scale_increment
-
-step_ok(from, to) if {
-	to >= from
-	to <= from * cfg.max_scale_factor
-}
-
-step_ok(from, to) if {
-	to < from
-	to * cfg.max_scale_factor >= from
-}
-
 # The caller may give the whole twin's replica total; without it the affected nodes are the fleet.
 fleet_replicas_before := proposal.fleet_replicas if {
 	is_number(proposal.fleet_replicas)
@@ -178,7 +168,7 @@ fleet_replicas_before := proposal.fleet_replicas if {
 
 affected_replicas_before := sum([n.replicas | some n in proposal.nodes])
 
-scale_delta := sum([(a.replicas - nodes_by_id[a.node].replicas) | some a in proposal.actions; a.type == "scale"; nodes_by_id[a.node]])
+scale_delta := sum([(a.replicas - nodes_by_id[a.node].replicas) | some a in scale_actions; nodes_by_id[a.node]])
 
 total_replicas_after := fleet_replicas_before + scale_delta
 
@@ -198,7 +188,13 @@ history_ns := [{"node": h.node, "plan_hash": h.plan_hash, "outcome": h.outcome, 
 	some h in input.history
 ]
 
-recent_action_count(node) := count([1 | some h in history_ns; h.node == node; h.age_ns < rate_window_ns])
+# Counted per node that appears in the history (short), not per target (maybe 1,000).
+recent_nodes := [h.node | some h in history_ns; h.age_ns < rate_window_ns]
+
+recent_action_counts[node] := n if {
+	some node in recent_nodes
+	n := count([1 | some m in recent_nodes; m == node])
+}
 
 loop_window_ns := (cfg.loop_breaker.window_hours * 3600) * 1000000000
 
@@ -222,11 +218,11 @@ blast_rank := 2 if {
 } else := 0
 
 # An action type the config does not know is treated as high risk.
-action_ranks := {risk_rank[object.get(cfg.risk.min_by_action, a.type, "high")] | some a in proposal.actions}
+action_ranks := {risk_rank[object.get(cfg.risk.min_by_action, t, "high")] | some t in action_types}
 
-non_compensable contains a.type if {
-	some a in proposal.actions
-	a.type in cfg.non_compensable_actions
+non_compensable contains t if {
+	some t in action_types
+	t in cfg.non_compensable_actions
 }
 
 non_compensable_rank := 2 if {
@@ -255,8 +251,8 @@ required_approvals := 0 if {
 } else := max(approval_floors)
 
 approver_groups := sort({g |
-	some a in proposal.actions
-	some g in object.get(data.twinops.config.approval.groups_by_action, a.type, [])
+	some t in action_types
+	some g in object.get(data.twinops.config.approval.groups_by_action, t, [])
 })
 
 allow if {
@@ -268,17 +264,17 @@ requester_may_auto_approve if input.requester.kind in cfg.auto_approve_requester
 
 requester_may_auto_approve if input.requester.id in cfg.auto_approve_requesters.ids
 
-never_auto_approved contains n.id if {
+never_auto_approved if {
 	some n in proposal.nodes
 	n.tier in cfg.never_auto_approve.tiers
 }
 
-never_auto_approved contains n.id if {
+never_auto_approved if {
 	some n in proposal.nodes
 	n.kind in cfg.never_auto_approve.kinds
 }
 
-never_auto_approved contains n.id if {
+never_auto_approved if {
 	some n in proposal.nodes
 	n.id in cfg.never_auto_approve.nodes
 }
@@ -292,7 +288,7 @@ auto_approve if {
 	not in_freeze
 	count(non_compensable) == 0
 	count(protected_restarts) == 0
-	count(never_auto_approved) == 0
+	not never_auto_approved
 }
 
 # An input without the expected shape would leave most rules undefined and the
