@@ -22,6 +22,16 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "P95_TAIL",
+    "erlang_b",
+    "erlang_c",
+    "response_time_p95",
+    "response_time_tail",
+    "waiting_time_p95",
+    "waiting_time_tail",
+]
+
 P95_TAIL = 0.05
 _SOLVER_ITERATIONS = 200
 

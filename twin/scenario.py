@@ -41,6 +41,24 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from twin.contract import Edge, NodeKind, find_cycle
 
+__all__ = [
+    "BadRelease",
+    "CapacityFactor",
+    "ConstantLoad",
+    "DiurnalLoad",
+    "Fault",
+    "LoadProfile",
+    "RampLoad",
+    "ReplicasLost",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioNode",
+    "SpikeLoad",
+    "StepLoad",
+    "load_scenario",
+    "parse_scenario",
+]
+
 NonNegative = Annotated[float, Field(ge=0.0)]
 Seconds = Annotated[float, Field(ge=0.0)]
 

@@ -49,6 +49,17 @@ from twin.graph import topological_order
 from twin.queueing import response_time_p95
 from twin.scenario import BadRelease, CapacityFactor, ConstantLoad, ReplicasLost, Scenario, ScenarioNode
 
+__all__ = [
+    "LATENCY_CEILING_MS",
+    "RESTART_WARMUP_FACTOR",
+    "RESTART_WARMUP_SECONDS",
+    "SATURATION_RHO",
+    "Simulator",
+    "SimulatorSource",
+    "parse_action",
+    "what_if",
+]
+
 RESTART_WARMUP_SECONDS = 30.0
 """After a restart the node's replicas are warming up (cold caches, JIT) for this long..."""
 RESTART_WARMUP_FACTOR = 0.5
