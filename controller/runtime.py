@@ -7,6 +7,7 @@ connects to that server instead and starts nothing.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import sys
@@ -58,6 +59,36 @@ class RuntimeInfo:
     database: Path | None
 
 
+def runtime_file(settings: Settings) -> Path:
+    """Where `twinops up` records the address of the embedded server it runs."""
+    return settings.home / "runtime.json"
+
+
+def discover_address(settings: Settings) -> str:
+    """The Temporal address to connect to: the configured one, else the one `twinops up` recorded."""
+    if settings.temporal_address:
+        return settings.temporal_address
+    path = runtime_file(settings)
+    try:
+        return str(json.loads(path.read_text())["address"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise RuntimeUnavailableError(
+            f"no Temporal server: set TWINOPS_TEMPORAL_ADDRESS or start the embedded stack with `twinops up` "
+            f"(no readable {path})"
+        ) from exc
+
+
+async def connect(settings: Settings) -> Client:
+    """A client (pydantic data converter) to the configured or discovered Temporal server."""
+    address = discover_address(settings)
+    try:
+        return await Client.connect(
+            address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+        )
+    except Exception as exc:
+        raise RuntimeUnavailableError(f"cannot reach Temporal at {address}: {exc}") from exc
+
+
 class TemporalRuntime:
     """Start (or connect to) Temporal; use as `async with TemporalRuntime(settings) as rt:`."""
 
@@ -67,6 +98,7 @@ class TemporalRuntime:
         self._env: WorkflowEnvironment | None = None
         self._client: Client | None = None
         self.info: RuntimeInfo | None = None
+        self._published = False
 
     async def start(self) -> RuntimeInfo:
         """Start the dev server (or connect) and wait until it answers."""
@@ -105,6 +137,15 @@ class TemporalRuntime:
         log.info("temporal.started", address=self.info.address, ui=ui_url, database=str(self.database))
         return self.info
 
+    def publish(self) -> None:
+        """Record the running server's address so other `twinops` commands can find it."""
+        if self.info is None:
+            return
+        path = runtime_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"address": self.info.address, "ui": self.info.ui_url}))
+        self._published = True
+
     @property
     def client(self) -> Client:
         """A client with the pydantic data converter, bound to the namespace."""
@@ -115,6 +156,8 @@ class TemporalRuntime:
     async def stop(self) -> None:
         """Stop the embedded server (if we started one); idempotent."""
         if self._env is not None:
+            if self._published:
+                runtime_file(self.settings).unlink(missing_ok=True)
             await self._env.shutdown()
             log.info("temporal.stopped", database=str(self.database))
         self._env = None

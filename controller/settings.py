@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     twin_http_timeout_seconds: float = 5.0
     twin_http_retries: int = 3
     twin_max_age_seconds: float = 120.0
+    desires_file: Path | None = Field(
+        default=None, description="Desires YAML (targets, SLOs, budget); unset: defaults."
+    )
     target_utilization: float = Field(default=0.8, gt=0.0, le=1.0)
     tick_seconds: float = Field(default=15.0, gt=0.0)
 
@@ -70,6 +73,9 @@ class Settings(BaseSettings):
     notifier: Literal["log", "webhook"] = "log"
     notifier_url: str | None = Field(default=None, description="Slack-compatible incoming webhook (notifier=webhook).")
     notifier_timeout_seconds: float = Field(default=5.0, gt=0.0)
+
+    token: SecretStr | None = Field(default=None, description="API token of the CLI user (TWINOPS_TOKEN).")
+    agent_name: str = "bdi"
 
     # API
     api_host: str = "127.0.0.1"

@@ -8,6 +8,7 @@ import typer
 
 from controller.cli import audit as _audit
 from controller.cli import detect as _detect
+from controller.cli import loop as _loop
 from controller.cli import plan as _plan
 from controller.cli import policy as _policy
 from controller.cli import runtime as _runtime
@@ -23,6 +24,7 @@ app.add_typer(_policy.app, name="policy")
 app.add_typer(_users.app, name="users")
 _detect.register(app)
 _plan.register(app)
+_loop.register(app)
 _runtime.register(app)
 
 __all__ = ["app", "main"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +10,12 @@ import typer
 
 from controller.cli._common import console, fail, print_json
 from controller.cli.detect import reference_findings
+from controller.cli.loop import wait_for_shutdown
 from controller.errors import RuntimeUnavailableError
+from controller.loop import start_agent_loop
 from controller.runtime import TemporalRuntime
 from controller.settings import REPO_ROOT, load_settings
+from controller.worker import Services, build_worker
 
 DEMO_SCENARIO = REPO_ROOT / "twin" / "scenarios" / "hidden_downstream.yaml"
 
@@ -24,18 +25,20 @@ async def _serve_forever() -> None:
     async with TemporalRuntime(settings) as rt:
         info = rt.info
         assert info is not None
-        console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
-        if info.ui_url:
-            console.print(f"Temporal UI:       [bold]{info.ui_url}[/]")
-        if info.database:
-            console.print(f"state:             {info.database}")
-        console.print("Ctrl-C stops the stack.")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        rt.publish()
+        services = Services.from_settings(settings)
+        queue = settings.temporal_task_queue
+        async with build_worker(rt.client, queue, services):
+            loop_id = await start_agent_loop(rt.client, settings, services)
+            console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
+            if info.ui_url:
+                console.print(f"Temporal UI:       [bold]{info.ui_url}[/]")
+            if info.database:
+                console.print(f"state:             {info.database}")
+            console.print(f"worker:            task queue {queue}")
+            console.print(f"agent loop:        {loop_id} (twin {settings.twin_id}, every {settings.tick_seconds:g}s)")
+            console.print("watch the queue with `twinops queue`; Ctrl-C stops the stack.")
+            await wait_for_shutdown()
 
 
 def register(app: typer.Typer) -> None:
@@ -56,10 +59,9 @@ def register(app: typer.Typer) -> None:
         tick_seconds: Annotated[float, typer.Option("--tick-seconds", min=1)] = 15,
     ) -> None:
         """Run the simulator on a bundled scenario, show the estate each tick, then what `detect` finds."""
-        from twin.simulator import Simulator
-
         from controller.cli.twin import state_table
         from twin.scenario import load_scenario
+        from twin.simulator import Simulator
 
         settings = load_settings()
         try:

@@ -1,0 +1,104 @@
+"""The approval service: the one place that sends approvals, rejections and cancellations.
+
+It takes an API token, resolves the principal, checks the role, finds the proposal's
+workflow through the inbox and sends the Temporal Update. The CLI, the HTTP API and
+the demo all come through here; nothing else talks to a RemediationWorkflow's updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import structlog
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from controller.errors import NotFoundError, TwinopsError
+from controller.identity import Identities, Role, require
+from controller.inbox import SqlApprovalInbox
+from workflows import ApprovalResult, ApproveInput, Principal, RejectInput, RemediationState, RemediationWorkflow
+from workflows.ports import InboxEntry
+
+log = structlog.get_logger(__name__)
+
+
+class ApprovalRefusedError(TwinopsError):
+    """The workflow refused the call (not pending, already decided, expired, same approver twice)."""
+
+
+class ApprovalService:
+    """Approve, reject, cancel and inspect proposals on behalf of an authenticated principal."""
+
+    def __init__(self, client: Client, inbox: SqlApprovalInbox, identities: Identities) -> None:
+        self.client = client
+        self.inbox = inbox
+        self.identities = identities
+
+    async def _authorize(self, token: str, role: Role, proposal: str) -> tuple[Principal, InboxEntry]:
+        principal = await asyncio.to_thread(self.identities.resolve, token)
+        require(principal, role)
+        entry = await asyncio.to_thread(self.inbox.get, proposal)
+        return principal, entry
+
+    async def approve(self, token: str, proposal: str, comment: str = "") -> ApprovalResult:
+        """Approve as the token's principal; returns whether it counted and what is still needed."""
+        principal, entry = await self._authorize(token, Role.APPROVER, proposal)
+        handle = self.client.get_workflow_handle(entry.workflow_id)
+        result: ApprovalResult = await self._update(
+            entry,
+            handle.execute_update(RemediationWorkflow.approve, ApproveInput(principal=principal, comment=comment)),
+        )
+        log.info("approval.sent", proposal_id=entry.proposal_id, by=principal.id, counted=result.counted)
+        return result
+
+    async def reject(self, token: str, proposal: str, reason: str) -> ApprovalResult:
+        """Reject as the token's principal, with a reason."""
+        principal, entry = await self._authorize(token, Role.APPROVER, proposal)
+        handle = self.client.get_workflow_handle(entry.workflow_id)
+        result: ApprovalResult = await self._update(
+            entry, handle.execute_update(RemediationWorkflow.reject, RejectInput(principal=principal, reason=reason))
+        )
+        log.info("rejection.sent", proposal_id=entry.proposal_id, by=principal.id)
+        return result
+
+    async def cancel(self, token: str, proposal: str) -> InboxEntry:
+        """Cancel a remediation (executed steps are compensated by the workflow)."""
+        principal, entry = await self._authorize(token, Role.APPROVER, proposal)
+        try:
+            await self.client.get_workflow_handle(entry.workflow_id).cancel()
+        except RPCError as exc:
+            raise self._rpc_error(entry, exc) from exc
+        log.info("cancel.sent", proposal_id=entry.proposal_id, by=principal.id)
+        return entry
+
+    async def state(self, token: str, proposal: str) -> RemediationState:
+        """The live state of a proposal's workflow (any authenticated user)."""
+        _, entry = await self._authorize(token, Role.VIEWER, proposal)
+        try:
+            state: RemediationState = await self.client.get_workflow_handle(entry.workflow_id).query(
+                RemediationWorkflow.state
+            )
+        except RPCError as exc:
+            raise self._rpc_error(entry, exc) from exc
+        return state
+
+    async def _update(self, entry: InboxEntry, call: Awaitable[ApprovalResult]) -> ApprovalResult:
+        try:
+            return await call
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            message = getattr(cause, "message", None) or str(cause or exc)
+            raise ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {message}") from exc
+        except RPCError as exc:
+            raise self._rpc_error(entry, exc) from exc
+
+    @staticmethod
+    def _rpc_error(entry: InboxEntry, exc: RPCError) -> TwinopsError:
+        if exc.status == RPCStatusCode.NOT_FOUND and "completed" in exc.message:
+            return ApprovalRefusedError(
+                f"proposal {entry.proposal_id!r} is no longer pending: its workflow has ended ({entry.status.value})"
+            )
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return NotFoundError(f"proposal {entry.proposal_id!r}: workflow {entry.workflow_id!r} not found")
+        return ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {exc.message}")

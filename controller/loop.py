@@ -1,0 +1,44 @@
+"""Starting the agent loop of a twin from settings (used by `twinops up` and the demo)."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from controller.settings import Settings
+from controller.worker import Services
+from workflows import AgentLoopInput, AgentLoopWorkflow, Timeouts
+
+
+def agent_loop_input(settings: Settings, services: Services, **overrides: object) -> AgentLoopInput:
+    """The loop's input: twin, tick, timeouts from settings; SLOs and cool-down from the desires."""
+    fields: dict[str, object] = {
+        "twin_id": settings.twin_id,
+        "agent_name": settings.agent_name,
+        "tick_seconds": settings.tick_seconds,
+        "timeouts": Timeouts(
+            approval_seconds=settings.approval_timeout_seconds,
+            expiry_seconds=settings.approval_expiry_seconds,
+            verification_window_seconds=settings.verification_window_seconds,
+        ),
+        "latency_slo_ms": dict(services.desires.latency_slo_ms),
+        "cooldown_seconds": services.desires.cooldown_seconds,
+    }
+    fields.update(overrides)
+    return AgentLoopInput.model_validate(fields)
+
+
+async def start_agent_loop(
+    client: Client, settings: Settings, services: Services, *, task_queue: str | None = None, **overrides: object
+) -> str:
+    """Start the twin's loop (one per twin: an already running loop is kept). Returns its workflow id."""
+    loop_input = agent_loop_input(settings, services, **overrides)
+    workflow_id = f"agent-loop-{loop_input.twin_id}"
+    await client.start_workflow(
+        AgentLoopWorkflow.run,
+        loop_input,
+        id=workflow_id,
+        task_queue=task_queue or settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return workflow_id
