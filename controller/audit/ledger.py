@@ -103,6 +103,7 @@ class SqlAuditLedger:
         self._clock = clock
         self._lock = threading.Lock()
         self._frontier = Frontier()
+        self._seen_head: tuple[int, datetime] | None = None  # (size, time) of the newest head we know of
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate_schema: bool = True) -> SqlAuditLedger:
@@ -157,9 +158,8 @@ class SqlAuditLedger:
                     )
                 )
                 frontier.append(leaf)
-                self._head_if_due(conn, frontier, force=False)
-            # Only a committed state may become the cache; a rollback leaves the old one.
-            self._frontier = frontier
+                head = self._head_if_due(conn, frontier, force=False)
+            self._committed(frontier, head)
         return AuditRecord(**event.model_dump(), seq=fields["seq"], leaf_hash=leaf.hex())
 
     def publish_head(self) -> TreeHead:
@@ -170,7 +170,7 @@ class SqlAuditLedger:
                 self._serialize(conn)
                 frontier = self._caught_up(conn)
                 head = self._head_if_due(conn, frontier, force=True)
-            self._frontier = frontier
+            self._committed(frontier, head)
         assert head is not None  # force=True always yields a head
         return head
 
@@ -182,7 +182,7 @@ class SqlAuditLedger:
                 self._serialize(conn)
                 frontier = self._caught_up(conn)
                 head = self._head_if_due(conn, frontier, force=False)
-            self._frontier = frontier
+            self._committed(frontier, head)
         return head
 
     def _serialize(self, conn: Connection) -> None:
@@ -203,15 +203,21 @@ class SqlAuditLedger:
         )
 
     def _caught_up(self, conn: Connection) -> Frontier:
-        """The cached frontier advanced over rows appended since (by us or other processes)."""
+        """The cached frontier advanced over rows appended since (by us or other processes).
+
+        One query: it re-reads our newest cached row too, so a table that shrank or was
+        rewritten under the cache (a restore) is noticed and the frontier rebuilt.
+        """
         frontier = self._frontier.copy()
-        last = conn.execute(select(func.max(_EVENTS.c.seq))).scalar()
-        size = 0 if last is None else last + 1
-        if size < frontier.size:  # the table shrank under us (restore?): trust nothing cached
-            frontier = Frontier()
-        rows = conn.execute(
-            select(_EVENTS.c.seq, _EVENTS.c.leaf_hash).where(_EVENTS.c.seq >= frontier.size).order_by(_EVENTS.c.seq)
-        )
+        start = max(frontier.size - 1, 0)
+        stmt = select(_EVENTS.c.seq, _EVENTS.c.leaf_hash).order_by(_EVENTS.c.seq)
+        rows = conn.execute(stmt.where(_EVENTS.c.seq >= start)).all()
+        if frontier.size:
+            if rows and rows[0].seq == start and bytes.fromhex(rows[0].leaf_hash) == frontier.last:
+                rows = rows[1:]
+            else:
+                frontier = Frontier()
+                rows = conn.execute(stmt).all()
         for seq, hex_hash in rows:
             if seq != frontier.size:
                 raise LedgerIntegrityError(f"seq {frontier.size}: missing from the ledger (next row is seq {seq})")
@@ -219,13 +225,16 @@ class SqlAuditLedger:
         return frontier
 
     def _head_if_due(self, conn: Connection, frontier: Frontier, *, force: bool) -> TreeHead | None:
-        latest = conn.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1)).first()
         now = self._clock()
-        if latest is not None and latest.tree_size == frontier.size:
-            return _head(latest) if force else None
-        if not force and latest is not None:
-            behind = frontier.size - latest.tree_size
-            if behind < self.head_every_events and now - parse_time(latest.time) < self.head_every:
+        seen = self._seen_head
+        if not force and seen is not None and not self._due(seen, frontier.size, now):
+            return None  # the common case costs no query; other writers' heads only make ours earlier
+        latest = conn.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1)).first()
+        if latest is not None:
+            self._seen_head = (latest.tree_size, parse_time(latest.time))
+            if latest.tree_size == frontier.size:
+                return _head(latest) if force else None
+            if not force and not self._due(self._seen_head, frontier.size, now):
                 return None
         root = frontier.root()
         checkpoint = self.signer.sign_checkpoint(self.origin, frontier.size, root, now)
@@ -236,6 +245,15 @@ class SqlAuditLedger:
         )
         _log.info("audit.head_signed", tree_size=frontier.size, root_hash=root.hex())
         return TreeHead(frontier.size, root.hex(), parse_time(format_time(now)), checkpoint)
+
+    def _due(self, seen: tuple[int, datetime], size: int, now: datetime) -> bool:
+        return size - seen[0] >= self.head_every_events or (size > seen[0] and now - seen[1] >= self.head_every)
+
+    def _committed(self, frontier: Frontier, head: TreeHead | None) -> None:
+        # Only committed state may become the cache; after a rollback the old cache stays.
+        self._frontier = frontier
+        if head is not None:
+            self._seen_head = (head.tree_size, head.time)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -55,11 +55,12 @@ class Frontier:
     which is exactly MTH of the prefix.
     """
 
-    __slots__ = ("_stack", "size")
+    __slots__ = ("_stack", "last", "size")
 
     def __init__(self) -> None:
         self._stack: list[tuple[int, bytes]] = []  # (height, root of a perfect subtree), left to right
         self.size = 0
+        self.last: bytes | None = None  # the newest leaf, so a cache can be checked against the table
 
     def append(self, leaf: bytes) -> None:
         """Add one leaf hash."""
@@ -71,6 +72,7 @@ class Frontier:
             height += 1
         stack.append((height, value))
         self.size += 1
+        self.last = leaf
 
     def extend(self, leaves: Iterable[bytes]) -> None:
         """Add leaf hashes in order."""
@@ -91,6 +93,7 @@ class Frontier:
         other = Frontier()
         other._stack = list(self._stack)
         other.size = self.size
+        other.last = self.last
         return other
 
 
