@@ -2,6 +2,9 @@
 
 The OPA half runs when TWINOPS_OPA_URL names a server that serves policies/
 (`opa run --server --bundle policies/`); otherwise it is skipped with that reason.
+A third run uses OPA's own Go evaluator embedded through `opa_bindings`
+(PyPI `opa-golib-python-bindings`, Python >= 3.14) when it is importable, so the
+bundle is held to OPA's semantics even where no OPA server is at hand.
 """
 
 from __future__ import annotations
@@ -76,6 +79,34 @@ async def _check(gate: FailClosedGate, path: Path) -> None:
     decision = await gate.evaluate_document(case["package"], case["input"])
     assert _observed(decision) == case["expected"], f"{case['name']}: {case['description']}"
     assert decision.bundle_sha256 == load_bundle(POLICIES).sha256
+
+
+@pytest.fixture(scope="module")
+def embedded_opa() -> Any:
+    bindings = pytest.importorskip("opa_bindings", reason="opa-golib-python-bindings (Python >= 3.14) not installed")
+    engine = bindings.OpaEngine()
+    bundle = load_bundle(POLICIES)
+    for module in bundle.modules:
+        engine.add_policy(module.path, module.source)
+    engine.add_data(bundle.data)
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
+def test_case_on_embedded_opa(embedded_opa: Any, path: Path) -> None:
+    case = _load(path)
+    raw = embedded_opa.eval_document(f"twinops.{case['package']}.decision", case["input"])
+    model = SafetyDecision if case["package"] == "safety" else ApprovalDecision
+    assert _observed(model.model_validate(raw)) == case["expected"], case["name"]
+
+
+def test_rego_tests_pass_on_embedded_opa(embedded_opa: Any) -> None:
+    from controller.policy import discover_tests
+
+    failed = [name for _, name in discover_tests(load_bundle(POLICIES))
+              if embedded_opa.eval_document(name.removeprefix("data."), None) is not True]  # fmt: skip
+    assert failed == []
 
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
