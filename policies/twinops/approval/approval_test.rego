@@ -121,6 +121,7 @@ test_denied_proposal_cannot_be_approved if {
 	d.counts == false
 	d.quorum_met == false
 	"proposal_denied" in t_codes(inp)
+	"proposal_denied" in t_pending(inp)
 }
 
 # --- quorum -----------------------------------------------------------------
