@@ -9,7 +9,7 @@ from agents.beliefs import Beliefs, DataIssue, Evidence, NodeBelief, Sample, rev
 from agents.desires import Budget, Desires, DesiresError, GoalKind, UtilizationTarget, load_desires, parse_desires
 from agents.detection import Detection, Finding, FindingKind, detect
 from agents.intentions import AgentState, DroppedIntention, Intention, adopt, settle
-from agents.planner import evaluate_actions, needed_replicas, plan, plan_scale_down, projected_snapshot
+from agents.planner import Planner, evaluate_actions, needed_replicas, plan, plan_scale_down, projected_snapshot
 from agents.proposal import Alternative, GoalResult, NodeOutcome, PlanOption, PlanStep, Proposal, plan_hash, proposal_id
 from agents.trend import theil_sen_slope
 from agents.whatif import Prediction, SimulatorWhatIf, SteadyStateWhatIf, WhatIf, steady_state
@@ -35,6 +35,7 @@ __all__ = [
     "NodeOutcome",
     "PlanOption",
     "PlanStep",
+    "Planner",
     "Prediction",
     "Proposal",
     "Sample",

@@ -14,7 +14,7 @@ from agents.beliefs import Beliefs, revise
 from agents.desires import Desires
 from agents.detection import CAPACITY_KINDS, Detection, Finding, FindingKind, detect
 from agents.intentions import AgentState, DroppedIntention, Intention, achieved, adopt, with_cooldown
-from agents.planner import evaluate_actions, plan, plan_scale_down
+from agents.planner import Planner
 from agents.proposal import PlanOption, Proposal
 from agents.whatif import SteadyStateWhatIf, WhatIf
 from twin.contract import Snapshot
@@ -73,9 +73,9 @@ def _better(new: Proposal, old_still: PlanOption) -> bool:
     return new_key < old_key
 
 
-def _replay(intention: Intention, beliefs: Beliefs, desires: Desires, findings: Sequence[Finding]) -> PlanOption:
+def _replay(intention: Intention, planner: Planner, findings: Sequence[Finding]) -> PlanOption:
     """The committed plan re-evaluated under current beliefs."""
-    return evaluate_actions(beliefs, desires, findings, intention.actions)
+    return planner.judge(findings, intention.actions)
 
 
 def decide(
@@ -129,17 +129,18 @@ def decide(
 
     problems = {n for n, fs in by_node.items() if not cooling(n) or any(f.kind is FindingKind.SATURATED for f in fs)}
     proposals: list[Proposal] = []
+    planner = Planner(beliefs, desires, whatif)
     for group in groups(beliefs, problems):
         findings = [f for n in group for f in by_node[n]]
         committed = [i for i in kept if any(n in i.nodes for n in group)]
-        fresh = plan(beliefs, desires, findings, whatif=whatif)
+        fresh = planner.remediate(findings)
         if fresh is None:
             continue
         if committed:
             # Commitment: keep the old plans unless the fresh one does strictly better now.
             if all(c.intent == "remediate" for c in committed):
                 old = committed[0]
-                if len(committed) == 1 and not _better(fresh, _replay(old, beliefs, desires, findings)):
+                if len(committed) == 1 and not _better(fresh, _replay(old, planner, findings)):
                     continue
             for c in committed:
                 kept.remove(c)
@@ -165,7 +166,7 @@ def decide(
                 or b.demand_slope > 0
             ):
                 continue
-            down = plan_scale_down(beliefs, desires, n, whatif=whatif)
+            down = planner.scale_down(n)
             if down is not None:
                 proposals.append(down)
                 kept.append(adopt(down))

@@ -45,10 +45,15 @@ def projected_snapshot(beliefs: Beliefs, seconds: float) -> Snapshot:
     return beliefs.snapshot.model_copy(update={"nodes": nodes})
 
 
-def _descendants(snapshot: Snapshot, roots: Iterable[str]) -> set[str]:
+def _children(snapshot: Snapshot) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for e in snapshot.edges:
         out.setdefault(e.source, []).append(e.target)
+    return out
+
+
+def _descendants(snapshot: Snapshot, roots: Iterable[str], out: Mapping[str, list[str]] | None = None) -> set[str]:
+    out = _children(snapshot) if out is None else out
     seen = set(roots)
     stack = list(seen)
     while stack:
@@ -76,8 +81,23 @@ class _Context:
         self.lookahead = lookahead
         self.snapshot = projected_snapshot(beliefs, lookahead)
         self.nodes = {n.id: n for n in beliefs.snapshot.nodes}
+        self.children = _children(beliefs.snapshot)
         self.target = {n.id: desires.target_for(n) for n in beliefs.snapshot.nodes}
         self.base = whatif.predict(self.snapshot, [], lookahead)
+
+    def predict(self, actions: Sequence[Action]) -> Prediction:
+        """The what-if for `actions` at the projected load."""
+        if isinstance(self.whatif, SteadyStateWhatIf) and all(isinstance(a, ScaleAction) for a in actions):
+            # Scaling changes no node's demand in the steady state, only capacities: patch the base
+            # prediction instead of re-propagating the whole graph (most candidates are scale-only).
+            replicas = dict(self.base.replicas)
+            capacity = dict(self.base.capacity)
+            for a in actions:
+                if isinstance(a, ScaleAction):
+                    replicas[a.node] = a.replicas
+                    capacity[a.node] = a.replicas * self.nodes[a.node].capacity_per_replica
+            return self.base.model_copy(update={"replicas": replicas, "capacity": capacity})
+        return self.whatif.predict(self.snapshot, actions, self.lookahead)
 
     def cost(self, node: str) -> float:
         return self.desires.replica_cost(self.nodes[node])
@@ -137,8 +157,7 @@ class _Context:
             factor[n] = min([ratio.get(n, 1.0), *(factor[c] for c in out.get(n, ()))])
         steps = []
         for n in self.beliefs.order:
-            node = self.snapshot.node(n)
-            if node.external_arrival_rate > 0 and factor[n] < 1.0 - EPS:
+            if pred.demand[n] > 0 and self.beliefs.nodes[n].external_rate > 0 and factor[n] < 1.0 - EPS:
                 limit = math.floor(factor[n] * pred.demand[n] * 1000) / 1000
                 belief = self.beliefs.nodes[n].model_copy(update={"demand": pred.demand[n]})
                 step = rate_limit_step(belief, limit, self.desires)
@@ -167,10 +186,10 @@ class _Context:
 
     def evaluate(self, name: str, summary: str, steps: Sequence[PlanStep], scope: Collection[str]) -> PlanOption:
         actions = [s.action for s in steps]
-        pred = self.whatif.predict(self.snapshot, actions, self.desires.horizon_seconds)
+        pred = self.predict(actions)
         touched = {_touched(a) for a in actions}
         shifted = {t for a in actions if isinstance(a, ShiftTrafficAction) for t in a.ratios}
-        judged = set(scope) | _descendants(self.snapshot, touched | shifted)
+        judged = set(scope) | _descendants(self.snapshot, touched | shifted, self.children)
         ordered = [n for n in self.beliefs.order if n in judged]
         goals = []
         for goal in self.desires.ranked_goals():
@@ -289,7 +308,7 @@ def _candidates(ctx: _Context, group: Sequence[str], scope: Sequence[str]) -> li
     if shed_only:
         options.append(ctx.evaluate("shed", _summary(shed_only), shed_only, scope))
     if not feasible:
-        scaled = ctx.whatif.predict(ctx.snapshot, list(after_scale.actions), ctx.lookahead)
+        scaled = ctx.predict(after_scale.actions)
         shed = ctx.shed_steps(scaled, scope)
         if shed and scale:
             steps = [*scale, *shed]
@@ -298,7 +317,7 @@ def _candidates(ctx: _Context, group: Sequence[str], scope: Sequence[str]) -> li
         if shift:
             steps = [*scale, *shift]
             options.append(ctx.evaluate("scale_and_shift", _summary(steps), steps, scope))
-            shifted = ctx.whatif.predict(ctx.snapshot, [s.action for s in steps], ctx.lookahead)
+            shifted = ctx.predict([s.action for s in steps])
             rest = ctx.shed_steps(shifted, scope)
             if rest:
                 steps = [*steps, *rest]
@@ -347,7 +366,8 @@ def _proposal(
     ranked = sorted(options, key=_rank_key)
     chosen = ranked[0]
     alternatives = tuple(Alternative(option=o, lost_because=_lost_because(o, chosen)) for o in ranked[1:])
-    used = [n for n in ctx.beliefs.order if n in set(group) | set(chosen.predicted)]
+    wanted = set(group) | set(chosen.predicted)
+    used = [n for n in ctx.beliefs.order if n in wanted]
     return Proposal(
         id=proposal_id(ctx.beliefs.twin_id, target, chosen.plan_hash),
         twin_id=ctx.beliefs.twin_id,
@@ -373,6 +393,77 @@ def _proposal(
     )
 
 
+class Planner:
+    """Plans for one set of beliefs and desires; reuse it for every group of one tick.
+
+    Building it projects the load and runs the base what-if once; each plan then only
+    evaluates its own candidates.
+    """
+
+    def __init__(self, beliefs: Beliefs, desires: Desires, whatif: WhatIf | None = None) -> None:
+        self.beliefs = beliefs
+        self.desires = desires
+        self._ctx = _Context(
+            beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
+        )
+
+    def _scope(self, nodes: Iterable[str]) -> tuple[list[str], list[str]]:
+        wanted = set(nodes)
+        group = [n for n in self.beliefs.order if n in wanted]
+        below = _descendants(self.beliefs.snapshot, group, self._ctx.children)
+        return group, [n for n in self.beliefs.order if n in below]
+
+    def remediate(self, findings: Sequence[Finding]) -> Proposal | None:
+        """The best plan for the findings given (one group: a constraint and what it hides); see `plan`."""
+        nodes = {f.node for f in findings if f.node is not None}
+        if not nodes:
+            return None
+        group, scope = self._scope(nodes)
+        if not any(f.kind in CAPACITY_KINDS for f in findings) and not any(
+            restart_step(self.beliefs.nodes[n]) for n in group
+        ):
+            return None
+        position = {n: i for i, n in enumerate(group)}
+        target = max(group, key=lambda n: (self.beliefs.nodes[n].demand_utilization, -position[n]))
+        options = _candidates(self._ctx, group, scope)
+        if not options:
+            return None
+        return _proposal(self._ctx, target, "remediate", findings, group, options)
+
+    def scale_down(self, node: str) -> Proposal | None:
+        """Scale an underused node down to land near `scale_down_to`; see `plan_scale_down`."""
+        b = self.beliefs.nodes[node]
+        ctx = self._ctx
+        demand = ctx.base.admitted[node]
+        to = needed_replicas(demand, self.desires.scale_down_to, b.capacity_per_replica, b.min_replicas, b.max_replicas)
+        if to >= b.replicas:
+            return None
+        steps = ctx.scale_steps({node: to})
+        if not steps:
+            return None
+        option = ctx.evaluate("scale_down", _summary(steps), steps, [node])
+        return _proposal(ctx, node, "scale_down", (), [node], [option])
+
+    def judge(self, findings: Sequence[Finding], actions: Sequence[Action], name: str = "committed") -> PlanOption:
+        """Judge given actions (e.g. a committed plan) against the goals; see `evaluate_actions`."""
+        ctx = self._ctx
+        _, scope = self._scope(f.node for f in findings if f.node is not None)
+        steps = [
+            PlanStep(
+                action=a,
+                compensation=None,
+                description=describe(a),
+                cost_per_hour=(a.replicas - self.beliefs.nodes[a.node].replicas) * ctx.cost(a.node)
+                if isinstance(a, ScaleAction)
+                else 0.0,
+                blast_radius=self.beliefs.nodes[_touched(a)].blast_radius,
+            )
+            for a in actions
+            if _touched(a) in self.beliefs.nodes
+        ]
+        return ctx.evaluate(name, _summary(steps), steps, scope)
+
+
 def plan(
     beliefs: Beliefs,
     desires: Desires,
@@ -385,38 +476,12 @@ def plan(
     Returns None when no candidate exists (nothing to fix, or no lever: unscalable nodes
     without an entry to shed at). Alternatives keep their predicted outcomes and why they lost.
     """
-    nodes = {f.node for f in findings if f.node is not None}
-    if not nodes:
-        return None
-    ctx = _Context(
-        beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
-    )
-    group = [n for n in beliefs.order if n in nodes]
-    scope = [n for n in beliefs.order if n in _descendants(beliefs.snapshot, group)]
-    target = max(group, key=lambda n: (beliefs.nodes[n].demand_utilization, -group.index(n)))
-    if not any(f.kind in CAPACITY_KINDS for f in findings) and not any(restart_step(beliefs.nodes[n]) for n in group):
-        return None
-    options = _candidates(ctx, group, scope)
-    if not options:
-        return None
-    return _proposal(ctx, target, "remediate", findings, group, options)
+    return Planner(beliefs, desires, whatif).remediate(findings)
 
 
 def plan_scale_down(beliefs: Beliefs, desires: Desires, node: str, *, whatif: WhatIf | None = None) -> Proposal | None:
     """Scale an underused node down to land near `scale_down_to` (never below min_replicas); None if no saving."""
-    b = beliefs.nodes[node]
-    ctx = _Context(
-        beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
-    )
-    demand = ctx.base.admitted[node]
-    to = needed_replicas(demand, desires.scale_down_to, b.capacity_per_replica, b.min_replicas, b.max_replicas)
-    if to >= b.replicas:
-        return None
-    steps = ctx.scale_steps({node: to})
-    if not steps:
-        return None
-    option = ctx.evaluate("scale_down", _summary(steps), steps, [node])
-    return _proposal(ctx, node, "scale_down", (), [node], [option])
+    return Planner(beliefs, desires, whatif).scale_down(node)
 
 
 def evaluate_actions(
@@ -429,22 +494,4 @@ def evaluate_actions(
     name: str = "committed",
 ) -> PlanOption:
     """Judge a given list of actions (e.g. a committed plan) against the goals, as the planner would."""
-    ctx = _Context(
-        beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
-    )
-    group = [n for n in beliefs.order if n in {f.node for f in findings}]
-    scope = [n for n in beliefs.order if n in _descendants(beliefs.snapshot, group)]
-    steps = [
-        PlanStep(
-            action=a,
-            compensation=None,
-            description=describe(a),
-            cost_per_hour=(a.replicas - beliefs.nodes[a.node].replicas) * ctx.cost(a.node)
-            if isinstance(a, ScaleAction)
-            else 0.0,
-            blast_radius=beliefs.nodes[_touched(a)].blast_radius,
-        )
-        for a in actions
-        if _touched(a) in beliefs.nodes
-    ]
-    return ctx.evaluate(name, _summary(steps), steps, scope)
+    return Planner(beliefs, desires, whatif).judge(findings, actions, name)
