@@ -28,6 +28,7 @@ __all__ = [
     "PAYLOAD_MODELS",
     "ApprovalRequestedPayload",
     "ApprovedPayload",
+    "AuditEventConflict",
     "AuditEventInput",
     "AuditLedger",
     "AuditRecord",
@@ -353,13 +354,21 @@ class AuditRecord(AuditEventInput):
         return AuditEventInput.model_validate(self.model_dump(exclude={"seq", "leaf_hash"}))
 
 
+class AuditEventConflict(Exception):  # noqa: N818 - named for what happened, like the port's other nouns
+    """Raised by `AuditLedger.append` when an event id is already recorded with different content.
+
+    Retrying cannot help: an activity turns it into a non-retryable failure. The SQL
+    ledger raises `controller.errors.LedgerConflictError`, which is also one of these.
+    """
+
+
 @runtime_checkable
 class AuditLedger(Protocol):
     """The append-only, verifiable decision trail."""
 
     async def append(self, event: AuditEventInput) -> AuditRecord:
         """Record `event`. Same event id and same content again returns the existing record;
-        same id with different content raises (the controller's LedgerConflictError)."""
+        same id with different content raises `AuditEventConflict`."""
         ...
 
     async def trail(self, remediation_id: str) -> list[AuditRecord]:

@@ -6,7 +6,7 @@ the `workflows.audit.AuditLedger` port.
 
 from controller.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, load_or_create_key, load_verifier
 from controller.audit.export import EXPORT_FORMAT, verify_export, write_export
-from controller.audit.ledger import SqlAuditLedger, TreeHead
+from controller.audit.ledger import EventConflictError, SqlAuditLedger, TreeHead
 from controller.audit.proofs import PROOF_FORMAT, InclusionProof, prove_event, verify_inclusion_proof
 from controller.audit.verify import HeadRecord, Problem, VerificationReport, verify_log
 
@@ -14,6 +14,7 @@ __all__ = [
     "EXPORT_FORMAT",
     "PROOF_FORMAT",
     "Checkpoint",
+    "EventConflictError",
     "HeadRecord",
     "InclusionProof",
     "NoteSigner",

@@ -29,9 +29,9 @@ from controller.audit.verify import HeadRecord, VerificationReport, verify_log
 from controller.db import create_engine, migrate, sqlite_immediate
 from controller.errors import LedgerConflictError, LedgerIntegrityError, NotFoundError
 from controller.settings import Settings
-from workflows.audit import AuditEventInput, AuditRecord, EventKind
+from workflows.audit import AuditEventConflict, AuditEventInput, AuditRecord, EventKind
 
-__all__ = ["SqlAuditLedger", "TreeHead"]
+__all__ = ["EventConflictError", "SqlAuditLedger", "TreeHead"]
 
 _log = structlog.get_logger("twinops.audit")
 _EVENTS = cast(Table, AuditEventRow.__table__)
@@ -39,6 +39,10 @@ _HEADS = cast(Table, TreeHeadRow.__table__)
 _APPEND_LOCK = 0x7477696E61756474  # "twinauudt": the advisory lock every appender takes
 _CHUNK = 10_000
 _PLAIN_COLUMNS = ("seq", "event_id", "time", "remediation_id", "workflow_id", "run_id", "actor", "kind", "leaf_hash")
+
+
+class EventConflictError(LedgerConflictError, AuditEventConflict):
+    """An event id appended again with different content: a LedgerConflictError the workflows layer can catch."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ class SqlAuditLedger:
         if entry_bytes(stored) == entry_bytes(wanted):
             return _record(row)
         differing = sorted(k for k in wanted if wanted[k] != stored.get(k))
-        raise LedgerConflictError(
+        raise EventConflictError(
             f"event {event.event_id!r} is already recorded at seq {row.seq} with different content "
             f"(differs in: {', '.join(differing)})"
         )
@@ -243,7 +247,7 @@ class SqlAuditLedger:
                 tree_size=frontier.size, root_hash=root.hex(), time=format_time(now), checkpoint=checkpoint
             )
         )
-        _log.info("audit.head_signed", tree_size=frontier.size, root_hash=root.hex())
+        _log.debug("audit.head_signed", tree_size=frontier.size, root_hash=root.hex())
         return TreeHead(frontier.size, root.hex(), parse_time(format_time(now)), checkpoint)
 
     def _due(self, seen: tuple[int, datetime], size: int, now: datetime) -> bool:

@@ -14,7 +14,7 @@ from controller.audit.ledger import row_entry
 from controller.audit.merkle import leaf_hash
 from controller.errors import LedgerConflictError, NotFoundError
 from tests.controller.audit.factory import remediation_trail, step_event
-from workflows.audit import AuditLedger, EventKind
+from workflows.audit import AuditEventConflict, AuditLedger, EventKind
 
 
 def fill(ledger: SqlAuditLedger, n: int) -> None:
@@ -62,8 +62,9 @@ async def test_retry_with_different_content_is_a_conflict(ledger: SqlAuditLedger
     event = step_event(1)
     await ledger.append(event)
     changed = event.model_copy(update={"payload": {**event.payload, "step_id": "other"}})
-    with pytest.raises(LedgerConflictError, match=r"'ev-1' is already recorded at seq 0 .*payload"):
+    with pytest.raises(LedgerConflictError, match=r"'ev-1' is already recorded at seq 0 .*payload") as caught:
         await ledger.append(changed)
+    assert isinstance(caught.value, AuditEventConflict)  # what an activity in workflows/ can catch
     assert ledger.size() == 1
 
 
