@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -13,9 +13,18 @@ from controller.cli._common import console, fail, print_json
 from controller.errors import PolicyError
 from controller.policy import FailClosedGate, format_report, make_policy_gate, run_rego_tests
 from controller.settings import load_settings
-from workflows.policy import SafetyDecision
+from workflows.policy import ApprovalDecision, SafetyDecision
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate and test the Rego policy bundle.")
+
+
+async def _evaluate(
+    gate: FailClosedGate, package: Literal["safety", "approval"], document: Any
+) -> SafetyDecision | ApprovalDecision:
+    try:
+        return await gate.evaluate_document(package, document)
+    finally:
+        await gate.aclose()
 
 
 @app.command("eval")
@@ -40,7 +49,7 @@ def eval_(
         fail(str(exc))
     if not isinstance(gate, FailClosedGate):  # pragma: no cover - the factory only builds these
         fail(f"unexpected gate {type(gate).__name__}")
-    decision = asyncio.run(gate.evaluate_document(package, document))
+    decision = asyncio.run(_evaluate(gate, package, document))
     if as_json:
         print_json(decision.model_dump(mode="json"))
         return

@@ -63,6 +63,9 @@ class FailClosedGate(ABC):
     async def _evaluate(self, query: str, input: BaseModel) -> Any:
         """Return the decoded value of `query` for `input`; raise on any failure."""
 
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook; gates without resources need nothing
+        """Release the gate's resources (threads, HTTP sessions)."""
+
     def _on_timeout(self) -> None:  # noqa: B027 - an optional hook; most adapters need nothing here
         """Hook for adapters whose engine may still be busy after a timeout."""
 

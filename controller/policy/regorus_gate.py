@@ -103,3 +103,7 @@ class RegorusPolicyGate(FailClosedGate):
     def close(self) -> None:
         """Stop the worker thread."""
         self._finalizer()
+
+    async def aclose(self) -> None:
+        """Stop the worker thread."""
+        self.close()
