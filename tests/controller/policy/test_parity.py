@@ -117,3 +117,11 @@ async def test_case_in_process(regorus_gate: RegorusPolicyGate, path: Path) -> N
 @pytest.mark.parametrize("path", CASE_FILES, ids=[p.stem for p in CASE_FILES])
 async def test_case_on_opa(opa_gate: OpaPolicyGate, path: Path) -> None:
     await _check(opa_gate, path)
+
+
+async def test_concurrent_decisions_do_not_mix_inputs(regorus_gate: RegorusPolicyGate) -> None:
+    import asyncio
+
+    cases = [_load(p) for p in CASE_FILES]
+    decisions = await asyncio.gather(*(regorus_gate.evaluate_document(c["package"], c["input"]) for c in cases))
+    assert [_observed(d) for d in decisions] == [c["expected"] for c in cases]
