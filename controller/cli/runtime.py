@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from controller.cli._common import console, fail, print_json
-from controller.cli.detect import reference_findings
+from controller.cli._common import console, fail
 from controller.cli.loop import wait_for_shutdown
 from controller.errors import RuntimeUnavailableError
 from controller.loop import start_agent_loop
@@ -53,24 +50,12 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
 
     @app.command()
-    def demo(
-        scenario: Annotated[Path, typer.Option("--scenario", help="scenario YAML")] = DEMO_SCENARIO,
-        ticks: Annotated[int, typer.Option("--ticks", min=1)] = 6,
-        tick_seconds: Annotated[float, typer.Option("--tick-seconds", min=1)] = 15,
-    ) -> None:
-        """Run the simulator on a bundled scenario, show the estate each tick, then what `detect` finds."""
-        from controller.cli.twin import state_table
-        from twin.scenario import load_scenario
-        from twin.simulator import Simulator
+    def demo() -> None:
+        """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
+        from controller.demo import run_demo
 
-        settings = load_settings()
         try:
-            sim = Simulator(load_scenario(scenario))
-        except (OSError, ValueError) as exc:
-            fail(f"{scenario}: {exc}")
-        console.rule(f"simulating {scenario.name}")
-        for tick in range(ticks):
-            sim.run(tick_seconds)
-            console.print(state_table(sim.snapshot(), title=f"tick {tick + 1}: t={sim.elapsed:.0f}s"))
-        console.rule("twinops detect --json")
-        print_json(reference_findings(sim.snapshot(), settings.target_utilization))
+            code = asyncio.run(run_demo(load_settings(), console))
+        except RuntimeUnavailableError as exc:
+            fail(str(exc))
+        raise typer.Exit(code)

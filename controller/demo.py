@@ -1,0 +1,200 @@
+"""`twinops demo`: the whole loop, unattended, on the embedded stack.
+
+(a) hidden_downstream: the agent finds the saturated gateway *and* the checkout hidden
+    behind it, proposes one plan for both, the policy asks for approval, demo SREs
+    approve through the approval service, the steps run, the twin verifies: completed.
+(b) bad_release: recommendations runs hot *and* has a bad release; the agent scales it,
+    but latency stays above its SLO, verification fails, the compensations roll it back.
+Then both decision trails are printed and `twinops audit verify` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from temporalio.client import Client
+
+from controller.approvals import ApprovalRefusedError, ApprovalService
+from controller.db import create_engine, migrate
+from controller.errors import ConflictError
+from controller.identity import Identities
+from controller.inbox import SqlApprovalInbox
+from controller.live_twin import live_scenario
+from controller.loop import start_agent_loop
+from controller.runtime import TemporalRuntime
+from controller.settings import REPO_ROOT, Settings
+from controller.telemetry import configure_logging
+from controller.worker import Services, build_worker
+from twin.actions import describe
+from twin.scenario import load_scenario
+from twin.simulator import Simulator
+from workflows import RemediationResult, RemediationState
+from workflows.ports import InboxEntry
+
+SCENARIOS = REPO_ROOT / "twin" / "scenarios"
+DEMO_DESIRES = Path(__file__).with_name("demo_desires.yaml")
+DEMO_SRES = (("dana", "edge"), ("sam", "payments"), ("pat", "personalization"), ("lee", "web"))
+TICK_SECONDS = 2.0
+VERIFICATION_WINDOW_SECONDS = 4.0
+WAIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """One scripted scenario of the demo."""
+
+    title: str
+    scenario: str
+    warmup_seconds: float
+    """Simulated time before now, so faults scheduled early in the scenario have happened."""
+    target: str
+    expect: str
+
+
+PARTS = (
+    Part("(a) a saturated gateway hides a saturated checkout", "hidden_downstream.yaml", 0.0, "gateway", "completed"),
+    Part("(b) a bad release that capacity cannot fix", "bad_release.yaml", 330.0, "recommendations", "rolled_back"),
+)
+
+
+async def _wait_entry(inbox: SqlApprovalInbox, since: datetime, target: str, seen: set[str]) -> InboxEntry:
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        for entry in await inbox.alist(include_closed=True):
+            if entry.proposal_id not in seen and entry.created_at >= since and entry.target == target:
+                return entry
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"no proposal for {target!r} reached the inbox within {WAIT_SECONDS:g}s")
+
+
+async def _settled_state(approvals: ApprovalService, token: str, proposal_id: str) -> RemediationState:
+    """The proposal's state once the policy has answered (pending approval or further)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while True:
+        state = await approvals.state(token, proposal_id)
+        if state.stage.value not in ("proposed", "evaluating") or asyncio.get_running_loop().time() > deadline:
+            return state
+        await asyncio.sleep(0.2)
+
+
+async def _approve_until_quorum(
+    console: Console, approvals: ApprovalService, tokens: dict[str, str], entry: InboxEntry
+) -> None:
+    for name, token in tokens.items():
+        state = await approvals.state(token, entry.proposal_id)
+        if state.stage.value not in ("awaiting_approval", "escalated"):
+            console.print(f"  no approval needed now (stage {state.stage.value})")
+            return
+        try:
+            result = await approvals.approve(token, entry.proposal_id, comment="demo: looks right")
+        except ApprovalRefusedError as exc:
+            console.print(f"  approval by [bold]{name}[/] refused: {exc}")
+            continue
+        verdict = "counted" if result.counted else "not counted: " + "; ".join(result.reasons)
+        console.print(f"  approval by [bold]{name}[/]: {verdict}")
+        if result.quorum_met:
+            console.print("  quorum met: execution starts")
+            return
+
+
+async def _run_part(
+    console: Console, client: Client, settings: Settings, part: Part, tokens: dict[str, str], seen: set[str]
+) -> RemediationResult:
+    from controller.cli.twin import state_table
+
+    now = datetime.now(UTC)
+    simulator = Simulator(
+        live_scenario(load_scenario(SCENARIOS / part.scenario), now - timedelta(seconds=part.warmup_seconds))
+    )
+    services = Services.from_settings(settings, simulator=simulator)
+    assert isinstance(services.inbox, SqlApprovalInbox)
+    approvals = ApprovalService(client, services.inbox, Identities(create_engine(settings.resolved_database_url)))
+    queue = f"demo-{part.scenario.removesuffix('.yaml')}-{now.strftime('%H%M%S')}"
+    console.rule(part.title)
+    async with build_worker(client, queue, services):
+        await services.twin.latest()
+        console.print(state_table(simulator.snapshot(), title="the estate now"))
+        loop_id = await start_agent_loop(
+            client,
+            settings,
+            services,
+            task_queue=queue,
+            twin_id=f"{simulator.snapshot().twin_id}-{part.scenario.removesuffix('.yaml')}",
+            tick_seconds=TICK_SECONDS,
+        )
+        entry = await _wait_entry(services.inbox, now, part.target, seen)
+        seen.add(entry.proposal_id)
+        handle = client.get_workflow_handle(entry.workflow_id, result_type=RemediationResult)
+        viewer = next(iter(tokens.values()))
+        state = await _settled_state(approvals, viewer, entry.proposal_id)
+        console.print(f"proposal [bold]{entry.proposal_id}[/] for [bold]{entry.target}[/]")
+        console.print(f"  {entry.summary}")
+        console.print(
+            f"  policy: risk {state.risk}, {state.required_approvals} approval(s) required"
+            + (f"; reasons: {'; '.join(state.reasons)}" if state.reasons else "")
+        )
+        await _approve_until_quorum(console, approvals, tokens, entry)
+        result = await asyncio.wait_for(handle.result(), timeout=WAIT_SECONDS)
+        await client.get_workflow_handle(loop_id).cancel()
+        with_status = "green" if result.stage.value == part.expect else "red"
+        console.print(
+            f"outcome: [{with_status}]{result.stage.value}[/] (expected {part.expect}); "
+            f"plan: {'; '.join(describe(a) for a in result.actions)}"
+        )
+        for reason in result.reasons:
+            console.print(f"  - {reason}")
+        console.print(state_table(simulator.snapshot(), title="the estate after"))
+    return result
+
+
+def _twinops(*args: str) -> int:
+    exe = Path(sys.executable).with_name("twinops")
+    # The real CLI, as a user would run it; wide enough for the timeline on a captured stdout.
+    env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "160")}
+    return subprocess.run([str(exe), *args], check=False, env=env).returncode
+
+
+async def run_demo(settings: Settings, console: Console) -> int:
+    """Run both parts; print the trails; verify the ledger. Returns the process exit code."""
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    # The demo narrates; the structured logs would drown it (TWINOPS_LOG_LEVEL=INFO shows them anyway).
+    if "log_level" not in settings.model_fields_set:
+        configure_logging(settings.model_copy(update={"log_level": "ERROR"}))
+    if settings.desires_file is None:
+        settings = settings.model_copy(update={"desires_file": DEMO_DESIRES})
+    settings = settings.model_copy(
+        update={"verification_window_seconds": VERIFICATION_WINDOW_SECONDS, "approval_timeout_seconds": 300.0}
+    )
+    engine = create_engine(settings.resolved_database_url)
+    migrate(engine)
+    identities = Identities(engine)
+    tokens: dict[str, str] = {}
+    for name, team in DEMO_SRES:
+        try:
+            tokens[name] = identities.add_user(f"demo-{name}", "approver", team)
+        except ConflictError:
+            tokens[name] = identities.issue_token(f"demo-{name}")
+    results: list[RemediationResult] = []
+    async with TemporalRuntime(settings) as rt:
+        assert rt.info is not None
+        rt.publish()
+        console.print(f"Temporal UI: [bold]{rt.info.ui_url or 'disabled'}[/]  (frontend {rt.info.address})")
+        seen: set[str] = set()
+        for part in PARTS:
+            results.append(await _run_part(console, rt.client, settings, part, tokens, seen))
+    console.rule("decision trails")
+    for result in results:
+        _twinops("audit", "show", result.proposal_id)
+    console.rule("twinops audit verify")
+    code = _twinops("audit", "verify")
+    ok = all(r.stage.value == p.expect for r, p in zip(results, PARTS, strict=True)) and code == 0
+    console.print("[green]demo finished as expected[/]" if ok else "[red]demo did not finish as expected[/]")
+    return 0 if ok else 1
