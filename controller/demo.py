@@ -141,7 +141,7 @@ async def _run_part(
             + (f"; reasons: {'; '.join(state.reasons)}" if state.reasons else "")
         )
         await _approve_until_quorum(console, approvals, tokens, entry)
-        result = await asyncio.wait_for(handle.result(), timeout=WAIT_SECONDS)
+        result: RemediationResult = await asyncio.wait_for(handle.result(), timeout=WAIT_SECONDS)
         await client.get_workflow_handle(loop_id).cancel()
         with_status = "green" if result.stage.value == part.expect else "red"
         console.print(
