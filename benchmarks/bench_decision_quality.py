@@ -264,6 +264,9 @@ def _closed_loop(mode: str) -> dict[str, Any]:
     desires = Desires.model_validate(TIGHT_BAND) if mode == "agent_tight_band" else Desires()
     hpa_history: dict[str, list[tuple[float, int]]] = {}
     violation_minutes = replica_hours = 0.0
+    per_node: dict[str, dict[str, float]] = {
+        n.id: {"replica_hours": 0.0, "violation_minutes": 0.0} for n in scenario.nodes
+    }
     actions = 0
     decide_seconds: list[float] = []
     while sim.elapsed < (scenario.duration or 86400.0):
@@ -271,9 +274,11 @@ def _closed_loop(mode: str) -> dict[str, Any]:
         snap = sim.snapshot()
         for n in snap.nodes:
             replica_hours += n.replicas * TICK / 3600.0
+            per_node[n.id]["replica_hours"] += n.replicas * TICK / 3600.0
             p95 = n.metrics.latency_p95_ms
             if p95 is not None and p95 > slo[n.id]:
                 violation_minutes += TICK / 60.0
+                per_node[n.id]["violation_minutes"] += TICK / 60.0
         todo: list[Any] = []
         if mode == "hpa":
             todo = _hpa(snap, hpa_history, sim.elapsed)
@@ -290,6 +295,7 @@ def _closed_loop(mode: str) -> dict[str, Any]:
         "slo_violation_node_minutes": round(violation_minutes, 1),
         "replica_hours": round(replica_hours, 1),
         "actions": actions,
+        "per_node": {n: {k: round(v, 1) for k, v in d.items()} for n, d in per_node.items()},
     }
     if decide_seconds:
         out["decide_ms_p50"] = round(1000 * statistics.median(decide_seconds), 2)
@@ -372,6 +378,16 @@ def summarize(result: dict[str, Any]) -> list[str]:
     for mode, label in labels:
         r = loop[mode]
         lines.append(f"| {label} | {r['slo_violation_node_minutes']} | {r['replica_hours']} | {r['actions']} |")
+    worst = max(loop["hpa"]["per_node"].items(), key=lambda kv: kv[1]["violation_minutes"])
+    for mode in ("agent", "agent_tight_band"):
+        cmp = loop[f"{mode}_vs_hpa"]
+        ratios = f"violations x{cmp['violation_ratio']:.2f}, replica-hours x{cmp['replica_hours_ratio']:.2f}"
+        lines.append(f"\n{mode} vs HPA: {ratios}.")
+    lines.append(
+        f"\nThe HPA rule's worst node is {worst[0]} ({worst[1]['violation_minutes']:.0f} violation-minutes on "
+        f"{worst[1]['replica_hours']:.0f} replica-hours): it acts only on observed utilization, so a node whose "
+        "replicas are all lost, or whose demand is hidden behind a saturated upstream, is never scaled."
+    )
     lines += [
         "",
         "| planning latency (one tick) | p50 | p95 |",
