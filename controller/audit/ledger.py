@@ -189,6 +189,16 @@ class SqlAuditLedger:
             self._committed(frontier, head)
         return head
 
+    async def publish_heads_periodically(self) -> None:
+        """Run forever (as a task of the worker): sign a head whenever T seconds passed with new events."""
+        interval = max(self.head_every.total_seconds(), 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.publish_head_if_due)
+            except Exception as exc:  # the timer must outlive a database hiccup; appends still sign heads
+                _log.warning("audit.head_timer_failed", error=str(exc))
+
     def _serialize(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,22 +13,40 @@ from typer.testing import CliRunner
 
 from controller.audit import SqlAuditLedger
 from controller.cli.audit import app
+from controller.db import create_engine
 from controller.settings import Settings
+from tests.controller.audit.conftest import PG_URL, pg_skip_reason
 from tests.controller.audit.factory import remediation_trail, step_event
+from tests.controller.audit.test_ledger import drop_triggers
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
     for name in ("TWINOPS_DATABASE_URL", "TWINOPS_AUDIT_SIGNING_KEY", "TWINOPS_AUDIT_ORIGIN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TWINOPS_HOME", str(tmp_path / "home"))
-    ledger = SqlAuditLedger.from_settings(Settings(home=tmp_path / "home"))
+    schema = None
+    if request.param == "postgres":
+        reason = pg_skip_reason()
+        if reason:
+            pytest.skip(reason)
+        # A fresh schema, selected through the URL exactly as an operator would configure it.
+        schema = f"twinops_cli_test_{uuid.uuid4().hex[:12]}"
+        with create_engine(PG_URL).begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        monkeypatch.setenv("TWINOPS_DATABASE_URL", f"{PG_URL}?options=-csearch_path%3D{schema}")
+    ledger = SqlAuditLedger.from_settings(Settings())
     for e in [*remediation_trail(), *(step_event(i, remediation="rem-2", node="gateway") for i in range(5))]:
         ledger.append_sync(e)
     ledger.engine.dispose()
-    return tmp_path
+    yield tmp_path
+    if schema is not None:
+        admin = create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -75,10 +95,11 @@ def test_export_verify_prove_offline(home: Path) -> None:
 
 
 def test_verify_names_the_first_bad_seq(home: Path) -> None:
-    ledger = SqlAuditLedger.from_settings(Settings(home=home / "home"))
+    ledger = SqlAuditLedger.from_settings(Settings())
+    drop_triggers(ledger.engine)
     with ledger.engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER audit_events_no_delete"))
         conn.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+    ledger.engine.dispose()
     code, out = run("verify")
     assert code == 1 and "seq 3: missing" in out
 

@@ -239,3 +239,19 @@ def test_eight_writers_by_500_on_postgres(pg_engine_factory: Callable[[], Engine
 def test_concurrent_writers_on_sqlite(sqlite_engine_factory: Callable[[], Engine], signer: NoteSigner) -> None:
     ledger = _concurrent(sqlite_engine_factory, signer, writers=4, per_writer=60)
     _check_no_gap_no_duplicate(ledger, 240)
+
+
+async def test_head_timer_signs_heads_for_quiet_logs(ledger: SqlAuditLedger) -> None:
+    import asyncio
+
+    timed = SqlAuditLedger(ledger.engine, ledger.signer, head_every_events=1000, head_every_seconds=0.05)
+    await timed.append(step_event(0))
+    await timed.append(step_event(1))
+    assert [h.tree_size for h in timed.heads()] == [1]
+    task = asyncio.create_task(timed.publish_heads_periodically())
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if timed.heads()[-1].tree_size == 2:
+            break
+    task.cancel()
+    assert timed.heads()[-1].tree_size == 2
