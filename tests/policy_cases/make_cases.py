@@ -251,22 +251,22 @@ def cases() -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
         (
             "safety_freeze_start_inclusive",
             "safety",
-            "agent proposes at the first instant of the Black Friday freeze",
-            safety(now="2026-11-27T00:00:00Z"),
+            "agent proposes at the first instant of the example year-end freeze",
+            safety(now="2025-12-24T00:00:00Z"),
             s_expect(False, "low", 2, False, ["sre"], ["change_freeze"]),
         ),
         (
             "safety_freeze_end_exclusive",
             "safety",
             "agent proposes at the end instant of the freeze: allowed",
-            safety(now="2026-11-30T00:00:00Z"),
+            safety(now="2026-01-02T00:00:00Z"),
             s_expect(True, "low", 0, True, ["sre"]),
         ),
         (
             "safety_freeze_human",
             "safety",
             "a human may propose during a freeze, with two approvals",
-            safety(now="2026-11-28T09:00:00Z", requester={"kind": "human", "id": "alice"}),
+            safety(now="2025-12-28T09:00:00Z", requester={"kind": "human", "id": "alice"}),
             s_expect(True, "low", 2, False, ["sre"]),
         ),
         (
