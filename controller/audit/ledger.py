@@ -36,7 +36,7 @@ __all__ = ["EventConflictError", "SqlAuditLedger", "TreeHead"]
 _log = structlog.get_logger("twinops.audit")
 _EVENTS = cast(Table, AuditEventRow.__table__)
 _HEADS = cast(Table, TreeHeadRow.__table__)
-_APPEND_LOCK = 0x7477696E61756474  # "twinauudt": the advisory lock every appender takes
+_APPEND_LOCK = 0x7477696E61756474  # "twinaudt": the advisory lock every appender takes
 _CHUNK = 10_000
 _PLAIN_COLUMNS = ("seq", "event_id", "time", "remediation_id", "workflow_id", "run_id", "actor", "kind", "leaf_hash")
 

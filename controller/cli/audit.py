@@ -81,13 +81,14 @@ def _summary(record: AuditRecord) -> str:
             return f"{p.get('outcome')} {p.get('summary') or ''}".strip()
         case _:
             shown = {k: v for k, v in p.items() if v not in ({}, [], None, "")}
-            return json.dumps(shown, sort_keys=True, ensure_ascii=False)[:160]
+            return json.dumps(shown, sort_keys=True, ensure_ascii=False)[:200]
 
 
 def _table(records: list[AuditRecord], title: str) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
-    for column in ("seq", "time (UTC)", "kind", "actor", "nodes", "what"):
-        table.add_column(column, overflow="fold")
+    for column in ("seq", "time (UTC)", "kind", "actor", "nodes"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("what", overflow="fold", ratio=1, min_width=24)
     for r in records:
         style = _KIND_STYLE.get(r.kind.value, "")
         table.add_row(
