@@ -5,7 +5,7 @@ arrives with the snapshot. One tick is `decide(state, snapshot, desires)`.
 """
 
 from agents.agent import Decision, decide, groups
-from agents.beliefs import Beliefs, DataIssue, Evidence, NodeBelief, Sample, revise
+from agents.beliefs import Beliefs, DataIssue, Evidence, Memory, NodeBelief, Sample, revise
 from agents.desires import Budget, Desires, DesiresError, GoalKind, UtilizationTarget, load_desires, parse_desires
 from agents.detection import Detection, Finding, FindingKind, detect
 from agents.intentions import AgentState, DroppedIntention, Intention, adopt, settle
@@ -31,6 +31,7 @@ __all__ = [
     "GoalKind",
     "GoalResult",
     "Intention",
+    "Memory",
     "NodeBelief",
     "NodeOutcome",
     "PlanOption",

@@ -94,7 +94,7 @@ def decide(
     no action), but beliefs, findings and reconsideration still run.
     """
     whatif = whatif or SteadyStateWhatIf()
-    beliefs = revise(state.beliefs, snapshot, history, desires=desires, now=now)
+    beliefs = revise(state.memory, snapshot, history, desires=desires, now=now)
     detection = detect(beliefs, desires)
     at = beliefs.observed_at
     by_node: dict[str, list[Finding]] = {}
@@ -170,7 +170,7 @@ def decide(
             if down is not None:
                 proposals.append(down)
                 kept.append(adopt(down))
-    new_state = AgentState(beliefs=beliefs, intentions=tuple(kept), cooldown_until=working.cooldown_until)
+    new_state = AgentState(memory=beliefs.memory(), intentions=tuple(kept), cooldown_until=working.cooldown_until)
     return Decision(
         new_state=new_state,
         proposals=tuple(proposals),

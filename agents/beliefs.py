@@ -85,6 +85,14 @@ class NodeBelief(Frozen):
     evidence: tuple[Evidence, ...] = ()
 
 
+class Memory(Frozen):
+    """What belief revision carries from one snapshot to the next: small enough for workflow state."""
+
+    twin_id: str
+    observed_at: AwareDatetime
+    window: tuple[Sample, ...] = ()
+
+
 class Beliefs(Frozen):
     """The agent's picture of one twin at `observed_at`."""
 
@@ -107,12 +115,16 @@ class Beliefs(Frozen):
         except KeyError:
             raise KeyError(f"twin {self.twin_id!r} has no node {node_id!r}") from None
 
+    def memory(self) -> Memory:
+        """The part of these beliefs the next revision needs (twin, time, trend window)."""
+        return Memory(twin_id=self.twin_id, observed_at=self.observed_at, window=self.window)
+
     def projected_demand(self, seconds: float) -> dict[str, float]:
         """Offered demand `seconds` ahead when rising trends continue (falling ones are ignored: be cautious)."""
         return {n: b.demand + max(0.0, b.demand_slope) * seconds for n, b in self.nodes.items()}
 
 
-def _window(previous: Beliefs | None, history: Sequence[Snapshot], snapshot: Snapshot) -> tuple[Sample, ...]:
+def _window(previous: Beliefs | Memory | None, history: Sequence[Snapshot], snapshot: Snapshot) -> tuple[Sample, ...]:
     samples: dict[datetime, Sample] = {}
     if previous is not None and previous.twin_id == snapshot.twin_id:
         for s in previous.window:
@@ -220,14 +232,14 @@ def _quality(
 
 
 def revise(
-    beliefs: Beliefs | None,
+    beliefs: Beliefs | Memory | None,
     snapshot: Snapshot,
     history: Sequence[Snapshot] = (),
     *,
     desires: Desires | None = None,
     now: datetime | None = None,
 ) -> Beliefs:
-    """New beliefs from the previous ones, a fresh snapshot and (optionally) older snapshots.
+    """New beliefs from the previous ones (or their `Memory`), a fresh snapshot and (optionally) older snapshots.
 
     Never raises on a valid snapshot: poor data lowers confidence and is reported in
     `data_issues`. `now` (from the caller's clock, e.g. `workflow.now()`) enables the

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from agents._frozen import Frozen
-from agents.beliefs import Beliefs
+from agents.beliefs import Beliefs, Memory
 from agents.proposal import Proposal
 from twin.actions import Action, ScaleAction
 
@@ -48,7 +48,8 @@ class DroppedIntention(Frozen):
 class AgentState(Frozen):
     """Everything an agent carries from one tick to the next (JSON-serializable, for continue-as-new)."""
 
-    beliefs: Beliefs | None = None
+    memory: Memory | None = None
+    """What the next belief revision needs (trend window); the full beliefs stay out of the state."""
     intentions: tuple[Intention, ...] = ()
     cooldown_until: dict[str, AwareDatetime] = Field(default_factory=dict)
 

@@ -219,7 +219,14 @@ class _Context:
                     elif p95 is None and pred.utilization(n) > self.target[n] + EPS:
                         violations.append(f"{n} over target, p95 SLO {slo:.0f} ms at risk")
             goals.append(GoalResult(goal=goal, met=not violations, violations=tuple(violations)))
-        affected = [n for n in ordered if n in touched or n in scope or pred.utilization(n) > self.target[n] + EPS]
+        # Affected: what the plan touches, whatever it changes, whatever it leaves over target.
+        affected = [
+            n
+            for n in ordered
+            if n in touched
+            or abs(pred.utilization(n) - self.base.utilization(n)) > EPS
+            or pred.utilization(n) > self.target[n] + EPS
+        ]
         predicted = {
             n: NodeOutcome(
                 node=n,

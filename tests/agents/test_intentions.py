@@ -102,3 +102,14 @@ def test_noisy_load_around_the_threshold_does_not_flap() -> None:
     directions = [b > a for a, b in zip([10, *moves], moves, strict=False)]
     assert len(moves) <= 2, moves
     assert all(directions) or not any(directions), moves  # never up then down (or down then up)
+
+
+def test_state_round_trips_through_json_and_decisions_are_deterministic() -> None:
+    first = decide(AgentState(), chain(1200.0), Desires())
+    restored = AgentState.model_validate_json(first.new_state.model_dump_json())
+    assert restored == first.new_state
+    again = decide(AgentState(), chain(1200.0), Desires())
+    assert again.model_dump_json() == first.model_dump_json()
+    a = decide(first.new_state, chain(1800.0, at=30), Desires())
+    b = decide(restored, chain(1800.0, at=30), Desires())
+    assert a.model_dump_json() == b.model_dump_json()
