@@ -194,12 +194,21 @@ class _Context:
         goals = []
         for goal in self.desires.ranked_goals():
             violations: list[str] = []
-            if goal in (GoalKind.NO_SATURATION, GoalKind.QUEUE_NOT_GROWING):
-                if goal is GoalKind.QUEUE_NOT_GROWING and not self.desires.queue_not_growing:
-                    continue
+            if goal is GoalKind.NO_SATURATION:
                 violations = [
                     f"{n} saturated at {pred.utilization(n):.0%}" for n in ordered if pred.utilization(n) >= 1.0
                 ]
+            elif goal is GoalKind.QUEUE_NOT_GROWING:
+                if not self.desires.queue_not_growing:
+                    continue
+                for n in ordered:
+                    queue = pred.queue_depth.get(n)
+                    seen = self.beliefs.nodes[n].observed.queue_depth or 0.0
+                    if queue is not None and queue > max(1.0, seen):
+                        violations.append(f"{n} queue grows {seen:.0f} -> {queue:.0f}")
+                    elif queue is None and pred.utilization(n) >= 1.0:
+                        # Steady state has no queues: admitted load at or over capacity means it grows.
+                        violations.append(f"{n} queue grows (admitted load at {pred.utilization(n):.0%})")
             elif goal is GoalKind.TARGET_UTILIZATION:
                 violations = [
                     f"{n} at {pred.utilization(n):.0%} > target {self.target[n]:.0%}" + self._why_capped(n, pred)

@@ -129,3 +129,18 @@ def test_restart_for_errors_without_load() -> None:
 
 def test_nothing_to_fix_gives_no_plan() -> None:
     assert propose(snap([node("a", 4, 100.0, ext=100.0)])) is None
+
+
+def test_simulator_what_if_judges_latency_and_queues() -> None:
+    sim = Simulator(load_scenario(SCENARIOS / "single_saturated.yaml"))
+    sim.run(120, dt=5)
+    s = sim.snapshot()
+    target = max(s.nodes, key=lambda n: n.metrics.utilization or 0.0).id
+    desires = Desires(latency_slo_ms={target: 1000.0})
+    proposal = propose(s, desires, whatif=SimulatorWhatIf(run_seconds=300, dt=15))
+    assert proposal is not None and proposal.target == target
+    goals = {g.goal.value: g for g in proposal.plan.goals}
+    assert goals["latency_slo"].met and goals["queue_not_growing"].met
+    lost = {a.option.name: a for a in proposal.alternatives}
+    if "shed" in lost:
+        assert not next(g for g in lost["shed"].option.goals if g.goal.value == "serve_all_demand").met
