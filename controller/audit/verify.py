@@ -10,6 +10,7 @@ heads, so that shows up as a head mismatch bounded by the last good head.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -142,6 +143,7 @@ def verify_log(
         sizes_seen.add(head.tree_size)
         pending.append((head.tree_size, checkpoint.root, head))
     pending.sort(key=lambda item: item[0])
+    queue = deque(pending)
 
     frontier = Frontier()
     expected = 0
@@ -150,8 +152,8 @@ def verify_log(
 
     def settle_heads() -> None:
         nonlocal last_good
-        while pending and pending[0][0] == frontier.size:
-            size, root, _ = pending.pop(0)
+        while queue and queue[0][0] == frontier.size:
+            size, root, _ = queue.popleft()
             if frontier.root() == root:
                 last_good = size
                 report.verified_size = size
@@ -219,7 +221,7 @@ def verify_log(
                 )
         frontier.append(computed)
         settle_heads()
-    for size, _, _ in pending:
+    for size, _, _ in queue:
         report.problems.append(
             Problem(
                 frontier.size,

@@ -255,3 +255,12 @@ async def test_head_timer_signs_heads_for_quiet_logs(ledger: SqlAuditLedger) -> 
             break
     task.cancel()
     assert timed.heads()[-1].tree_size == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["audit_events", "tree_heads"])
+def test_postgres_rejects_truncate(pg_engine_factory: Callable[[], Engine], signer: NoteSigner, table: str) -> None:
+    ledger = SqlAuditLedger(pg_engine_factory(), signer)
+    fill(ledger, 2)
+    with pytest.raises(exc.DBAPIError, match="append-only: TRUNCATE"):
+        sql(ledger.engine, f"TRUNCATE {table} CASCADE")
