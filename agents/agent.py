@@ -127,7 +127,12 @@ def decide(
     def cooling(n: str) -> bool:
         return working.cooling(n, at)
 
-    problems = {n for n, fs in by_node.items() if not cooling(n) or any(f.kind is FindingKind.SATURATED for f in fs)}
+    # No fresh twin, no action: a stale snapshot neither proposes nor supersedes anything.
+    problems: set[str] = set()
+    if not beliefs.stale:
+        problems = {
+            n for n, fs in by_node.items() if not cooling(n) or any(f.kind is FindingKind.SATURATED for f in fs)
+        }
     proposals: list[Proposal] = []
     planner = Planner(beliefs, desires, whatif)
     for group in groups(beliefs, problems):
@@ -147,8 +152,6 @@ def decide(
                 dropped.append(
                     DroppedIntention(intention=c, reason="superseded", detail=f"replaced by proposal {fresh.id}")
                 )
-        if beliefs.stale:
-            continue
         proposals.append(fresh)
         kept.append(adopt(fresh))
 

@@ -82,6 +82,10 @@ def test_stale_snapshot_gives_no_proposal() -> None:
     first = decide(AgentState(), chain(500.0), Desires())
     replay = decide(first.new_state, chain(1200.0), Desires())
     assert replay.beliefs.stale and replay.proposals == ()
+    committed = decide(AgentState(), chain(1200.0), Desires())
+    old = decide(committed.new_state, chain(1800.0), Desires())  # same observed_at: a replay
+    assert old.proposals == () and old.dropped_intentions == ()
+    assert old.new_state.intentions == committed.new_state.intentions
 
 
 def test_noisy_load_around_the_threshold_does_not_flap() -> None:
