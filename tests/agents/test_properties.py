@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents import AgentState, Desires, decide, steady_state
+from agents import AgentState, Budget, Desires, decide, steady_state
 from tests.agents.conftest import node, snap
 from twin.actions import ScaleAction
 from twin.contract import Snapshot
@@ -57,3 +57,17 @@ def test_feasible_plans_reach_target_within_one_replica_per_node_of_optimum(s: S
     added = sum(a.replicas - s.node(a.node).replicas for a in actions if isinstance(a, ScaleAction))
     optimal_added = sum(max(0, best[n.id] - n.replicas) for n in s.nodes)
     assert optimal_added <= added <= optimal_added + len(s.nodes)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dags(), st.integers(min_value=0, max_value=60))
+def test_budget_is_never_exceeded_and_what_stays_unmet_is_listed(s: Snapshot, extra: int) -> None:
+    total = sum(n.replicas for n in s.nodes) + extra
+    desires = Desires(budget=Budget(total_replicas=total))
+    decision = decide(AgentState(), s, desires)
+    actions = [a for p in decision.proposals if p.intent == "remediate" for a in p.actions]
+    after = steady_state(s, actions)
+    assert sum(after.replicas.values()) <= total
+    over = [n.id for n in s.nodes if after.utilization(n.id) > 0.8 + 1e-9]
+    if over:
+        assert any(p.unmet for p in decision.proposals if p.intent == "remediate")
