@@ -13,14 +13,14 @@ the file can change without changing what is verified.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from controller.audit.canonical import canonical_json
-from controller.audit.checkpoint import NoteVerifier
+from controller.audit.canonical import canonical_json, format_time
+from controller.audit.checkpoint import NoteVerifier, parse_checkpoint
 from controller.audit.ledger import SqlAuditLedger
 from controller.audit.verify import HeadRecord, Problem, VerificationReport, verify_log
-from controller.errors import AuditError
+from controller.errors import AuditError, LedgerIntegrityError
 
 __all__ = ["EXPORT_FORMAT", "verify_export", "write_export"]
 
@@ -59,6 +59,14 @@ def write_export(ledger: SqlAuditLedger, out: IO[bytes]) -> int:
     return written
 
 
+def _kept_head(text: str) -> HeadRecord:
+    try:
+        checkpoint = parse_checkpoint(text)
+    except LedgerIntegrityError:
+        return HeadRecord(-1, "", "", text)  # verify_log reports it as a bad signed head
+    return HeadRecord(checkpoint.size, checkpoint.root.hex(), format_time(checkpoint.time), text)
+
+
 def _lines(data: bytes, report: VerificationReport) -> Iterator[tuple[int, dict[str, Any]]]:
     if not data.endswith(b"\n"):
         report.problems.append(Problem(None, "malformed", "export does not end with a newline (truncated?)"))
@@ -73,9 +81,15 @@ def _lines(data: bytes, report: VerificationReport) -> Iterator[tuple[int, dict[
         yield number, obj
 
 
-def verify_export(data: bytes, verifier: NoteVerifier | None = None) -> VerificationReport:
+def verify_export(
+    data: bytes, verifier: NoteVerifier | None = None, *, kept_checkpoints: Sequence[str] = ()
+) -> VerificationReport:
     """Verify an export. Pass the public key obtained independently; without it the export's own key is
-    used, which only proves the export is self-consistent, not who signed it."""
+    used, which only proves the export is self-consistent, not who signed it.
+
+    `kept_checkpoints` are signed heads the auditor saved earlier: each must match the
+    recomputed tree at its size, which proves the log only grew since (RFC 6962 consistency).
+    """
     report = VerificationReport()
     header: dict[str, Any] | None = None
     entries: list[dict[str, Any]] = []
@@ -111,7 +125,9 @@ def verify_export(data: bytes, verifier: NoteVerifier | None = None) -> Verifica
     active = verifier or own
     if header["origin"] != active.name:
         report.problems.append(Problem(None, "malformed", f"header: origin {header['origin']!r} is not the key's name"))
-    found = verify_log(entries, heads, active, str(header["origin"]), size_hint=len(entries))
+    kept = [_kept_head(text) for text in kept_checkpoints]
+    found = verify_log(entries, [*heads, *kept], active, str(header["origin"]), size_hint=len(entries))
+    found.heads -= len(kept)
     found.problems[:0] = report.problems
     if header["events"] != found.events or header["heads"] != found.heads:
         found.problems.append(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import Connection, Engine, Row, Table, func, insert, select, text
 
 from controller.audit.canonical import canonical_json, entry_bytes, entry_fields, format_time, parse_time
-from controller.audit.checkpoint import NoteSigner, NoteVerifier, load_or_create_key
+from controller.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, load_or_create_key, parse_checkpoint
 from controller.audit.merkle import Frontier, leaf_hash
 from controller.audit.models import AuditEventRow, TreeHeadRow
 from controller.audit.verify import HeadRecord, VerificationReport, verify_log
@@ -53,6 +53,14 @@ class TreeHead:
     root_hash: str
     time: datetime
     checkpoint: str
+
+
+def _parsed(text: str) -> Checkpoint:
+    try:
+        return parse_checkpoint(text)
+    except LedgerIntegrityError:
+        # Unparseable: hand it on with an impossible size so verification reports it as a bad head.
+        return Checkpoint(origin="", size=-1, root=b"", time=datetime.min.replace(tzinfo=UTC), body="", text=text)
 
 
 def _head(row: Row[Any]) -> TreeHead:
@@ -361,6 +369,12 @@ class SqlAuditLedger:
             rows = conn.execute(select(_HEADS).order_by(_HEADS.c.tree_size))
             return [HeadRecord(r.tree_size, r.root_hash, r.time, r.checkpoint) for r in rows]
 
-    def verify(self) -> VerificationReport:
-        """Recompute every leaf and the tree; check every signed head (see `verify_log`)."""
-        return verify_log(self.iter_entries(), self.heads(), self.verifier, self.origin, size_hint=self.size())
+    def verify(self, *, kept_checkpoints: Sequence[str] = ()) -> VerificationReport:
+        """Recompute every leaf and the tree; check every signed head (see `verify_log`), and any
+        checkpoints an auditor kept from earlier (they must match the tree at their size)."""
+        kept = [HeadRecord(c.size, c.root.hex(), format_time(c.time), c.text) for c in map(_parsed, kept_checkpoints)]
+        report = verify_log(
+            self.iter_entries(), [*self.heads(), *kept], self.verifier, self.origin, size_hint=self.size()
+        )
+        report.heads -= len(kept)
+        return report

@@ -107,7 +107,7 @@ def verify_log(
     """
     report = VerificationReport()
     pending: list[tuple[int, bytes, HeadRecord]] = []
-    sizes_seen: set[int] = set()
+    sizes_seen: dict[int, bytes] = {}
     for head in heads:
         report.heads += 1
         try:
@@ -138,9 +138,17 @@ def verify_log(
             )
             continue
         if head.tree_size in sizes_seen:
-            report.problems.append(Problem(head.tree_size, "duplicate", f"two heads at size {head.tree_size}"))
+            # A second signed head for one size (e.g. a checkpoint the auditor kept) must agree.
+            if sizes_seen[head.tree_size] != checkpoint.root:
+                report.problems.append(
+                    Problem(
+                        head.tree_size,
+                        "forged_head",
+                        f"two signed heads at size {head.tree_size} disagree (the log was forked or rewritten)",
+                    )
+                )
             continue
-        sizes_seen.add(head.tree_size)
+        sizes_seen[head.tree_size] = checkpoint.root
         pending.append((head.tree_size, checkpoint.root, head))
     pending.sort(key=lambda item: item[0])
     queue = deque(pending)

@@ -203,10 +203,18 @@ def verify(
     key_file: Annotated[
         Path | None, typer.Option("--public-key", help="verifier key (or PEM) obtained independently")
     ] = None,
+    kept: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="a signed checkpoint kept from an earlier look; must still match"),
+    ] = None,
 ) -> None:
     """Recompute every leaf and the tree, check every signed head; exit 1 naming the first bad seq."""
+    try:
+        checkpoints = [path.read_text() for path in kept or []]
+    except OSError as exc:
+        fail(f"checkpoint: {exc}")
     if export_file is None:
-        _print_report(_ledger().verify(), "ledger")
+        _print_report(_ledger().verify(kept_checkpoints=checkpoints), "ledger")
         return
     verifier = _verifier(key_file, name=None)
     try:
@@ -215,7 +223,7 @@ def verify(
         fail(f"{export_file}: {exc.strerror or exc}")
     if verifier is None:
         err_console.print("warning: no --public-key: checked against the key inside the export (self-consistency only)")
-    _print_report(verify_export(data, verifier), str(export_file))
+    _print_report(verify_export(data, verifier, kept_checkpoints=checkpoints), str(export_file))
 
 
 def _verifier(key_file: Path | None, name: str | None) -> NoteVerifier | None:

@@ -77,6 +77,11 @@ def test_export_verify_prove_offline(home: Path) -> None:
     code, out = run("verify", "--export", str(export), "--public-key", str(key))
     assert code == 0 and "OK" in out and "16 events" in out
     assert run("verify")[0] == 0
+    kept = home / "kept.checkpoint"
+    kept.write_text(run("head")[1])
+    code, out = run("verify", "--export", str(export), "--public-key", str(key), "--checkpoint", str(kept))
+    assert code == 0, out
+    assert run("verify", "--checkpoint", str(kept))[0] == 0
     assert run("prove", "rem-1:4:approved", "--out", str(proof))[0] == 0
     code, out = run("verify-proof", str(proof), "--public-key", str(key))
     assert code == 0 and "entry 4" in out

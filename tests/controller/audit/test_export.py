@@ -115,3 +115,23 @@ def test_any_single_byte_change_is_detected(data: st.DataObject) -> None:
     mutated = original[:index] + bytes([byte]) + original[index + 1 :]
     assert not verify_export(mutated, NoteVerifier(key)).ok
     assert not verify_export(mutated).ok
+
+
+def test_export_checked_against_kept_checkpoints(ledger: SqlAuditLedger) -> None:
+    for i in range(7):
+        ledger.append_sync(step_event(i))
+    kept = ledger.publish_head().checkpoint
+    for i in range(7, 15):
+        ledger.append_sync(step_event(i))
+    data = export_of(ledger)
+    assert verify_export(data, ledger.verifier, kept_checkpoints=[kept]).ok
+    other = NoteSigner(ledger.origin, Ed25519PrivateKey.generate())
+    foreign = other.sign_checkpoint(ledger.origin, 7, b"\x01" * 32, _now())
+    report = verify_export(data, ledger.verifier, kept_checkpoints=[foreign])
+    assert not report.ok and report.first is not None and report.first.kind == "forged_head"
+
+
+def _now():  # a time for a checkpoint that never existed
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

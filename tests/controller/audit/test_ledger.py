@@ -264,3 +264,27 @@ def test_postgres_rejects_truncate(pg_engine_factory: Callable[[], Engine], sign
     fill(ledger, 2)
     with pytest.raises(exc.DBAPIError, match="append-only: TRUNCATE"):
         sql(ledger.engine, f"TRUNCATE {table} CASCADE")
+
+
+def test_kept_checkpoint_catches_an_insider_who_re_signs(ledger: SqlAuditLedger) -> None:
+    fill(ledger, 12)
+    kept = next(h for h in ledger.heads() if h.tree_size == 6).checkpoint  # the auditor saved this last month
+    assert ledger.verify(kept_checkpoints=[kept]).ok
+    # An insider holding the signing key rewrites seq 3 and re-signs every head from scratch.
+    drop_triggers(ledger.engine)
+    sql(ledger.engine, "UPDATE audit_events SET actor = 'user:mallory' WHERE seq = 3")
+    with ledger.engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM audit_events WHERE seq = 3")).one()
+    sql(
+        ledger.engine,
+        "UPDATE audit_events SET leaf_hash = :h WHERE seq = 3",
+        h=leaf_hash(entry_bytes(row_entry(row))).hex(),
+    )
+    sql(ledger.engine, "DELETE FROM tree_heads")
+    resigned = SqlAuditLedger(ledger.engine, ledger.signer)
+    resigned.publish_head()
+    assert resigned.verify().ok  # the rewrite is internally perfect...
+    report = resigned.verify(kept_checkpoints=[kept])
+    assert not report.ok  # ...but not consistent with what the auditor kept
+    assert report.first is not None and (report.first.kind, report.first.seq) == ("head_mismatch", 0)
+    assert "signed head at size 6: entries between seq 0 and 5" in report.first.message
