@@ -135,25 +135,32 @@ def decide(
         }
     proposals: list[Proposal] = []
     planner = Planner(beliefs, desires, whatif)
+    for intention in kept:
+        planner.reserve(intention.actions)
     for group in groups(beliefs, problems):
         findings = [f for n in group for f in by_node[n]]
         committed = [i for i in kept if any(n in i.nodes for n in group)]
+        for c in committed:
+            planner.release(c.actions)
         fresh = planner.remediate(findings)
-        if fresh is None:
-            continue
-        if committed:
-            # Commitment: keep the old plans unless the fresh one does strictly better now.
-            if all(c.intent == "remediate" for c in committed):
-                old = committed[0]
-                if len(committed) == 1 and not _better(fresh, _replay(old, planner, findings)):
-                    continue
+        # Commitment: keep the old plan unless the fresh one does strictly better now.
+        keep = fresh is None or (
+            len(committed) == 1
+            and committed[0].intent == "remediate"
+            and not _better(fresh, _replay(committed[0], planner, findings))
+        )
+        if keep or fresh is None:
             for c in committed:
-                kept.remove(c)
-                dropped.append(
-                    DroppedIntention(intention=c, reason="superseded", detail=f"replaced by proposal {fresh.id}")
-                )
+                planner.reserve(c.actions)
+            continue
+        for c in committed:
+            kept.remove(c)
+            dropped.append(
+                DroppedIntention(intention=c, reason="superseded", detail=f"replaced by proposal {fresh.id}")
+            )
         proposals.append(fresh)
         kept.append(adopt(fresh))
+        planner.reserve(fresh.actions)
 
     covered = {n for i in kept for n in i.nodes}
     if not beliefs.stale:

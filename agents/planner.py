@@ -81,6 +81,7 @@ class _Context:
         self.lookahead = lookahead
         self.snapshot = projected_snapshot(beliefs, lookahead)
         self.nodes = {n.id: n for n in beliefs.snapshot.nodes}
+        self.reserved: dict[str, int] = {}
         self.children = _children(beliefs.snapshot)
         self.target = {n.id: desires.target_for(n) for n in beliefs.snapshot.nodes}
         self.base = whatif.predict(self.snapshot, [], lookahead)
@@ -109,12 +110,16 @@ class _Context:
         """Grant scale-ups in order of urgency within the total and per-team replica budgets."""
         budget = self.desires.budget
         team_tag = self.desires.team_tag
-        total = sum(n.replicas for n in self.nodes.values())
+        total = 0
         teams: dict[str, int] = {}
         for node in self.nodes.values():
+            # Replicas already promised to other plans count against the budget; the nodes being
+            # planned now count at what they run.
+            held = node.replicas if node.id in wanted else max(node.replicas, self.reserved.get(node.id, 0))
+            total += held
             team = node.tags.get(team_tag)
             if team is not None:
-                teams[team] = teams.get(team, 0) + node.replicas
+                teams[team] = teams.get(team, 0) + held
         granted: dict[str, int] = {}
         urgency = sorted(wanted, key=lambda n: (-self.base.utilization(n), n))
         for n in urgency:
@@ -422,6 +427,18 @@ class Planner:
         self._ctx = _Context(
             beliefs, desires, whatif or SteadyStateWhatIf(), desires.horizon_seconds + desires.plan_margin_seconds
         )
+
+    def reserve(self, actions: Sequence[Action]) -> None:
+        """Count the scale-ups of a plan already chosen (or committed) against the budget of later plans."""
+        for a in actions:
+            if isinstance(a, ScaleAction):
+                self._ctx.reserved[a.node] = a.replicas
+
+    def release(self, actions: Sequence[Action]) -> None:
+        """Undo `reserve` for a plan that is being reconsidered."""
+        for a in actions:
+            if isinstance(a, ScaleAction) and self._ctx.reserved.get(a.node) == a.replicas:
+                del self._ctx.reserved[a.node]
 
     def _scope(self, nodes: Iterable[str]) -> tuple[list[str], list[str]]:
         wanted = set(nodes)

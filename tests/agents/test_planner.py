@@ -144,3 +144,13 @@ def test_simulator_what_if_judges_latency_and_queues() -> None:
     lost = {a.option.name: a for a in proposal.alternatives}
     if "shed" in lost:
         assert not next(g for g in lost["shed"].option.goals if g.goal.value == "serve_all_demand").met
+
+
+def test_budget_is_shared_across_groups_of_one_tick() -> None:
+    from agents import AgentState, decide
+
+    s = snap([node("a", 1, 10.0, ext=10.0), node("b", 1, 10.0, ext=10.0)])  # two unrelated saturated nodes
+    decision = decide(AgentState(), s, Desires(budget=Budget(total_replicas=3)))
+    added = [a for p in decision.proposals for a in p.actions if isinstance(a, ScaleAction)]
+    assert sum(a.replicas - 1 for a in added) == 1
+    assert any(p.unmet for p in decision.proposals)
