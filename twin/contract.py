@@ -164,7 +164,7 @@ def find_cycle(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[s
                 stack[-1] = (node, i + 1)
                 nxt = out[node][i]
                 if colour.get(nxt, white) == grey:
-                    return [*path[path.index(nxt):], nxt]
+                    return [*path[path.index(nxt) :], nxt]
                 if colour.get(nxt, white) == white:
                     colour[nxt] = grey
                     stack.append((nxt, 0))

@@ -1,0 +1,70 @@
+"""AgentLoopWorkflow: one child per intention, never two per node, and the loop breaker."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.workflows.conftest import Stack, capture_history, eventually
+from workflows import AgentLoopInput, AgentLoopWorkflow, RejectInput, RemediationWorkflow, Stage, Timeouts
+from workflows.contracts import Principal
+from workflows.policy import ActionRecord
+
+pytestmark = pytest.mark.integration
+
+TICKS = 3
+
+
+def loop_input(**fields: object) -> AgentLoopInput:
+    base: dict[str, object] = {
+        "twin_id": "shop",
+        "tick_seconds": 0.5,
+        "max_ticks": TICKS,
+        "timeouts": Timeouts(approval_seconds=60, expiry_seconds=60, verification_window_seconds=1),
+    }
+    base.update(fields)
+    return AgentLoopInput.model_validate(base)
+
+
+async def test_loop_starts_one_remediation_per_node(stack: Stack) -> None:
+    handle = await stack.client.start_workflow(
+        AgentLoopWorkflow.run, loop_input(), id=f"loop-{uuid.uuid4()}", task_queue=stack.task_queue
+    )
+    status = await handle.result()
+    assert status.ticks_done == TICKS
+    assert status.proposals_started == 1, status
+    child_ids = set(status.open.values())
+    assert len(child_ids) == 1 and {"gateway", "checkout"} <= set(status.open)
+    child = stack.client.get_workflow_handle(child_ids.pop())
+    await eventually(lambda: child.query(RemediationWorkflow.state), lambda s: s.stage == Stage.AWAITING_APPROVAL)
+    await child.execute_update(
+        RemediationWorkflow.reject, RejectInput(principal=Principal(id="alice", roles=["sre"]), reason="test over")
+    )
+    await child.result()
+    await capture_history(handle, "agent_loop")
+
+
+async def test_loop_breaker_stops_a_plan_rolled_back_twice(stack: Stack) -> None:
+    proposal = stack.proposal()
+    rolled_back = [
+        ActionRecord(
+            at=datetime.now(UTC),
+            node=proposal.target,
+            action_type="scale",
+            plan_hash=proposal.plan_hash,
+            outcome="rolled_back",
+        )
+    ] * 2
+    handle = await stack.client.start_workflow(
+        AgentLoopWorkflow.run,
+        loop_input(actions=rolled_back),
+        id=f"loop-{uuid.uuid4()}",
+        task_queue=stack.task_queue,
+    )
+    status = await handle.result()
+    assert status.proposals_started == 0 and not status.open
+    trail = await stack.services.ledger.trail(proposal.id)
+    assert [r.kind.value for r in trail] == ["escalated"], "escalated once, however many ticks"
+    assert "loop breaker" in trail[0].payload["reason"]
