@@ -97,9 +97,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def worker(
-        task_queue: Annotated[
-            str | None, typer.Option("--task-queue", help="default from settings")
-        ] = None,
+        task_queue: Annotated[str | None, typer.Option("--task-queue", help="default from settings")] = None,
     ) -> None:
         """Run the workflows and activities on a task queue until SIGINT/SIGTERM."""
         settings = load_settings()
