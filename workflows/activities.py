@@ -7,13 +7,14 @@ cause chained, so Temporal retries what may pass and stops on what never will.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agents import AgentState, Decision, Desires, decide
+from agents import AgentState, Desires, DroppedIntention, Proposal, decide
 from twin.contract import Snapshot
 from twin.sources import TwinSource, TwinSourceError
 from workflows.audit import AuditEventInput, AuditLedger
@@ -26,6 +27,15 @@ from workflows.verification import check_goals
 ACTUATOR_REJECTED = "ActuatorRejected"
 TWIN_UNAVAILABLE = "TwinUnavailable"
 AUDIT_CONFLICT = "AuditConflict"
+
+
+HEARTBEAT_EVERY_SECONDS = 2.0
+
+
+async def _heartbeat(detail: str) -> None:
+    while True:
+        activity.heartbeat(detail)
+        await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
 
 
 class RemediationActivities:
@@ -72,13 +82,17 @@ class RemediationActivities:
         await self.inbox.upsert(entry)
 
     async def _actuate(self, step: StepInput) -> StepOutcome:
-        activity.heartbeat(step.idempotency_key)
+        # Heartbeat while the estate works, so a dead worker is noticed within the heartbeat
+        # timeout and the step is retried elsewhere under the same idempotency key.
+        beat = asyncio.create_task(_heartbeat(step.idempotency_key))
         try:
             return await self.actuator.apply(step.idempotency_key, step.action)
         except ActuatorError as exc:
             if exc.permanent:
                 raise ApplicationError(str(exc), type=ACTUATOR_REJECTED, non_retryable=True) from exc
             raise
+        finally:
+            beat.cancel()
 
     @activity.defn
     async def apply_step(self, step: StepInput) -> StepOutcome:
@@ -116,6 +130,21 @@ class DeliberateInput(BaseModel):
     history: list[Snapshot] = Field(default_factory=list)
 
 
+class DeliberateResult(BaseModel):
+    """What a tick hands back to the loop: the next state, new proposals, dropped intentions.
+
+    Beliefs and detection stay inside the activity: on large graphs they run to megabytes,
+    and the loop's history should carry decisions, not the reasoning's working memory
+    (each proposal keeps the beliefs it used, for the audit trail).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    new_state: AgentState
+    proposals: tuple[Proposal, ...] = ()
+    dropped_intentions: tuple[DroppedIntention, ...] = ()
+
+
 class AgentActivities:
     """Activities of the AgentLoopWorkflow: observe the twin, deliberate."""
 
@@ -132,7 +161,12 @@ class AgentActivities:
             raise ApplicationError(str(exc), type=TWIN_UNAVAILABLE) from exc
 
     @activity.defn
-    async def deliberate(self, input: DeliberateInput) -> Decision:
+    async def deliberate(self, input: DeliberateInput) -> DeliberateResult:
         """Run one BDI tick (pure) on the snapshot: revise, detect, deliberate, plan."""
         # The activity may read the clock (its result is recorded); it only feeds the staleness check.
-        return decide(input.state, input.snapshot, self.desires, history=input.history, now=datetime.now(UTC))
+        decision = decide(input.state, input.snapshot, self.desires, history=input.history, now=datetime.now(UTC))
+        return DeliberateResult(
+            new_state=decision.new_state,
+            proposals=decision.proposals,
+            dropped_intentions=decision.dropped_intentions,
+        )

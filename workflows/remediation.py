@@ -80,7 +80,7 @@ INBOX_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 NOTIFY_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=5)
 STEP_TIMEOUT = timedelta(minutes=5)
-STEP_HEARTBEAT = timedelta(seconds=60)
+STEP_HEARTBEAT = timedelta(seconds=10)
 STEP_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=[ACTUATOR_REJECTED])
 COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
