@@ -67,11 +67,14 @@ class EstateServer:
 
             def _send(self, status: int, body: dict[str, Any] | str) -> None:
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller died mid-request: exactly what the crash tests do
 
             def do_GET(self) -> None:
                 with estate._lock:
