@@ -93,8 +93,8 @@ async def test_worker_killed_mid_step_applies_every_step_once(
         )
         await eventually(lambda: stage_of(handle), lambda s: s == "awaiting_approval", 60)
         for principal in APPROVERS:
-            result = await handle.execute_update(RemediationWorkflow.approve, ApproveInput(principal=principal))
-            if result.quorum_met:
+            vote = await handle.execute_update(RemediationWorkflow.approve, ApproveInput(principal=principal))
+            if vote.quorum_met:
                 break
         # The estate has applied step 0 and holds the answer: the worker dies before it hears it.
         assert await asyncio.to_thread(estate.held.wait, 60)
