@@ -29,7 +29,11 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    and_,
+    case,
     func,
+    not_,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -138,12 +142,18 @@ class SqlApprovalInbox:
         }
         insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(approval_inbox).values(values)
-        reopens = entry.status in OPEN_STATUSES
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[_T.proposal_id],
-            set_={name: stmt.excluded[name] for name in _UPDATED},
-            where=_T.status.not_in([s.value for s in CLOSED_STATUSES]) if reopens else None,
+        closed = [s.value for s in CLOSED_STATUSES]
+        same_run = _T.workflow_id == stmt.excluded.workflow_id
+        # The same workflow may move between open statuses and close, but never reopen (a late retry).
+        # A *new* workflow for the same proposal (the problem came back after the last run ended)
+        # replaces a closed entry, and only a closed one: an old run's late write cannot clobber it.
+        guard = or_(
+            and_(same_run, _T.status.not_in(closed)) if entry.status in OPEN_STATUSES else same_run,
+            and_(not_(same_run), _T.status.in_(closed)),
         )
+        updates: dict[str, Any] = {name: stmt.excluded[name] for name in _UPDATED}
+        updates["created_at"] = case((same_run, _T.created_at), else_=stmt.excluded.created_at)
+        stmt = stmt.on_conflict_do_update(index_elements=[_T.proposal_id], set_=updates, where=guard)
         with self._writer.begin() as conn:
             conn.execute(stmt)
 

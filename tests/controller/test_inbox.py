@@ -123,6 +123,18 @@ async def test_a_closed_entry_is_never_reopened(inbox: SqlApprovalInbox) -> None
     assert inbox.get("p-open").status is InboxStatus.FAILED
 
 
+async def test_a_new_run_replaces_a_closed_entry_but_an_old_run_cannot_clobber_it(inbox: SqlApprovalInbox) -> None:
+    await inbox.upsert(entry("p-1", InboxStatus.ROLLED_BACK))
+    rerun = entry("p-1", InboxStatus.PENDING, minute=30, workflow_id="remediation-p-1-second")
+    await inbox.upsert(rerun)
+    got = inbox.get("p-1")
+    assert (got.workflow_id, got.status, got.created_at) == (rerun.workflow_id, InboxStatus.PENDING, rerun.created_at)
+    # A late retry from the first run must not touch the second run's open entry.
+    await inbox.upsert(entry("p-1", InboxStatus.ROLLED_BACK))
+    assert inbox.get("p-1").workflow_id == "remediation-p-1-second"
+    assert inbox.get("p-1").status == InboxStatus.PENDING
+
+
 async def test_times_come_back_aware_utc(inbox: SqlApprovalInbox) -> None:
     paris = timezone(timedelta(hours=1))
     await inbox.upsert(entry("p-tz", created_at=datetime(2026, 11, 21, 23, 0, tzinfo=paris), deadline=None))
