@@ -21,7 +21,7 @@ import structlog
 
 from controller.errors import ConfigurationError, TwinopsError
 from controller.settings import Settings
-from workflows.ports import Notification, Notifier
+from workflows.ports import Notification, Notifier, NotifierError
 
 __all__ = [
     "FanoutNotifier",
@@ -46,12 +46,11 @@ _LOG_METHOD: Final = {"info": "info", "warning": "warning", "critical": "error"}
 _log = structlog.get_logger(__name__)
 
 
-class NotificationError(TwinopsError):
+class NotificationError(TwinopsError, NotifierError):
     """A notification could not be delivered; `permanent` when retrying cannot help (e.g. 404)."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+        NotifierError.__init__(self, message, permanent=permanent)
 
 
 class LogNotifier:

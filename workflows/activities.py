@@ -17,16 +17,26 @@ from temporalio.exceptions import ApplicationError
 from agents import AgentState, Desires, DroppedIntention, Proposal, decide
 from twin.contract import Snapshot
 from twin.sources import TwinSource, TwinSourceError
-from workflows.audit import AuditEventInput, AuditLedger
+from workflows.audit import AuditEventConflict, AuditEventInput, AuditLedger
 from workflows.contracts import StepInput, VerifyInput, VerifyResult
 from workflows.policy import ApprovalDecision, ApprovalInput, PolicyGate, SafetyDecision, SafetyInput
-from workflows.ports import Actuator, ActuatorError, ApprovalInbox, InboxEntry, Notification, Notifier, StepOutcome
+from workflows.ports import (
+    Actuator,
+    ActuatorError,
+    ApprovalInbox,
+    InboxEntry,
+    Notification,
+    Notifier,
+    NotifierError,
+    StepOutcome,
+)
 from workflows.verification import check_goals
 
 # ApplicationError types, named once so workflows and tests agree.
 ACTUATOR_REJECTED = "ActuatorRejected"
 TWIN_UNAVAILABLE = "TwinUnavailable"
 AUDIT_CONFLICT = "AuditConflict"
+NOTIFIER_REJECTED = "NotifierRejected"
 
 
 HEARTBEAT_EVERY_SECONDS = 2.0
@@ -62,7 +72,7 @@ class RemediationActivities:
         """Append one audit event; idempotent by event id. Returns its sequence number."""
         try:
             record = await self.ledger.append(event)
-        except ValueError as exc:  # LedgerConflictError and validation: retrying cannot help
+        except (AuditEventConflict, ValueError) as exc:  # a conflicting retry or invalid event: never passes
             raise ApplicationError(str(exc), type=AUDIT_CONFLICT, non_retryable=True) from exc
         return record.seq
 
@@ -106,8 +116,13 @@ class RemediationActivities:
 
     @activity.defn
     async def notify(self, notification: Notification) -> None:
-        """Tell the humans on call."""
-        await self.notifier.notify(notification)
+        """Tell the humans on call; a permanent delivery failure (e.g. 404) is not retried."""
+        try:
+            await self.notifier.notify(notification)
+        except NotifierError as exc:
+            if exc.permanent:
+                raise ApplicationError(str(exc), type=NOTIFIER_REJECTED, non_retryable=True) from exc
+            raise
 
     @activity.defn
     async def verify_remediation(self, input: VerifyInput) -> VerifyResult:

@@ -69,6 +69,14 @@ class Notification(_Message):
     fields: dict[str, str] = Field(default_factory=dict)
 
 
+class NotifierError(RuntimeError):
+    """A notification could not be delivered; `permanent` when retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
 @runtime_checkable
 class Notifier(Protocol):
     """Tells humans (pager, chat, log)."""
