@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from agents import NodeBelief
 from twin.actions import Action, RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction
 from twin.contract import Node, NodeKind
 
@@ -65,10 +66,10 @@ class AffectedNode(_Input):
         return self
 
     @classmethod
-    def from_twin(cls, node: Node) -> AffectedNode:
-        """Describe a twin node; `tier` and `team` come from its tags."""
+    def from_twin(cls, node: Node | NodeBelief) -> AffectedNode:
+        """Describe a twin node (or the agent's belief about one); `tier` and `team` come from its tags."""
         return cls(
-            id=node.id,
+            id=node.id if isinstance(node, Node) else node.node,
             kind=node.kind,
             tier=node.tags.get("tier", "standard"),
             team=node.tags.get("team", ""),

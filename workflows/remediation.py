@@ -101,20 +101,7 @@ def _digest(model: Any) -> str:
 def policy_proposal(p: Proposal) -> PolicyProposal:
     """The policy's view of an agent proposal: actions, affected nodes, predicted effect, blast radius."""
     touched = {action_node(a) for a in p.actions}
-    nodes = [
-        AffectedNode(
-            id=b.node,
-            kind=b.kind,
-            tier=b.tags.get("tier", "standard"),
-            team=b.tags.get("team", ""),
-            tags=dict(b.tags),
-            replicas=b.replicas,
-            min_replicas=b.min_replicas,
-            max_replicas=b.max_replicas,
-        )
-        for b in p.beliefs_used
-        if b.node in touched
-    ]
+    nodes = [AffectedNode.from_twin(b) for b in p.beliefs_used if b.node in touched]
     return PolicyProposal(
         id=p.id,
         plan_hash=p.plan_hash,
