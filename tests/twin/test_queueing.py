@@ -44,7 +44,7 @@ def test_response_time_p95_solves_the_sojourn_tail() -> None:
         w = (k + 0.5) * h  # midpoint rule over the waiting time w in [0, p95]
         integral += prob_wait * theta * math.exp(-theta * w) * (1 - math.exp(-mu * (p95 - w))) * h
     cdf = (1 - prob_wait) * (1 - math.exp(-mu * p95)) + integral
-    assert 1 - cdf == pytest.approx(0.05, abs=1e-6)
+    assert (1 - cdf) == pytest.approx(0.05, abs=1e-6)
     assert response_time_tail(2, 1.5, 1.0, p95) == pytest.approx(0.05, rel=1e-9)
     # Response time exceeds waiting time by at most the service-time quantile.
     assert waiting_time_p95(2, 1.5, 1.0) < p95 < waiting_time_p95(2, 1.5, 1.0) + math.log(20) / mu
