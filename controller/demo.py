@@ -22,6 +22,7 @@ from rich.console import Console
 from temporalio.client import Client
 
 from controller.approvals import ApprovalRefusedError, ApprovalService
+from controller.audit import SqlAuditLedger
 from controller.db import create_engine, migrate
 from controller.errors import ConflictError
 from controller.identity import Identities
@@ -31,7 +32,7 @@ from controller.loop import start_agent_loop
 from controller.runtime import TemporalRuntime
 from controller.settings import REPO_ROOT, Settings
 from controller.telemetry import configure_logging
-from controller.worker import Services, build_worker
+from controller.worker import Services, running_worker
 from twin.actions import describe
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
@@ -118,7 +119,7 @@ async def _run_part(
     approvals = ApprovalService(client, services.inbox, Identities(create_engine(settings.resolved_database_url)))
     queue = f"demo-{part.scenario.removesuffix('.yaml')}-{now.strftime('%H%M%S')}"
     console.rule(part.title)
-    async with build_worker(client, queue, services):
+    async with running_worker(client, queue, services):
         await services.twin.latest()
         console.print(state_table(simulator.snapshot(), title="the estate now"))
         loop_id = await start_agent_loop(
@@ -190,6 +191,8 @@ async def run_demo(settings: Settings, console: Console) -> int:
         seen: set[str] = set()
         for part in PARTS:
             results.append(await _run_part(console, rt.client, settings, part, tokens, seen))
+    # Sign a head over everything the demo wrote, so the verification below covers every event.
+    SqlAuditLedger.from_settings(settings).publish_head()
     console.rule("decision trails")
     for result in results:
         _twinops("audit", "show", result.proposal_id)

@@ -7,7 +7,10 @@ workflows with the OpenTelemetry interceptor and the structlog context binder.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,3 +150,20 @@ def build_worker(client: Client, task_queue: str, services: Services, **options:
         interceptors=[TracingInterceptor(), StructlogContextInterceptor()],
         **options,
     )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, task_queue: str, services: Services, **options: Any) -> AsyncIterator[Worker]:
+    """Run a worker, and the audit ledger's head timer beside it (a signed head every T seconds)."""
+    worker = build_worker(client, task_queue, services, **options)
+    timer: asyncio.Task[None] | None = None
+    if isinstance(services.ledger, SqlAuditLedger):
+        timer = asyncio.create_task(services.ledger.publish_heads_periodically())
+    try:
+        async with worker:
+            yield worker
+    finally:
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer

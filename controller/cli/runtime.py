@@ -12,7 +12,7 @@ from controller.errors import RuntimeUnavailableError
 from controller.loop import start_agent_loop
 from controller.runtime import TemporalRuntime
 from controller.settings import REPO_ROOT, load_settings
-from controller.worker import Services, build_worker
+from controller.worker import Services, running_worker
 
 DEMO_SCENARIO = REPO_ROOT / "twin" / "scenarios" / "hidden_downstream.yaml"
 
@@ -25,7 +25,7 @@ async def _serve_forever() -> None:
         rt.publish()
         services = Services.from_settings(settings)
         queue = settings.temporal_task_queue
-        async with build_worker(rt.client, queue, services):
+        async with running_worker(rt.client, queue, services):
             loop_id = await start_agent_loop(rt.client, settings, services)
             console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
             if info.ui_url:
