@@ -11,10 +11,8 @@ from controller.cli.loop import wait_for_shutdown
 from controller.errors import RuntimeUnavailableError
 from controller.loop import start_agent_loop
 from controller.runtime import TemporalRuntime
-from controller.settings import REPO_ROOT, load_settings
+from controller.settings import load_settings
 from controller.worker import Services, running_worker
-
-DEMO_SCENARIO = REPO_ROOT / "twin" / "scenarios" / "hidden_downstream.yaml"
 
 
 async def _serve_forever() -> None:
