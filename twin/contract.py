@@ -199,10 +199,9 @@ def _problems(exc: ValidationError, raw: Any) -> list[str]:
     for err in exc.errors():
         msg = str(err["msg"]).removeprefix("Value error, ")
         where = _location(tuple(err["loc"]), raw)
-        if msg.startswith(("node ", "edge ", "edges ")) or where == "snapshot":
-            problems.append(msg if where == "snapshot" else f"{where}: {msg}")
-        else:
-            problems.append(f"{where}: {msg}")
+        # Graph-level messages already name their node or edge; field errors get the location.
+        named = where == "snapshot" or msg.startswith(("node ", "edge ", "edges "))
+        problems.append(msg if named else f"{where}: {msg}")
     return problems
 
 

@@ -67,6 +67,7 @@ def test_invalid_documents_are_rejected_naming_the_problem(
     with pytest.raises(SnapshotError) as info:
         parse_snapshot(json.dumps(doc, allow_nan=True))
     assert expected in str(info.value), case
+    assert str(info.value).count(expected) == 1, f"{case}: named more than once: {info.value}"
 
 
 def test_not_json_is_rejected() -> None:
