@@ -32,7 +32,7 @@ from controller.loop import start_agent_loop
 from controller.runtime import TemporalRuntime
 from controller.settings import REPO_ROOT, Settings
 from controller.telemetry import configure_logging
-from controller.worker import Services, running_worker
+from controller.worker import Services, running_worker, worker_options
 from twin.actions import describe
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
@@ -119,7 +119,7 @@ async def _run_part(
     approvals = ApprovalService(client, services.inbox, Identities(create_engine(settings.resolved_database_url)))
     queue = f"demo-{part.scenario.removesuffix('.yaml')}-{now.strftime('%H%M%S')}"
     console.rule(part.title)
-    async with running_worker(client, queue, services):
+    async with running_worker(client, queue, services, **worker_options(settings)):
         await services.twin.latest()
         console.print(state_table(simulator.snapshot(), title="the estate now"))
         loop_id = await start_agent_loop(

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "twinops"
     temporal_ui: bool = True
     temporal_start_timeout_seconds: float = 60.0
+    # Modest slots: on a small machine the SDK defaults (100 workflow tasks) let tasks outlive their
+    # 10 s timeout under load and retry forever (measured in benchmarks/bench_loop.py).
+    worker_max_workflow_tasks: int = Field(default=8, ge=1)
+    worker_max_activities: int = Field(default=32, ge=1)
 
     # Twin
     twin_id: str = "shop"

@@ -140,6 +140,14 @@ def activities_of(services: Services) -> Sequence[Any]:
     ]
 
 
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Worker concurrency from settings."""
+    return {
+        "max_concurrent_workflow_tasks": settings.worker_max_workflow_tasks,
+        "max_concurrent_activities": settings.worker_max_activities,
+    }
+
+
 def build_worker(client: Client, task_queue: str, services: Services, **options: Any) -> Worker:
     """A worker running both workflows and every activity on `task_queue`."""
     return Worker(

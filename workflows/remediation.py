@@ -316,7 +316,6 @@ class RemediationWorkflow:
         now = workflow.now()
         self._deadline = now + timedelta(seconds=t.approval_seconds)
         self._expires_at = self._deadline + timedelta(seconds=t.expiry_seconds)
-        await self._inbox(InboxStatus.PENDING)
         await self._record(
             EventKind.APPROVAL_REQUESTED,
             ApprovalRequestedPayload(
@@ -328,8 +327,10 @@ class RemediationWorkflow:
             ),
             actor="system",
         )
-        # Pending only once the request is on record: approvals cannot precede it in the trail.
+        # Pending only once the request is on record (approvals cannot precede it in the trail), and
+        # shown in the queue only once pending (an SRE acting on the entry is never refused).
         self._stage = Stage.AWAITING_APPROVAL
+        await self._inbox(InboxStatus.PENDING)
         if decision.auto_approve:
             self._verdict = "approved"
             await self._record(

@@ -19,7 +19,7 @@ from controller.identity import Identities
 from controller.inbox import SqlApprovalInbox
 from controller.runtime import connect
 from controller.settings import Settings, load_settings
-from controller.worker import Services, running_worker
+from controller.worker import Services, running_worker, worker_options
 from workflows import ApprovalResult
 from workflows.ports import InboxEntry
 
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
             client = await connect(settings)
             services = Services.from_settings(settings)
             queue = task_queue or settings.temporal_task_queue
-            async with running_worker(client, queue, services):
+            async with running_worker(client, queue, services, **worker_options(settings)):
                 console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
                 await wait_for_shutdown()
 

@@ -12,7 +12,7 @@ from controller.errors import RuntimeUnavailableError
 from controller.loop import start_agent_loop
 from controller.runtime import TemporalRuntime
 from controller.settings import load_settings
-from controller.worker import Services, running_worker
+from controller.worker import Services, running_worker, worker_options
 
 
 async def _serve_forever() -> None:
@@ -23,7 +23,7 @@ async def _serve_forever() -> None:
         rt.publish()
         services = Services.from_settings(settings)
         queue = settings.temporal_task_queue
-        async with running_worker(rt.client, queue, services):
+        async with running_worker(rt.client, queue, services, **worker_options(settings)):
             loop_id = await start_agent_loop(rt.client, settings, services)
             console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
             if info.ui_url:
