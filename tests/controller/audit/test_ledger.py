@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, exc, text
@@ -244,10 +245,16 @@ def test_concurrent_writers_on_sqlite(sqlite_engine_factory: Callable[[], Engine
 async def test_head_timer_signs_heads_for_quiet_logs(ledger: SqlAuditLedger) -> None:
     import asyncio
 
-    timed = SqlAuditLedger(ledger.engine, ledger.signer, head_every_events=1000, head_every_seconds=0.05)
+    # A controlled clock: the appends happen "at once" (so neither is due a time-based head, however
+    # slow the database is), then time moves on and only the timer can sign the head.
+    now = [datetime(2026, 11, 21, 12, 0, tzinfo=UTC)]
+    timed = SqlAuditLedger(
+        ledger.engine, ledger.signer, head_every_events=1000, head_every_seconds=0.05, clock=lambda: now[0]
+    )
     await timed.append(step_event(0))
     await timed.append(step_event(1))
     assert [h.tree_size for h in timed.heads()] == [1]
+    now[0] += timedelta(seconds=1)
     task = asyncio.create_task(timed.publish_heads_periodically())
     for _ in range(100):
         await asyncio.sleep(0.05)
