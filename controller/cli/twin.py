@@ -15,6 +15,8 @@ from twin.actions import Action, describe
 from twin.contract import Snapshot, render_json_schema
 from twin.graph import snapshot_flow
 from twin.history import write_history
+from twin.scenario import load_scenario
+from twin.simulator import Simulator, what_if
 
 app = typer.Typer(no_args_is_help=True, help="The digital twin: contract, simulator, what-if.")
 
@@ -108,10 +110,6 @@ def simulate(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
 ) -> None:
     """Run a scenario and write its history as JSON Lines."""
-    from twin.simulator import Simulator
-
-    from twin.scenario import load_scenario
-
     try:
         sim = Simulator(load_scenario(scenario), seed=seed)
     except (OSError, ValueError) as exc:
@@ -130,10 +128,6 @@ def whatif(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Fork the simulator at --at, apply the actions, and show the predicted state after --seconds."""
-    from twin.simulator import Simulator, what_if
-
-    from twin.scenario import load_scenario
-
     try:
         actions = [parse_action(a) for a in action]
         sim = Simulator(load_scenario(scenario))
