@@ -171,6 +171,9 @@ class RemediationWorkflow:
                 start_to_close_timeout=POLICY_TIMEOUT,
                 retry_policy=POLICY_RETRY,
             )
+            if self._verdict is not None or self._stage not in _PENDING:
+                # Expired (or decided) while the policy was asked: too late to count.
+                return self._approval_result(False, [f"proposal is no longer pending (stage {self._stage.value})"])
             if not decision.counts:
                 return self._approval_result(False, [r.msg for r in decision.reasons], decision.still_needed)
             self._approvals.append(
