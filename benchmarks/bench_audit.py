@@ -14,7 +14,6 @@ import os
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,7 @@ from controller.audit import NoteSigner, SqlAuditLedger, prove_event
 from controller.audit.canonical import canonical_json, entry_bytes, format_time
 from controller.audit.merkle import Frontier, leaf_hash
 from controller.audit.models import AuditEventRow, TreeHeadRow
-from controller.db import create_engine, migrate
+from controller.db import create_engine, migrate, scratch_postgres_schema
 from workflows.audit import AuditEventInput
 
 NAME = "audit"
@@ -72,25 +71,8 @@ def _sqlite() -> Iterator[Callable[[], Engine]]:
 
 @contextmanager
 def _postgres() -> Iterator[Callable[[], Engine]]:
-    schema = f"twinops_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engines: list[Engine] = []
-
-    def make() -> Engine:
-        engines.append(create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_size=10))
-        return engines[-1]
-
-    try:
-        migrate(make())
+    with scratch_postgres_schema(PG_URL, "twinops_bench") as make:
         yield make
-    finally:
-        for e in engines:
-            e.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _appends(make: Callable[[], Engine], signer: NoteSigner, writers: int, per_writer: int) -> float:

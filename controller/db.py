@@ -7,6 +7,9 @@ package without an alembic.ini.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy import create_engine as _sa_create_engine
 from sqlalchemy.engine import make_url
 
-__all__ = ["MIGRATIONS_DIR", "create_engine", "migrate", "sqlite_immediate"]
+__all__ = ["MIGRATIONS_DIR", "create_engine", "migrate", "scratch_postgres_schema", "sqlite_immediate"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Execution option read by the SQLite begin hook: "IMMEDIATE" takes the write lock at
@@ -70,3 +73,30 @@ def migrate(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+
+@contextmanager
+def scratch_postgres_schema(url: str, prefix: str = "twinops_scratch") -> Iterator[Callable[[], Engine]]:
+    """A fresh, migrated PostgreSQL schema for tests and benchmarks, dropped afterwards.
+
+    Yields a factory of engines bound to the schema (one per concurrent writer, if needed).
+    """
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = _sa_create_engine(url, connect_args={"connect_timeout": 3})
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engines: list[Engine] = []
+
+    def make() -> Engine:
+        engines.append(create_engine(url, connect_args={"options": f"-csearch_path={schema}"}, pool_size=10))
+        return engines[-1]
+
+    try:
+        migrate(make())
+        yield make
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, text
 
 from controller.audit import NoteSigner, SqlAuditLedger
-from controller.db import create_engine, migrate
+from controller.db import create_engine, migrate, scratch_postgres_schema
 
 PG_URL = os.environ.get("TWINOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ORIGIN = "twinops.test/audit"
@@ -65,26 +64,8 @@ def pg_engine_factory() -> Iterator[Callable[[], Engine]]:
     reason = pg_skip_reason()
     if reason:
         pytest.skip(reason)
-    schema = f"twinops_audit_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engines: list[Engine] = []
-
-    def make() -> Engine:
-        engine = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_size=10)
-        engines.append(engine)
-        return engine
-
-    try:
-        migrate(make())
+    with scratch_postgres_schema(PG_URL, "twinops_audit_test") as make:
         yield make
-    finally:
-        for engine in engines:
-            engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
