@@ -30,9 +30,10 @@ def drop_triggers(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             for table in ("audit_events", "tree_heads"):
                 conn.execute(text(f"DROP TRIGGER {table}_append_only ON {table}"))
+                conn.execute(text(f"DROP TRIGGER {table}_no_replace ON {table}"))
         else:
             for table in ("audit_events", "tree_heads"):
-                for verb in ("update", "delete"):
+                for verb in ("update", "delete", "replace"):
                     conn.execute(text(f"DROP TRIGGER {table}_no_{verb}"))
 
 
