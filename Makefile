@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench up clean
+.PHONY: demo test lint typecheck unit bench up clean histories
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# Capture this release's replay histories (tests/workflows/histories/<version>/); earlier releases' stay frozen.
+histories: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/workflows/capture_histories.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

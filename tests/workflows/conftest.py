@@ -132,17 +132,3 @@ async def stage_of(handle: WorkflowHandle[Any, Any]) -> str:
 
     state = await handle.query(RemediationWorkflow.state)
     return state.stage.value
-
-
-HISTORIES = Path(__file__).with_name("histories")
-
-
-async def capture_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
-    """With TWINOPS_CAPTURE_HISTORIES=1, save the workflow's history for the replay tests."""
-    import os
-
-    if os.environ.get("TWINOPS_CAPTURE_HISTORIES") != "1":
-        return
-    history = await handle.fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.workflows.conftest import Stack, capture_history, eventually
+from tests.workflows.conftest import Stack, eventually
 from workflows import AgentLoopInput, AgentLoopWorkflow, RejectInput, RemediationWorkflow, Stage, Timeouts
 from workflows.contracts import Principal
 from workflows.policy import ActionRecord
@@ -43,7 +43,6 @@ async def test_loop_starts_one_remediation_per_node(stack: Stack) -> None:
         RemediationWorkflow.reject, RejectInput(principal=Principal(id="alice", roles=["sre"]), reason="test over")
     )
     await child.result()
-    await capture_history(handle, "agent_loop")
 
 
 async def test_loop_breaker_stops_a_plan_rolled_back_twice(stack: Stack) -> None:

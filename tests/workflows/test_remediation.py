@@ -13,7 +13,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from agents import Proposal
 from controller.audit import SqlAuditLedger
-from tests.workflows.conftest import Stack, capture_history, eventually, stage_of
+from tests.workflows.conftest import Stack, eventually, stage_of
 from twin.actions import ScaleAction
 from workflows import (
     ApproveInput,
@@ -88,7 +88,6 @@ async def test_happy_path_executes_verifies_and_completes(stack: Stack) -> None:
     assert trail.count("step_started") == trail.count("step_succeeded") == len(proposal.actions)
     assert trail[-2:] == ["verified", "completed"]
     assert "approval_requested" in stack.notifier.kinds()
-    await capture_history(handle, "remediation_completed")
 
 
 async def test_policy_deny_records_and_ends_without_running(stack: Stack) -> None:
@@ -160,7 +159,6 @@ async def test_verification_failure_compensates_in_reverse(stack: Stack) -> None
     assert [r.kind.value for r in trail][-2:] == ["compensated", "completed"]
     assert {n.id: n.replicas for n in stack.simulator.snapshot().nodes} == before
     assert "rolled_back" in stack.notifier.kinds()
-    await capture_history(handle, "remediation_rolled_back")
 
 
 class _FailingCompensations:
