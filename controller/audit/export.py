@@ -7,7 +7,8 @@ Layout, one canonical JSON object per line (sorted keys, no whitespace, UTF-8):
     {"type":"head","tree_size":...,"root_hash":...,"time":...,"checkpoint":<signed note>}   M lines
 
 The verifier refuses any line that is not exactly in canonical form, so no byte of
-the file can change without changing what is verified.
+the file can change without changing what is verified, and refuses an export whose
+last head does not cover every event in it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import IO, Any
 from controller.audit.canonical import canonical_json, format_time
 from controller.audit.checkpoint import NoteVerifier, parse_checkpoint
 from controller.audit.ledger import SqlAuditLedger
-from controller.audit.verify import HeadRecord, Problem, VerificationReport, verify_log
+from controller.audit.verify import HeadRecord, Problem, VerificationReport, require_coverage, verify_log
 from controller.errors import AuditError, LedgerIntegrityError
 
 __all__ = ["EXPORT_FORMAT", "verify_export", "write_export"]
@@ -138,4 +139,8 @@ def verify_export(
                 f"the file holds {found.events} and {found.heads}",
             )
         )
+    # An export is written after signing a head for everything in it: any event outside a head was added later.
+    if found.heads == 0:
+        found.problems.append(Problem(None, "unsigned", "the export has no signed head (head lines removed?)"))
+    require_coverage(found, max_unsigned=0)
     return found

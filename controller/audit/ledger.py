@@ -25,7 +25,7 @@ from controller.audit.canonical import canonical_json, entry_bytes, entry_fields
 from controller.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, load_or_create_key, parse_checkpoint
 from controller.audit.merkle import Frontier, leaf_hash
 from controller.audit.models import AuditEventRow, TreeHeadRow
-from controller.audit.verify import HeadRecord, VerificationReport, verify_log
+from controller.audit.verify import HeadRecord, VerificationReport, require_coverage, verify_log
 from controller.db import create_engine, migrate, sqlite_immediate
 from controller.errors import LedgerConflictError, LedgerIntegrityError, NotFoundError
 from controller.settings import Settings
@@ -38,6 +38,9 @@ _EVENTS = cast(Table, AuditEventRow.__table__)
 _HEADS = cast(Table, TreeHeadRow.__table__)
 _APPEND_LOCK = 0x7477696E61756474  # "twinaudt": the advisory lock every appender takes
 _CHUNK = 10_000
+# How late a head may come on top of the head interval: the timer ticks once per interval (so a
+# head can take two), and an event's time is its workflow's, which a retried append lags.
+_SIGNING_SLACK = timedelta(minutes=5)
 _PLAIN_COLUMNS = ("seq", "event_id", "time", "remediation_id", "workflow_id", "run_id", "actor", "kind", "leaf_hash")
 
 
@@ -371,10 +374,19 @@ class SqlAuditLedger:
 
     def verify(self, *, kept_checkpoints: Sequence[str] = ()) -> VerificationReport:
         """Recompute every leaf and the tree; check every signed head (see `verify_log`), and any
-        checkpoints an auditor kept from earlier (they must match the tree at their size)."""
+        checkpoints an auditor kept from earlier (they must match the tree at their size).
+
+        Entries no head covers fail unless they are a tail the writers had no chance to sign
+        yet: fewer than `head_every_events`, none older than twice the head interval (plus slack).
+        """
         kept = [HeadRecord(c.size, c.root.hex(), format_time(c.time), c.text) for c in map(_parsed, kept_checkpoints)]
         report = verify_log(
             self.iter_entries(), [*self.heads(), *kept], self.verifier, self.origin, size_hint=self.size()
         )
         report.heads -= len(kept)
+        require_coverage(
+            report,
+            max_unsigned=self.head_every_events - 1,
+            older_than=self._clock() - 2 * self.head_every - _SIGNING_SLACK,
+        )
         return report

@@ -13,6 +13,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from controller.audit.canonical import entry_bytes, format_time
@@ -20,9 +21,11 @@ from controller.audit.checkpoint import NoteVerifier
 from controller.audit.merkle import Frontier, leaf_hash
 from controller.errors import LedgerIntegrityError
 
-__all__ = ["HeadRecord", "Problem", "ProblemKind", "VerificationReport", "verify_log"]
+__all__ = ["HeadRecord", "Problem", "ProblemKind", "VerificationReport", "require_coverage", "verify_log"]
 
-ProblemKind = Literal["edited", "missing", "reordered", "duplicate", "forged_head", "head_mismatch", "malformed"]
+ProblemKind = Literal[
+    "edited", "missing", "reordered", "duplicate", "forged_head", "head_mismatch", "malformed", "unsigned"
+]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # On a leaf mismatch, look this far either side for the position the row was written at.
 _REORDER_WINDOW = 50_000
@@ -57,6 +60,10 @@ class VerificationReport:
     verified_size: int = 0
     root_hash: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    covered_size: int = 0
+    """Entries under the largest head checked against the log, matching or not; the rest no head covers."""
+    oldest_uncovered: str | None = None
+    """The earliest `time` among the entries no head covers ("" when one is unreadable)."""
 
     @property
     def ok(self) -> bool:
@@ -162,6 +169,8 @@ def verify_log(
         nonlocal last_good
         while queue and queue[0][0] == frontier.size:
             size, root, _ = queue.popleft()
+            report.covered_size = size
+            report.oldest_uncovered = None
             if frontier.root() == root:
                 last_good = size
                 report.verified_size = size
@@ -228,6 +237,10 @@ def verify_log(
                     )
                 )
         frontier.append(computed)
+        when = entry.get("time")
+        when = when if isinstance(when, str) else ""
+        if report.oldest_uncovered is None or when < report.oldest_uncovered:
+            report.oldest_uncovered = when
         settle_heads()
     for size, _, _ in queue:
         report.problems.append(
@@ -239,3 +252,28 @@ def verify_log(
             )
         )
     return report
+
+
+def require_coverage(report: VerificationReport, *, max_unsigned: int, older_than: datetime | None = None) -> None:
+    """Add an `unsigned` problem when entries no signed head covers are not just a fresh tail.
+
+    A tail is fresh when it has at most `max_unsigned` entries and none timed before
+    `older_than`. A log with entries and no head at all is never fresh: the first append
+    signs a head. Entries behind a head that fails its check are already reported and
+    count as covered here.
+    """
+    uncovered = report.events - report.covered_size
+    if uncovered <= 0:
+        return
+    span = f"entries {report.covered_size}..{report.events - 1}"
+    if report.root_hash is None and not any(p.kind == "head_mismatch" for p in report.problems):
+        why = "the log has no valid signed head at all (heads deleted or replaced?)"
+    elif uncovered > max_unsigned:
+        why = f"{uncovered} after the last signed head, where at most {max_unsigned} may wait for one"
+    elif older_than is not None and (report.oldest_uncovered or "") < format_time(older_than):
+        why = f"the oldest ({report.oldest_uncovered or 'unreadable time'}) is older than a head may take to be signed"
+    else:
+        return
+    report.problems.append(
+        Problem(report.covered_size, "unsigned", f"{span} are not covered by any signed head: {why}", exact=False)
+    )
