@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     policies_dir: Path = REPO_ROOT / "policies"
     opa_url: str | None = Field(default=None, description="OPA server URL; unset evaluates Rego in-process.")
     policy_timeout_seconds: float = 2.0
+    policy_engine_processes: int = Field(
+        default=2, ge=1, description="regorus engine processes (each killed and replaced when it overruns)."
+    )
 
     # Audit + inbox store
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset uses SQLite under home.")

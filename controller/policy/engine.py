@@ -1,4 +1,8 @@
-"""Building regorus engines from a bundle, and turning their errors into one readable line."""
+"""Building regorus engines from a bundle in this process, and turning their errors into one readable line.
+
+Decisions do not use these (they run in `engine_pool`'s child processes, where a
+deadline can be enforced); the Rego test runner and the benchmark do.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,9 @@ import regorus
 
 from controller.errors import PolicyEvaluationError
 from controller.policy.bundle import PolicyBundle
+from controller.policy.engine_process import UNDEFINED_JSON, EngineError, engine_error, evaluate, new_engine
 
-# What regorus's eval_rule_as_json answers for an undefined rule.
-UNDEFINED_JSON = '"<undefined>"'
-
-# A Rust panic surfaces as pyo3's PanicException, which derives from BaseException;
-# it is an engine failure like any other and must become a deny, not a crash.
-_ENGINE_ERRORS = BaseException
-
-
-def _reraise_interrupts(exc: BaseException) -> None:
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        raise exc
-
-
-def engine_error(exc: BaseException) -> str:
-    """The message of a regorus error without the Rust backtrace anyhow appends."""
-    text = str(exc).split("Stack backtrace:", 1)[0].strip()
-    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+__all__ = ["UNDEFINED_JSON", "build_engine", "engine_error", "evaluate_json"]
 
 
 def build_engine(bundle: PolicyBundle, *, tests: bool = False) -> regorus.Engine:
@@ -32,22 +21,11 @@ def build_engine(bundle: PolicyBundle, *, tests: bool = False) -> regorus.Engine
     regorus engines are bound to the thread that created them, so each thread builds its own.
     Raises PolicyEvaluationError("policy_error") naming the module that does not parse.
     """
-    engine = regorus.Engine()
-    engine.set_rego_v0(False)
-    for module in bundle.modules if tests else bundle.policy_modules:
-        try:
-            engine.add_policy(module.path, module.source)
-        except _ENGINE_ERRORS as exc:
-            _reraise_interrupts(exc)
-            raise PolicyEvaluationError(
-                "policy_error", f"policy module {module.path} does not compile: {engine_error(exc)}"
-            ) from exc
+    modules = bundle.modules if tests else bundle.policy_modules
     try:
-        engine.add_data_json(bundle.data_json)
-    except _ENGINE_ERRORS as exc:
-        _reraise_interrupts(exc)
-        raise PolicyEvaluationError("policy_error", f"bundle data rejected: {engine_error(exc)}") from exc
-    return engine
+        return new_engine([(m.path, m.source) for m in modules], bundle.data_json)
+    except EngineError as exc:
+        raise PolicyEvaluationError(exc.code, str(exc)) from exc
 
 
 def evaluate_json(engine: regorus.Engine, rule: str, input_json: str) -> str:
@@ -56,13 +34,6 @@ def evaluate_json(engine: regorus.Engine, rule: str, input_json: str) -> str:
     Raises PolicyEvaluationError with code policy_rule_missing, policy_undefined or policy_error.
     """
     try:
-        engine.set_input_json(input_json)
-        result = engine.eval_rule_as_json(rule)
-    except _ENGINE_ERRORS as exc:
-        _reraise_interrupts(exc)
-        message = engine_error(exc)
-        code = "policy_rule_missing" if "not a valid rule path" in message else "policy_error"
-        raise PolicyEvaluationError(code, f"{rule}: {message}") from exc
-    if result == UNDEFINED_JSON:
-        raise PolicyEvaluationError("policy_undefined", f"{rule} is undefined for this input")
-    return result
+        return evaluate(engine, rule, input_json)
+    except EngineError as exc:
+        raise PolicyEvaluationError(exc.code, str(exc)) from exc

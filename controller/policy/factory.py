@@ -20,4 +20,8 @@ def make_policy_gate(settings: Settings) -> PolicyGate:
             bundle_sha256=bundle.sha256,
             timeout_seconds=settings.policy_timeout_seconds,
         )
-    return RegorusPolicyGate(load_bundle(settings.policies_dir), timeout_seconds=settings.policy_timeout_seconds)
+    return RegorusPolicyGate(
+        load_bundle(settings.policies_dir),
+        timeout_seconds=settings.policy_timeout_seconds,
+        processes=settings.policy_engine_processes,
+    )

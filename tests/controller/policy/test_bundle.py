@@ -77,5 +77,15 @@ def test_invalid_data_json_is_an_error_naming_the_file(make_bundle: MakeBundle) 
 def test_public_names_are_exported() -> None:
     exported = set(policy.__all__)
     public = {n for n in vars(policy) if not n.startswith("_") and n not in {"annotations"}}
-    modules = {"bundle", "engine", "factory", "gate", "opa_gate", "regorus_gate", "rego_tests"}
+    modules = {
+        "bundle",
+        "engine",
+        "engine_pool",
+        "engine_process",
+        "factory",
+        "gate",
+        "opa_gate",
+        "regorus_gate",
+        "rego_tests",
+    }
     assert public - modules == exported
