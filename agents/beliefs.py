@@ -134,7 +134,7 @@ def _window(previous: Beliefs | Memory | None, history: Sequence[Snapshot], snap
             continue
         samples[snap.observed_at] = Sample(
             at=snap.observed_at,
-            external={n.id: n.external_arrival_rate for n in snap.nodes if n.external_arrival_rate > 0},
+            external={n.id: n.external_arrival_rate for n in snap.nodes if n.external_arrival_rate},
         )
     horizon = snapshot.observed_at.timestamp() - WINDOW_SECONDS
     kept = [samples[t] for t in sorted(samples) if t.timestamp() >= horizon]
@@ -249,7 +249,7 @@ def revise(
     ids = [n.id for n in snapshot.nodes]
     order = topological_order(ids, [(e.source, e.target) for e in snapshot.edges])
     out = out_edges_of(snapshot)
-    ext = {n.id: n.external_arrival_rate for n in snapshot.nodes}
+    ext = {n.id: n.external_arrival_rate or 0.0 for n in snapshot.nodes}
     cap = {n.id: n.replicas * n.capacity_per_replica for n in snapshot.nodes}
     window = _window(beliefs, history, snapshot)
     observed_ext = ext

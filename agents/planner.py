@@ -41,7 +41,9 @@ def projected_snapshot(beliefs: Beliefs, seconds: float) -> Snapshot:
     for n in beliefs.snapshot.nodes:
         b = beliefs.nodes[n.id]
         rate = b.external_rate + max(0.0, b.external_slope) * max(0.0, seconds)
-        nodes.append(n if rate == n.external_arrival_rate else n.model_copy(update={"external_arrival_rate": rate}))
+        nodes.append(
+            n if rate == (n.external_arrival_rate or 0.0) else n.model_copy(update={"external_arrival_rate": rate})
+        )
     return beliefs.snapshot.model_copy(update={"nodes": nodes})
 
 

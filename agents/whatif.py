@@ -75,7 +75,7 @@ def steady_state(
                 pass  # a restart changes no steady-state capacity; it only clears queues and errors
     if order is None:
         order = topological_order([n.id for n in snapshot.nodes], [(e.source, e.target) for e in snapshot.edges])
-    ext = {n.id: n.external_arrival_rate for n in snapshot.nodes}
+    ext = {n.id: n.external_arrival_rate or 0.0 for n in snapshot.nodes}
     cap = {n: replicas[n] * mu[n] for n in replicas}
     flow = propagate(order, ext, out, cap, caps)
     admitted = {n: min(flow.demand[n], caps.get(n, math.inf)) for n in order}

@@ -7,16 +7,57 @@ offending node, edge or field so an operator can fix the document.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
+from graphlib import TopologicalSorter
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
 SCHEMA_VERSION: Literal["twin.v1"] = "twin.v1"
 
-NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+# Sane maxima: far above any real estate, low enough that every product the flow
+# semantics and the planner form later (replicas x capacity, demand through the graph,
+# trends projected over the horizon) stays a finite float.
+MAX_REPLICAS = 1_000_000
+MAX_RATE = 1e12
+"""Requests per second, and the ceiling of every observed metric except error_rate."""
+MIN_CAPACITY_PER_REPLICA = 1e-6
+MAX_CAPACITY_PER_REPLICA = 1e9
+MAX_RATIO = 1e6
+MAX_AMPLIFICATION = 1e12
+"""Most rps that may reach a node per 1 rps entering at every node (ratios multiply along paths)."""
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 12.0 as an integer; accept exactly that, nothing looser (no bools, no strings).
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_REPLICAS:
+        return int(value)
+    return value
+
+
+def _no_timestamp_number(value: Any) -> Any:
+    # Lax pydantic reads a number as Unix time; the schema says a date-time string.
+    if isinstance(value, bool | int | float):
+        raise ValueError("expected an ISO 8601 date-time string with a UTC offset, not a number")
+    return value
+
+
+# Strict: no "12" or true where a number belongs, so the validator and the published schema agree.
+Number = Annotated[float, Strict(), Field(ge=0.0, le=MAX_RATE)]
+Count = Annotated[int, Strict(), Field(ge=0, le=MAX_REPLICAS), BeforeValidator(_integral)]
+ObservedAt = Annotated[AwareDatetime, BeforeValidator(_no_timestamp_number)]
 
 
 class SnapshotError(ValueError):
@@ -44,12 +85,12 @@ class _Frozen(BaseModel):
 class Metrics(_Frozen):
     """What was observed at a node. Any metric may be missing; missing is not zero."""
 
-    arrival_rate: NonNegativeFloat | None = None
-    throughput: NonNegativeFloat | None = None
-    utilization: NonNegativeFloat | None = None
-    queue_depth: NonNegativeFloat | None = None
-    latency_p95_ms: NonNegativeFloat | None = None
-    error_rate: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    arrival_rate: Number | None = None
+    throughput: Number | None = None
+    utilization: Number | None = None
+    queue_depth: Number | None = None
+    latency_p95_ms: Number | None = None
+    error_rate: Annotated[float, Strict(), Field(ge=0.0, le=1.0)] | None = None
 
 
 class Node(_Frozen):
@@ -57,11 +98,14 @@ class Node(_Frozen):
 
     id: Annotated[str, Field(min_length=1)]
     kind: NodeKind = NodeKind.SERVICE
-    replicas: Annotated[int, Field(ge=0)]
-    capacity_per_replica: Annotated[float, Field(gt=0.0)]
-    min_replicas: Annotated[int, Field(ge=0)] = 1
-    max_replicas: Annotated[int, Field(ge=0)] = 1
-    external_arrival_rate: NonNegativeFloat = 0.0
+    replicas: Count
+    capacity_per_replica: Annotated[float, Strict(), Field(ge=MIN_CAPACITY_PER_REPLICA, le=MAX_CAPACITY_PER_REPLICA)]
+    min_replicas: Count = 1
+    max_replicas: Count = 1
+    external_arrival_rate: Number | None = None
+    """Load offered from outside the graph. None (absent or null): not reported, which is unknown,
+    not zero. The flow semantics count it as 0; the agent holds a gap at a node that carried
+    external load as unknown (see agents.beliefs)."""
     tags: dict[str, str] = Field(default_factory=dict)
     metrics: Metrics = Field(default_factory=Metrics)
 
@@ -87,7 +131,7 @@ class Edge(_Frozen):
 
     source: Annotated[str, Field(min_length=1)]
     target: Annotated[str, Field(min_length=1)]
-    ratio: NonNegativeFloat
+    ratio: Annotated[float, Strict(), Field(ge=0.0, le=MAX_RATIO)]
 
 
 class Snapshot(_Frozen):
@@ -104,7 +148,7 @@ class Snapshot(_Frozen):
 
     schema_: Literal["twin.v1"] = Field(default=SCHEMA_VERSION, alias="schema")
     twin_id: Annotated[str, Field(min_length=1)]
-    observed_at: AwareDatetime
+    observed_at: ObservedAt
     nodes: list[Node]
     edges: list[Edge] = Field(default_factory=list)
 
@@ -129,6 +173,8 @@ class Snapshot(_Frozen):
             cycle = find_cycle([n.id for n in self.nodes], [(e.source, e.target) for e in self.edges])
             if cycle:
                 problems.append("edges form a cycle: " + " -> ".join(cycle))
+            else:
+                problems.extend(_amplification_problems(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -143,6 +189,27 @@ class Snapshot(_Frozen):
     def to_json(self) -> str:
         """Canonical compact JSON of this snapshot (keys in model order)."""
         return self.model_dump_json(by_alias=True)
+
+
+def _amplification_problems(snapshot: Snapshot) -> list[str]:
+    """Name the first node whose traffic amplification (1 rps entering at every node) exceeds the maximum.
+
+    Bounding it keeps demand, its trend and every plan computed from them finite, whatever
+    the external load; a chain of 1,100 edges of ratio 2 fails here, not in the agent.
+    """
+    preds: dict[str, list[tuple[str, float]]] = {n.id: [] for n in snapshot.nodes}
+    for e in snapshot.edges:
+        preds[e.target].append((e.source, e.ratio))
+    gain: dict[str, float] = {}
+    for n in TopologicalSorter({n: [u for u, _ in p] for n, p in preds.items()}).static_order():
+        g = 1.0 + math.fsum(r * gain[u] for u, r in preds[n])
+        if not g <= MAX_AMPLIFICATION:
+            return [
+                f"node {n!r}: traffic amplification {g:.3g} through the edges exceeds {MAX_AMPLIFICATION:g} "
+                "(edge ratios multiply along every path into it)"
+            ]
+        gain[n] = g
+    return []
 
 
 def find_cycle(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[str] | None:
@@ -205,21 +272,55 @@ def _problems(exc: ValidationError, raw: Any) -> list[str]:
     return problems
 
 
+MAX_INT_DIGITS = 4000
+"""Python refuses to convert longer integer literals (the limit is 4,300 digits); a longer one is
+read as a stand-in just as far out of every bound, so the error names its field instead of the parser."""
+
+
+_FAR_OUT: int = 10**MAX_INT_DIGITS
+
+
+def _parse_int(text: str) -> int:
+    if len(text) <= MAX_INT_DIGITS:
+        return int(text)
+    return -_FAR_OUT if text.startswith("-") else _FAR_OUT
+
+
+def load_json(raw: str | bytes) -> Any:
+    """JSON text (bytes must be UTF-8) to Python; SnapshotError for anything that is not."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise SnapshotError([f"not UTF-8 text: invalid byte at offset {exc.start}"]) from None
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise SnapshotError([f"not JSON: {exc}"]) from None
+    except RecursionError:
+        raise SnapshotError(["not JSON this service reads: nested too deeply"]) from None
+    except ValueError as exc:
+        raise SnapshotError([f"not JSON: {exc}"]) from None
+
+
 def parse_snapshot(raw: Mapping[str, Any] | str | bytes) -> Snapshot:
-    """Validate a twin.v1 document (dict or JSON text); raise SnapshotError naming each problem."""
+    """Validate a twin.v1 document (dict, JSON text or UTF-8 bytes); raise SnapshotError naming each problem."""
     if isinstance(raw, str | bytes):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise SnapshotError([f"not JSON: {exc}"]) from exc
+        raw = load_json(raw)
     if not isinstance(raw, Mapping):
         raise SnapshotError(["a snapshot must be a JSON object"])
     if raw.get("schema") != SCHEMA_VERSION:
-        raise SnapshotError([f"schema: expected {SCHEMA_VERSION!r}, got {raw.get('schema')!r}"])
+        raise SnapshotError([f"schema: expected {SCHEMA_VERSION!r}, got {_short(raw.get('schema'))}"])
     try:
         return Snapshot.model_validate(raw)
     except ValidationError as exc:
-        raise SnapshotError(_problems(exc, raw)) from exc
+        raise SnapshotError(_problems(exc, raw)) from None
+    except RecursionError:
+        raise SnapshotError(["snapshot: nested too deeply"]) from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def snapshot_age_seconds(snapshot: Snapshot, now: datetime) -> float:

@@ -101,7 +101,7 @@ def snapshot_flow(
     """Reference flow of a snapshot, optionally with other replica counts or rate limits."""
     replicas = replicas or {}
     order = topological_order([n.id for n in snapshot.nodes], [(e.source, e.target) for e in snapshot.edges])
-    ext = {n.id: n.external_arrival_rate for n in snapshot.nodes}
+    ext = {n.id: n.external_arrival_rate or 0.0 for n in snapshot.nodes}
     cap = {n.id: replicas.get(n.id, n.replicas) * n.capacity_per_replica for n in snapshot.nodes}
     return propagate(order, ext, out_edges_of(snapshot), cap, limits)
 

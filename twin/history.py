@@ -12,8 +12,8 @@ class HistoryError(ValueError):
     """A history file that is not one twin's snapshots in time order; names the line."""
 
 
-def parse_history(lines: Iterable[str], name: str = "history") -> list[Snapshot]:
-    """Validate every line, then require one twin id and strictly increasing `observed_at`."""
+def parse_history(lines: Iterable[str | bytes], name: str = "history") -> list[Snapshot]:
+    """Validate every line (text, or UTF-8 bytes), then require one twin id and strictly increasing `observed_at`."""
     snaps: list[Snapshot] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -38,8 +38,8 @@ def parse_history(lines: Iterable[str], name: str = "history") -> list[Snapshot]
 
 
 def read_history(path: Path) -> list[Snapshot]:
-    """Read and validate a JSON Lines history file."""
-    with path.open(encoding="utf-8") as fh:
+    """Read and validate a JSON Lines history file (each line is decoded on its own, so a bad byte names its line)."""
+    with path.open("rb") as fh:
         return parse_history(fh, name=str(path))
 
 

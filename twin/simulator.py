@@ -170,7 +170,7 @@ class Simulator:
             load={
                 n.id: [ConstantLoad(rate=n.external_arrival_rate)]
                 for n in snapshot.nodes
-                if n.external_arrival_rate > 0
+                if n.external_arrival_rate  # None (not reported) runs as no external load
             },
         )
         sim = cls(scenario)

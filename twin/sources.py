@@ -62,7 +62,7 @@ class FileSource:
                     raise TwinSourceError(f"{self.path}: history is empty")
                 snap = history[-1]
             else:
-                snap = parse_snapshot(self.path.read_text())
+                snap = parse_snapshot(self.path.read_bytes())
         except OSError as exc:
             raise TwinSourceError(f"{self.path}: {exc.strerror or exc}") from exc
         except SnapshotError as exc:

@@ -82,6 +82,7 @@ def test_schema_file_matches_models() -> None:
 _ZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
 _ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=8)
 _rate = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
+_ratio = st.floats(min_value=0, max_value=10, allow_nan=False, allow_infinity=False)
 
 
 @st.composite
@@ -105,7 +106,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             }
         )
     pairs = draw(st.sets(st.tuples(st.integers(0, len(ids) - 1), st.integers(0, len(ids) - 1)), max_size=12))
-    edges = [{"source": ids[a], "target": ids[b], "ratio": draw(_rate)} for a, b in sorted(pairs) if a < b]
+    edges = [{"source": ids[a], "target": ids[b], "ratio": draw(_ratio)} for a, b in sorted(pairs) if a < b]
     stamp = draw(
         st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.sampled_from(_ZONES))
     )
