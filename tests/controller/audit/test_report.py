@@ -40,7 +40,7 @@ from workflows.audit import (
     VerificationFailedPayload,
     VerifiedPayload,
 )
-from workflows.policy import Reason, SafetyDecision
+from workflows.policy import Reason, SafetyDecision, action_node
 
 T0 = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
 BUNDLE_SHA = "19bc6de5dcd5dbc876931a35b28d66f28dd589ec340b6d3c052df2ec59d38f00"
@@ -53,7 +53,7 @@ class _Trail:
     def __init__(self, proposal: Proposal) -> None:
         self.proposal = proposal
         self.events: list[AuditEventInput] = []
-        self.nodes = tuple(sorted({a.node for a in proposal.actions if hasattr(a, "node")}))
+        self.nodes = tuple(sorted({action_node(a) for a in proposal.actions}))
 
     def record(self, kind: EventKind, payload: Any, *, actor: str = "agent:bdi", targets: tuple[str, ...] = ()) -> None:
         n = len(self.events) + 1
@@ -158,7 +158,7 @@ def succeeded_trail(*, verified: bool = True) -> list[AuditEventInput]:
         trail.record(
             EventKind.STEP_STARTED,
             StepStartedPayload(step_id=f"step-{index}", action=action.model_dump(mode="json"), idempotency_key=key),
-            targets=(action.node,),
+            targets=(action_node(action),),
         )
         undo = simulator.apply(action, key)
         undos.append(undo)
@@ -166,9 +166,13 @@ def succeeded_trail(*, verified: bool = True) -> list[AuditEventInput]:
             EventKind.STEP_SUCCEEDED,
             StepSucceededPayload(
                 step_id=f"step-{index}",
-                result={"applied": True, "detail": f"scaled {action.node}", "undo": undo.model_dump(mode="json")},
+                result={
+                    "applied": True,
+                    "detail": f"scaled {action_node(action)}",
+                    "undo": undo.model_dump(mode="json"),
+                },
             ),
-            targets=(action.node,),
+            targets=(action_node(action),),
         )
     simulator.run(30)
     verdict = check_goals(p, simulator.snapshot(), 0.05)
@@ -186,7 +190,7 @@ def succeeded_trail(*, verified: bool = True) -> list[AuditEventInput]:
         EventKind.VERIFICATION_FAILED, VerificationFailedPayload(reason=reason, observed=verdict.nodes), actor="system"
     )
     for index in reversed(range(len(undos))):
-        node = undos[index].node
+        node = action_node(undos[index])
         trail.record(
             EventKind.COMPENSATION_STARTED,
             CompensationStartedPayload(step_id=f"step-{index}", action=undos[index].model_dump(mode="json")),
@@ -329,7 +333,7 @@ def test_actions_show_before_predicted_and_observed_after(ledger: SqlAuditLedger
 
 def test_policy_facts_and_deny_reasons(ledger: SqlAuditLedger) -> None:
     html = report(ledger, denied_trail())
-    policy = dict(tuple(r) for r in tables(html, "3. Policy decision") if len(r) == 2)
+    policy = {r[0]: r[1] for r in tables(html, "3. Policy decision") if len(r) == 2}
     assert policy["decision"] == "deny" and policy["engine"] == "regorus"
     assert policy["bundle revision"] == "2026.11.21-2" and policy["bundle sha256"] == BUNDLE_SHA
     reasons = tables(html, "Reasons")
