@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeGuard
@@ -95,7 +96,7 @@ def report_view(trail: list[AuditRecord]) -> dict[str, Any]:
     return {
         "outcome": outcome,
         "outcome_class": "good" if outcome == "succeeded" else ("bad" if outcome in _BAD_OUTCOMES else ""),
-        "summary": summary,
+        "summary": _prose(summary),
         "nodes": sorted({n for r in trail for n in r.target_nodes}),
         "started": _when(trail[0].time),
         "ended": _when(trail[-1].time),
@@ -137,7 +138,7 @@ def _findings(trail: list[AuditRecord], proposed: AuditRecord | None) -> list[di
                     "utilization": fmt_percent(f.get("demand_utilization")),
                     "target": fmt_percent(f.get("target_utilization")),
                     "eta": "now" if eta is None else f"in {_duration(eta)}",
-                    "message": str(f.get("message", "")),
+                    "message": _prose(f.get("message", "")),
                     "evidence": [_evidence(e) for e in _dicts(f.get("evidence"))],
                     "extra": _flatten(f, skip=_FINDING_KEYS),
                 }
@@ -205,7 +206,7 @@ def _plan(proposed: AuditRecord | None, observed: dict[str, Any]) -> dict[str, A
         _effect("", "(no action: predicted effect)", n, predicted, observed, None) for n in predicted if n not in acted
     ]
     return {
-        "rationale": str(payload.get("rationale", "")),
+        "rationale": _prose(payload.get("rationale", "")),
         "facts": [
             (label, value)
             for label, value in (
@@ -225,7 +226,7 @@ def _plan(proposed: AuditRecord | None, observed: dict[str, Any]) -> dict[str, A
             {
                 "goal": str(g.get("goal", "")).replace("_", " "),
                 "met": bool(g.get("met")),
-                "violations": _strings(g.get("violations")),
+                "violations": [_prose(v) for v in _strings(g.get("violations"))],
             }
             for g in _dicts(plan.get("goals"))
         ],
@@ -269,9 +270,9 @@ def _alternative(alt: dict[str, Any]) -> dict[str, Any]:
     known = {"option", "plan", "name", "lost_because", "rejected_because"}
     return {
         "name": str(name),
-        "summary": str(option.get("summary", "")),
+        "summary": _prose(option.get("summary", "")),
         "cost": f"{fmt_number(cost)} per hour" if _is_number(cost) else "",
-        "why": str(alt.get("lost_because") or alt.get("rejected_because") or ""),
+        "why": _prose(alt.get("lost_because") or alt.get("rejected_because") or ""),
         "extra": _flatten({k: v for k, v in alt.items() if k not in known}),
     }
 
@@ -283,7 +284,7 @@ def _policy(record: AuditRecord) -> dict[str, Any]:
         {
             "rule": key,
             "code": str(r.get("code", "")),
-            "msg": str(r.get("msg", "")),
+            "msg": _prose(r.get("msg", "")),
             "details": _flatten(_dict(r.get("details"))),
         }
         for key, items in decision.items()
@@ -340,7 +341,7 @@ def _request(record: AuditRecord) -> dict[str, Any]:
     rest = {k: v for k, v in details.items() if k not in ("risk", "approver_groups")}
     return {
         "facts": [(k, str(v)) for k, v in facts if v not in (None, "")],
-        "summary": str(p.get("summary", "")),
+        "summary": _prose(p.get("summary", "")),
         "other": _flatten(rest, prefix="details"),
     }
 
@@ -417,7 +418,7 @@ def _steps(trail: list[AuditRecord]) -> list[dict[str, Any]]:
 
 def _step_result(p: dict[str, Any]) -> str:
     if "error" in p:
-        return f"{p['error']}" + (" (retryable)" if p.get("retryable") else "")
+        return _prose(p["error"]) + (" (retryable)" if p.get("retryable") else "")
     result = _dict(p.get("result"))
     parts = [str(result["detail"])] if result.get("detail") else []
     if result.get("applied") is False:
@@ -446,7 +447,7 @@ def _verification(record: AuditRecord) -> dict[str, Any]:
     return {
         "time": _when(record.time),
         "met": record.kind is EventKind.VERIFIED,
-        "reason": str(p.get("reason", "")),
+        "reason": _prose(p.get("reason", "")),
         "nodes": rows,
         "other": _flatten(p, skip=frozenset({"reason", "observed", "goal"})),
     }
@@ -458,9 +459,9 @@ def _ending(record: AuditRecord) -> dict[str, Any]:
         return {
             "time": _when(record.time),
             "outcome": "cancelled",
-            "summary": f"by {p.get('by', '?')}: {p.get('reason', '')}",
+            "summary": _prose(f"by {p.get('by', '?')}: {p.get('reason', '')}"),
         }
-    return {"time": _when(record.time), "outcome": str(p.get("outcome", "")), "summary": str(p.get("summary", ""))}
+    return {"time": _when(record.time), "outcome": str(p.get("outcome", "")), "summary": _prose(p.get("summary", ""))}
 
 
 def _event(record: AuditRecord, **extra: Any) -> dict[str, Any]:
@@ -531,6 +532,14 @@ def _flatten(value: Any, *, prefix: str = "", skip: frozenset[str] = frozenset()
     return rows
 
 
+def _prose(text: Any) -> str:
+    """Free text from a payload (a message, a summary) with its long decimals rounded like every other number."""
+    return _LONG_DECIMAL.sub(lambda m: fmt_number(float(m.group())), str(text))
+
+
+_LONG_DECIMAL = re.compile(r"(?<![\w.])\d+\.\d{4,}(?!\.?\d)")
+
+
 def _scalar(key: str, value: Any) -> str:
     last = key.rsplit(".", 1)[-1]
     if _is_number(value) and ("utilization" in last or last in ("error_rate", "target")):
@@ -552,7 +561,7 @@ def _describe(action: Any) -> str:
 
 def _evidence(item: dict[str, Any]) -> str:
     source = item.get("source")
-    statement = str(item.get("statement", "")) or ", ".join(f"{k} {v}" for k, v in _flatten(item))
+    statement = _prose(item.get("statement", "")) or ", ".join(f"{k} {v}" for k, v in _flatten(item))
     return f"{source}: {statement}" if source else statement
 
 

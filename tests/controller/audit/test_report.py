@@ -50,8 +50,9 @@ SIGNATURE = {"alg": "ed25519", "key_id": "approvals-2026", "value": "c2lnbmVkIGJ
 class _Trail:
     """Appends events the way `RemediationWorkflow._record` numbers and stamps them."""
 
-    def __init__(self, proposal: Proposal) -> None:
+    def __init__(self, proposal: Proposal, remediation: str | None = None) -> None:
         self.proposal = proposal
+        self.rid = remediation or proposal.id
         self.events: list[AuditEventInput] = []
         self.nodes = tuple(sorted({action_node(a) for a in proposal.actions}))
 
@@ -59,10 +60,10 @@ class _Trail:
         n = len(self.events) + 1
         self.events.append(
             AuditEventInput(
-                event_id=f"remediation-{self.proposal.id}/run-1/{n:03d}",
+                event_id=f"remediation-{self.rid}/run-1/{n:03d}",
                 time=T0 + timedelta(seconds=n),
-                remediation_id=self.proposal.id,
-                workflow_id=f"remediation-{self.proposal.id}",
+                remediation_id=self.rid,
+                workflow_id=f"remediation-{self.rid}",
                 run_id="run-1",
                 actor=actor,
                 kind=kind,
@@ -205,16 +206,20 @@ def succeeded_trail(*, verified: bool = True) -> list[AuditEventInput]:
     return trail.events
 
 
-def denied_trail() -> list[AuditEventInput]:
+def denied_trail(remediation: str | None = None) -> list[AuditEventInput]:
     """Proposed and denied by policy, as the workflow ends it."""
     p, _ = _proposal()
-    trail = _Trail(p)
+    trail = _Trail(p, remediation)
     reasons = [
-        Reason(code="freeze_window", msg="change freeze 'black-friday' is in force", details={"until": "2026-11-30"}),
         Reason(
-            code="blast_radius",
-            msg="blast radius 0.6666666666666666 over the 0.5 limit",
-            details={"blast_radius": 0.6666666666666666},
+            code="change_freeze",
+            msg='change freeze ["black-friday"] is in force; only a human may propose changes now',
+            details={"windows": ["black-friday"], "requester_kind": "agent"},
+        ),
+        Reason(
+            code="stale_twin",
+            msg="twin snapshot is 312.4567891s old; the limit is 300s",
+            details={"age_seconds": 312.4567891, "max_age_seconds": 300},
         ),
     ]
     denied = _allowed().model_copy(update={"allow": False, "deny": reasons, "required_approvals": 0})
@@ -250,7 +255,7 @@ class _Tables(HTMLParser):
             self._row = []
         elif tag in ("td", "th"):
             self._cell = []
-        elif tag == "br" and self._cell is not None:
+        elif tag in ("br", "li") and self._cell is not None:
             self._cell.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
@@ -337,8 +342,19 @@ def test_policy_facts_and_deny_reasons(ledger: SqlAuditLedger) -> None:
     assert policy["decision"] == "deny" and policy["engine"] == "regorus"
     assert policy["bundle revision"] == "2026.11.21-2" and policy["bundle sha256"] == BUNDLE_SHA
     reasons = tables(html, "Reasons")
-    assert reasons[1][:3] == ["deny", "freeze_window", "change freeze 'black-friday' is in force"]
-    assert reasons[2][1] == "blast_radius" and reasons[2][3] == "blast_radius: 0.667"
+    assert reasons[0] == ["Kind", "Code", "Reason", "Details"]
+    assert reasons[1][:3] == [
+        "deny",
+        "change_freeze",
+        'change freeze ["black-friday"] is in force; only a human may propose changes now',
+    ]
+    assert reasons[1][3] == "requester_kind: agent windows: black-friday"
+    # The policy's words, with its long decimals rounded like every number on the page.
+    assert reasons[2][1:] == [
+        "stale_twin",
+        "twin snapshot is 312s old; the limit is 300s",
+        "age_seconds: 312 max_age_seconds: 300",
+    ]
     assert 'badge bad">denied</span>' in visible(html).split("7. Outcome")[1]
 
 
@@ -383,8 +399,10 @@ def test_steps_compensations_and_outcome_of_a_rollback(ledger: SqlAuditLedger) -
 
 def test_no_raw_json_or_long_floats_outside_collapsed_details(ledger: SqlAuditLedger) -> None:
     html = report(ledger, succeeded_trail())
+    for page in (html, report(ledger, denied_trail("p-denied"))):
+        shown = visible(page)
+        assert not re.findall(r"\d\.\d{5,}", shown), re.findall(r".{40}\d\.\d{5,}.{20}", shown)
     shown = visible(html)
-    assert not re.findall(r"\d\.\d{5,}", shown), re.findall(r".{40}\d\.\d{5,}.{20}", shown)
     assert '"utilization_before"' not in shown and "&#34;" not in shown  # no JSON in view
     assert "overflow-x" not in html and "max-height" not in html and "@media print" in html
     assert html.count('<details class="raw">') == 11  # one per event, collapsed
