@@ -31,7 +31,9 @@ from workflows.audit import (
     CompensatedPayload,
     CompensationStartedPayload,
     CompletedPayload,
+    EscalatedPayload,
     EventKind,
+    ExpiredPayload,
     PlaybookRunStartedPayload,
     PolicyEvaluatedPayload,
     ProposedPayload,
@@ -407,6 +409,27 @@ def test_no_raw_json_or_long_floats_outside_collapsed_details(ledger: SqlAuditLe
     assert "overflow-x" not in html and "max-height" not in html and "@media print" in html
     assert html.count('<details class="raw">') == 11  # one per event, collapsed
     assert "0.7272727272727273" in html  # exact values remain in the raw events and proofs
+
+
+def test_escalation_and_expiry_are_approval_rows(ledger: SqlAuditLedger) -> None:
+    p, _ = _proposal()
+    trail = _Trail(p, "p-expired")
+    _propose(trail, _allowed())
+    trail.record(
+        EventKind.APPROVAL_REQUESTED, ApprovalRequestedPayload(approval_id=p.id, required_approvals=2), actor="system"
+    )
+    trail.record(EventKind.ESCALATED, EscalatedPayload(to="on-call", reason="no quorum after 3600s"), actor="system")
+    trail.record(EventKind.EXPIRED, ExpiredPayload(approval_id=p.id, waited_seconds=7200.0), actor="system")
+    trail.record(
+        EventKind.COMPLETED, CompletedPayload(outcome="expired", summary="expired without quorum"), actor="system"
+    )
+    html = report(ledger, trail.events)
+    decisions = [r for r in tables(html, "4. Approvals") if len(r) > 2]
+    assert [r[1:5] for r in decisions[1:]] == [
+        ["escalated", "system", "—", "escalated to on-call: no quorum after 3600s"],
+        ["expired", "system", "—", "nobody decided in 2 h"],
+    ]
+    assert "Nothing ran." in html and "Not verified." in html
 
 
 def test_kinds_without_a_table_are_shown_generically(ledger: SqlAuditLedger) -> None:
