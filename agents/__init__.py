@@ -6,9 +6,10 @@ arrives with the snapshot. One tick is `decide(state, snapshot, desires)`.
 
 from agents.agent import Decision, decide, groups
 from agents.beliefs import Beliefs, DataIssue, Evidence, Memory, NodeBelief, Sample, revise
+from agents.declined import DeclinedPlan, SuppressedPlan
 from agents.desires import Budget, Desires, DesiresError, GoalKind, UtilizationTarget, load_desires, parse_desires
 from agents.detection import Detection, Finding, FindingKind, detect
-from agents.intentions import AgentState, DroppedIntention, Intention, adopt, settle
+from agents.intentions import AgentState, DroppedIntention, Intention, adopt, decline, settle
 from agents.planner import Planner, evaluate_actions, needed_replicas, plan, plan_scale_down, projected_snapshot
 from agents.proposal import Alternative, GoalResult, NodeOutcome, PlanOption, PlanStep, Proposal, plan_hash, proposal_id
 from agents.trend import theil_sen_slope
@@ -21,6 +22,7 @@ __all__ = [
     "Budget",
     "DataIssue",
     "Decision",
+    "DeclinedPlan",
     "Desires",
     "DesiresError",
     "Detection",
@@ -42,10 +44,12 @@ __all__ = [
     "Sample",
     "SimulatorWhatIf",
     "SteadyStateWhatIf",
+    "SuppressedPlan",
     "UtilizationTarget",
     "WhatIf",
     "adopt",
     "decide",
+    "decline",
     "detect",
     "evaluate_actions",
     "groups",

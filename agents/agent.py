@@ -11,6 +11,7 @@ from datetime import datetime
 
 from agents._frozen import Frozen
 from agents.beliefs import Beliefs, revise
+from agents.declined import DeclinedPlan, SuppressedPlan, action_set_hash, ago, finite
 from agents.desires import Desires
 from agents.detection import CAPACITY_KINDS, Detection, Finding, FindingKind, detect
 from agents.intentions import AgentState, DroppedIntention, Intention, achieved, adopt, with_cooldown
@@ -28,6 +29,8 @@ class Decision(Frozen):
     dropped_intentions: tuple[DroppedIntention, ...]
     beliefs: Beliefs
     detection: Detection
+    suppressed: tuple[SuppressedPlan, ...] = ()
+    """Plans held back this tick because a person rejected or cancelled them, and until when."""
 
 
 def groups(beliefs: Beliefs, nodes: set[str]) -> list[list[str]]:
@@ -76,6 +79,68 @@ def _better(new: Proposal, old_still: PlanOption) -> bool:
 def _replay(intention: Intention, planner: Planner, findings: Sequence[Finding]) -> PlanOption:
     """The committed plan re-evaluated under current beliefs."""
     return planner.judge(findings, intention.actions)
+
+
+class _Declines:
+    """The declines in force this tick: which fresh plans they hold back, and what a re-proposal says."""
+
+    def __init__(self, declined: Sequence[DeclinedPlan], beliefs: Beliefs, desires: Desires) -> None:
+        self.beliefs = beliefs
+        self.desires = desires
+        self.at = beliefs.observed_at
+        self.period = desires.suppress_declined_seconds
+        # An expired decline is kept for one more period, so a re-proposal can say the period ended.
+        self.entries = [d for d in declined if self.at < d.at + 2 * (d.until(self.period) - d.at)]
+        self.consumed: set[str] = set()
+        self.suppressed: list[SuppressedPlan] = []
+
+    def screen(self, proposal: Proposal) -> Proposal | None:
+        """`proposal`, its rationale saying why it is asked again after a decline; None when a decline holds."""
+        keys = (proposal.target, proposal.intent, proposal.plan_hash, action_set_hash(proposal.actions))
+        hits = sorted((d for d in self.entries if d.matches(*keys)), key=lambda d: d.at, reverse=True)
+        if not hits:
+            return proposal
+        why: list[str] = []
+        for d in hits:
+            until = d.until(self.period)
+            belief = self.beliefs.nodes.get(d.node)
+            now = belief.demand_utilization if belief is not None else None
+            worse = d.worse(now, self.desires.declined_worse_margin) if now is not None else None
+            if self.at >= until:
+                why.append(f"the {ago((until - d.at).total_seconds())} suppression period ended")
+            elif worse is not None:
+                why.append(worse)
+            else:
+                self.suppressed.append(self._held(proposal, d, until, now))
+                return None
+        self.consumed.update(d.node for d in hits)
+        return proposal.model_copy(
+            update={"rationale": f"Proposing again: {hits[0].said(self.at)}; {why[0]}. {proposal.rationale}"}
+        )
+
+    def _held(self, proposal: Proposal, d: DeclinedPlan, until: datetime, now: float | None) -> SuppressedPlan:
+        then = d.demand_utilization
+        level = "" if then is None or now is None else f" (demand {then:.0%} then, {now:.0%} now)"
+        return SuppressedPlan(
+            node=proposal.target,
+            plan_hash=proposal.plan_hash,
+            declined_plan_hash=d.plan_hash,
+            outcome=d.outcome,
+            by=d.by,
+            reason=d.reason,
+            declined_at=d.at,
+            until=until,
+            demand_utilization_then=then,
+            demand_utilization_now=finite(now),
+            detail=(
+                f"{proposal.target}: {d.said(self.at)}; not proposed again before {until.isoformat()} "
+                f"unless it gets materially worse{level}."
+            ),
+        )
+
+    def kept(self) -> tuple[DeclinedPlan, ...]:
+        """The declines to carry on: neither past their grace nor answered by a re-proposal."""
+        return tuple(d for d in self.entries if d.node not in self.consumed)
 
 
 def decide(
@@ -134,6 +199,7 @@ def decide(
             n for n, fs in by_node.items() if not cooling(n) or any(f.kind is FindingKind.SATURATED for f in fs)
         }
     proposals: list[Proposal] = []
+    declines = _Declines(state.declined, beliefs, desires)
     planner = Planner(beliefs, desires, whatif)
     for intention in kept:
         planner.reserve(intention.actions)
@@ -149,6 +215,9 @@ def decide(
             and committed[0].intent == "remediate"
             and not _better(fresh, _replay(committed[0], planner, findings))
         )
+        if fresh is not None and not keep:
+            # A person's no holds: a declined plan is not asked again for a while (agents/declined.py).
+            fresh = declines.screen(fresh)
         if keep or fresh is None:
             for c in committed:
                 planner.reserve(c.actions)
@@ -178,13 +247,21 @@ def decide(
                 continue
             down = planner.scale_down(n)
             if down is not None:
+                down = declines.screen(down)
+            if down is not None:
                 proposals.append(down)
                 kept.append(adopt(down))
-    new_state = AgentState(memory=beliefs.memory(), intentions=tuple(kept), cooldown_until=working.cooldown_until)
+    new_state = AgentState(
+        memory=beliefs.memory(),
+        intentions=tuple(kept),
+        cooldown_until=working.cooldown_until,
+        declined=declines.kept(),
+    )
     return Decision(
         new_state=new_state,
         proposals=tuple(proposals),
         dropped_intentions=tuple(dropped),
         beliefs=beliefs,
         detection=detection,
+        suppressed=tuple(declines.suppressed),
     )

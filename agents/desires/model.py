@@ -102,6 +102,10 @@ class Desires(Frozen):
     """Plans are sized for the load projected this long past the horizon, so capacity for a
     predicted crossing is in place before its eta and holds for a while after."""
     cooldown_seconds: Annotated[float, Field(ge=0.0)] = 300.0
+    suppress_declined_seconds: Annotated[float, Field(ge=0.0)] = 3600.0
+    """A plan a person rejected or cancelled is not proposed again for its node for this long..."""
+    declined_worse_margin: Annotated[float, Field(gt=0.0)] = 0.10
+    """...unless the node's demand utilization rose by this much since (0.10 = 10 points) or it saturated."""
     max_snapshot_age_seconds: Annotated[float, Field(gt=0.0)] = 120.0
     contradiction_tolerance: Annotated[float, Field(gt=0.0)] = 0.25
     team_tag: str = "team"
