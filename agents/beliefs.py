@@ -4,6 +4,11 @@ Demand is computed through the graph (reference semantics), never read off the
 metrics: a node behind a saturated upstream shows throttled arrivals while its
 offered demand already exceeds its capacity, and the agent must see that.
 Every belief carries its evidence, a sentence a human can check.
+
+A gap is unknown, not zero: an entry node whose external load was not reported is
+believed at its last reported level with low confidence, and so is every node whose
+demand flows from it (or from a node whose observed arrivals contradict the graph).
+The planner takes no action that rests on a belief below `TRUSTED_CONFIDENCE`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from statistics import median
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import AwareDatetime, Field
 
@@ -24,6 +29,16 @@ from twin.graph import out_edges_of, propagate, topological_order
 
 RHO_CAP = 1e6
 """Demand utilization reported for demand on zero capacity."""
+
+TRUSTED_CONFIDENCE = 0.6
+"""Beliefs below this confidence support no action (no scale-down above all): missing metrics
+alone (0.8) stay above it; contradictions (0.5), load gaps (0.25) and staleness (0.3) fall below."""
+
+GAP_CONFIDENCE = 0.25
+"""Confidence in external load that is not reported now, or in fewer than 2 of the last 3 samples."""
+
+OLD_GAP_CONFIDENCE = 0.8
+"""Confidence in external load reported now and in 2 of the last 3 samples (one older gap)."""
 
 WINDOW_SECONDS = 900.0
 """Samples older than this (relative to the newest snapshot) leave the trend window."""
@@ -41,13 +56,24 @@ class Sample(Frozen):
 
     at: AwareDatetime
     external: dict[str, float]
+    """Reported external load > 0; a node absent here and from `missing` reported 0."""
+    missing: tuple[str, ...] = ()
+    """Entry nodes whose external load was not reported in this sample (unknown, not zero)."""
+
+    def known(self, node: str) -> bool:
+        """Whether this sample holds a measurement of `node`'s external load."""
+        return node not in self.missing
+
+    def rate(self, node: str) -> float:
+        """Reported external load of `node` (0 when it reported none); check `known` first."""
+        return self.external.get(node, 0.0)
 
 
 class DataIssue(Frozen):
     """A data-quality problem: stale snapshot, missing metrics, metrics contradicting the graph."""
 
     node: str | None
-    problem: Literal["stale", "missing_metrics", "contradiction"]
+    problem: Literal["stale", "missing_metrics", "contradiction", "missing_load"]
     detail: str
 
 
@@ -83,6 +109,11 @@ class NodeBelief(Frozen):
     observed: Metrics
     confidence: float
     evidence: tuple[Evidence, ...] = ()
+
+    @property
+    def trusted(self) -> bool:
+        """Whether this belief is sure enough to act on (confidence >= TRUSTED_CONFIDENCE)."""
+        return self.confidence >= TRUSTED_CONFIDENCE
 
 
 class Memory(Frozen):
@@ -126,15 +157,26 @@ class Beliefs(Frozen):
 
 def _window(previous: Beliefs | Memory | None, history: Sequence[Snapshot], snapshot: Snapshot) -> tuple[Sample, ...]:
     samples: dict[datetime, Sample] = {}
+    entries: set[str] = set()
     if previous is not None and previous.twin_id == snapshot.twin_id:
         for s in previous.window:
             samples[s.at] = s
-    for snap in (*history, snapshot):
-        if snap.twin_id != snapshot.twin_id or snap.observed_at > snapshot.observed_at:
-            continue
+            entries.update(s.external, s.missing)
+    snaps = [
+        snap
+        for snap in (*history, snapshot)
+        if snap.twin_id == snapshot.twin_id and snap.observed_at <= snapshot.observed_at
+    ]
+    # An entry node is one that carried external load at some point of the window; only its gaps
+    # are unknowns (a node that never reports external load has none).
+    for snap in snaps:
+        entries.update(n.id for n in snap.nodes if n.external_arrival_rate)
+    for snap in snaps:
+        reported = {n.id: n.external_arrival_rate for n in snap.nodes if n.external_arrival_rate is not None}
         samples[snap.observed_at] = Sample(
             at=snap.observed_at,
-            external={n.id: n.external_arrival_rate for n in snap.nodes if n.external_arrival_rate},
+            external={n: v for n, v in reported.items() if v > 0},
+            missing=tuple(sorted(n for n in entries if n not in reported)),
         )
     horizon = snapshot.observed_at.timestamp() - WINDOW_SECONDS
     kept = [samples[t] for t in sorted(samples) if t.timestamp() >= horizon]
@@ -147,24 +189,52 @@ trigger a scale-up (the anti-flapping rule for measurement noise), while a real 
 after two ticks."""
 
 
-def _smoothed(window: Sequence[Sample], ext: Mapping[str, float], slopes: Mapping[str, float]) -> dict[str, float]:
+class _Level(NamedTuple):
+    """Believed external load of one node, and how sure of it the agent is."""
+
+    rate: float
+    confidence: float = 1.0
+    gap: str | None = None
+    """Why the load is uncertain (a sentence), when a sample lacks it."""
+
+
+def _level(window: Sequence[Sample], node: str, now_rate: float | None, slope: float) -> _Level:
+    """External load believed for `node`: the median of the last samples carried along the trend.
+
+    Samples that lack the node's load are left out, never read as zero. When the newest lacks
+    it, the belief is the last reported level, held with low confidence.
+    """
     recent = window[-LEVEL_SAMPLES:]
-    if len(recent) < LEVEL_SAMPLES:
-        return dict(ext)
+    if not recent:
+        return _Level(now_rate or 0.0)
     now = recent[-1].at.timestamp()
-    # Each sample is carried forward along the trend before taking the median, so a ramp is not lagged.
-    return {
-        n: median(s.external.get(n, 0.0) + slopes.get(n, 0.0) * (now - s.at.timestamp()) for s in recent)
-        if v > 0
-        else v
-        for n, v in ext.items()
-    }
+    known = [s for s in recent if s.known(node)]
+    gaps = len(recent) - len(known)
+    if gaps == 0:
+        if now_rate is None or now_rate <= 0 or len(recent) < LEVEL_SAMPLES:
+            return _Level(now_rate or 0.0)
+        # Each sample is carried forward along the trend before taking the median, so a ramp is not lagged.
+        return _Level(median(s.rate(node) + slope * (now - s.at.timestamp()) for s in recent))
+    if not known:
+        earlier = [s for s in window if s.known(node)]
+        known = earlier[-1:]
+    if not known:
+        return _Level(0.0, GAP_CONFIDENCE, "external load never reported in the window")
+    rate = median(s.rate(node) + slope * (now - s.at.timestamp()) for s in known)
+    sure = recent[-1].known(node) and len(known) >= 2
+    where = "now and " if not recent[-1].known(node) else ""
+    return _Level(
+        rate,
+        OLD_GAP_CONFIDENCE if sure else GAP_CONFIDENCE,
+        f"external load not reported {where}in {gaps} of the last {len(recent)} samples; "
+        f"believed {rate:.1f} rps from the samples that have it (a gap is unknown, not zero)",
+    )
 
 
 def _external_slopes(window: Sequence[Sample], entries: Sequence[str]) -> dict[str, float]:
     slopes: dict[str, float] = {}
     for node in entries:
-        points = [(s.at.timestamp(), s.external.get(node, 0.0)) for s in window]
+        points = [(s.at.timestamp(), s.rate(node)) for s in window if s.known(node)]
         slopes[node] = significant_slope(points)
     return slopes
 
@@ -192,8 +262,10 @@ def _quality(
     demand: Mapping[str, float],
     arrivals: Mapping[str, float],
     tolerance: float,
-) -> dict[str, list[DataIssue]]:
+) -> tuple[dict[str, list[DataIssue]], set[str]]:
+    """Data issues per node, and the nodes whose observed arrivals contradict the graph's demand."""
     issues: dict[str, list[DataIssue]] = {}
+    arrivals_off: set[str] = set()
     for n in snapshot.nodes:
         m = n.metrics
         found: list[DataIssue] = []
@@ -216,6 +288,7 @@ def _quality(
             off_a = abs(m.arrival_rate - a) > tolerance * max(a, 1.0)
             off_d = abs(m.arrival_rate - d) > tolerance * max(d, 1.0)
             if off_a and off_d:
+                arrivals_off.add(n.id)
                 found.append(
                     DataIssue(
                         node=n.id,
@@ -228,7 +301,37 @@ def _quality(
                 )
         if found:
             issues[n.id] = found
-    return issues
+    return issues, arrivals_off
+
+
+_ISSUE_CONFIDENCE = {"missing_metrics": 0.8, "contradiction": 0.5}
+
+
+def _inherited_doubt(
+    order: Sequence[str],
+    snapshot: Snapshot,
+    levels: Mapping[str, _Level],
+    arrivals_off: set[str],
+) -> dict[str, tuple[float, str]]:
+    """Per node, the lowest confidence of the load data its demand flows from upstream, and where.
+
+    A node passes on its own load gap and a contradiction between its observed arrivals and the
+    graph (the demand it sends on is then in doubt); a capacity contradiction stays with it.
+    """
+    preds: dict[str, list[str]] = {n: [] for n in order}
+    for e in snapshot.edges:
+        if e.ratio > 0:
+            preds[e.target].append(e.source)
+    passes: dict[str, tuple[float, str]] = {}
+    inherited: dict[str, tuple[float, str]] = {}
+    for n in order:
+        mine = min(((passes[u][0], passes[u][1]) for u in preds[n]), default=(1.0, ""))
+        inherited[n] = mine
+        own = levels[n].confidence
+        if n in arrivals_off:
+            own = min(own, _ISSUE_CONFIDENCE["contradiction"])
+        passes[n] = (own, repr(n)) if own < mine[0] else mine
+    return inherited
 
 
 def revise(
@@ -249,12 +352,16 @@ def revise(
     ids = [n.id for n in snapshot.nodes]
     order = topological_order(ids, [(e.source, e.target) for e in snapshot.edges])
     out = out_edges_of(snapshot)
-    ext = {n.id: n.external_arrival_rate or 0.0 for n in snapshot.nodes}
+    reported = {n.id: n.external_arrival_rate for n in snapshot.nodes}
     cap = {n.id: n.replicas * n.capacity_per_replica for n in snapshot.nodes}
     window = _window(beliefs, history, snapshot)
-    observed_ext = ext
-    ext_slopes = _external_slopes(window, [n for n in order if ext[n] > 0 or any(n in s.external for s in window)])
-    ext = _smoothed(window, ext, ext_slopes)
+    entries = {n for s in window for n in (*s.external, *s.missing)}
+    ext_slopes = _external_slopes(window, [n for n in order if reported[n] or n in entries])
+    levels = {
+        n: _level(window, n, reported[n], ext_slopes.get(n, 0.0)) if n in entries else _Level(reported[n] or 0.0)
+        for n in order
+    }
+    ext = {n: lv.rate for n, lv in levels.items()}
     flow = propagate(order, ext, out, cap)
     slope_flow = propagate(order, ext_slopes, out, dict.fromkeys(order, math.inf))
     blast = _blast_radius(order, out, ext)
@@ -273,7 +380,13 @@ def revise(
     for reason in stale_reasons:
         issues.append(DataIssue(node=None, problem="stale", detail=reason))
     stale = bool(stale_reasons)
-    per_node = _quality(snapshot, cap, flow.demand, flow.arrivals, desires.contradiction_tolerance)
+    per_node, arrivals_off = _quality(snapshot, cap, flow.demand, flow.arrivals, desires.contradiction_tolerance)
+    for n, lv in levels.items():
+        if lv.gap is not None:
+            per_node.setdefault(n, []).insert(
+                0, DataIssue(node=n, problem="missing_load", detail=f"node {n!r}: {lv.gap}")
+            )
+    inherited = _inherited_doubt(order, snapshot, levels, arrivals_off)
 
     # A node with demand and no replicas has infinite utilization; a large finite stand-in keeps
     # the models JSON-safe and still sorts it first.
@@ -306,13 +419,13 @@ def revise(
                     statement=f"only {a:.1f} rps arrive: {d - a:.1f} rps are held back by a saturated upstream node",
                 )
             )
-        if ext[n] != observed_ext[n]:
+        if ext[n] != (reported[n] or 0.0) and levels[n].gap is None:
             evidence.append(
                 Evidence(
                     source="history",
                     statement=(
                         f"external load {ext[n]:.1f} rps (median of the last {LEVEL_SAMPLES} samples; "
-                        f"latest {observed_ext[n]:.1f})"
+                        f"latest {reported[n] or 0.0:.1f})"
                     ),
                 )
             )
@@ -330,9 +443,25 @@ def revise(
             )
         confidence = 1.0
         for issue in per_node.get(n, ()):
-            confidence *= 0.8 if issue.problem == "missing_metrics" else 0.5
-            evidence.append(Evidence(source="snapshot", statement=issue.detail))
+            confidence *= (
+                _ISSUE_CONFIDENCE.get(issue.problem, 0.5) if issue.problem != "missing_load" else levels[n].confidence
+            )
+            evidence.append(
+                Evidence(source="history" if issue.problem == "missing_load" else "snapshot", statement=issue.detail)
+            )
             issues.append(issue)
+        doubt, origin = inherited[n]
+        if doubt < 1.0:
+            confidence *= doubt
+            evidence.append(
+                Evidence(
+                    source="graph",
+                    statement=(
+                        f"its demand flows from {origin}, whose load data is missing or contradictory "
+                        f"(confidence {doubt:.2f}): the demand above is an estimate"
+                    ),
+                )
+            )
         if stale:
             confidence *= 0.3
         nodes[n] = NodeBelief(

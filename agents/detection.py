@@ -40,6 +40,8 @@ class Finding(Frozen):
     """The node's own metrics look healthier than its demand: an upstream constraint hides it."""
     message: str
     evidence: tuple[Evidence, ...] = ()
+    confidence: float = 1.0
+    """Confidence of the belief the finding rests on; below `agents.beliefs.TRUSTED_CONFIDENCE` nothing acts on it."""
 
 
 class Detection(Frozen):
@@ -71,6 +73,8 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
         target = desires.target_for(node)
         rho = b.demand_utilization
         hidden_note = " (hidden: its own metrics show only throttled arrivals)" if b.throttled else ""
+        if not b.trusted:
+            hidden_note += f" (low confidence {b.confidence:.2f}: estimated from missing or contradictory data)"
         if rho >= 1.0:
             findings.append(
                 Finding(
@@ -83,6 +87,7 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
                         f"{node.id} is saturated: demand {b.demand:.0f} rps on capacity {b.capacity:.0f}{hidden_note}"
                     ),
                     evidence=b.evidence,
+                    confidence=b.confidence,
                 )
             )
         elif rho >= target:
@@ -95,6 +100,7 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
                     hidden=b.throttled,
                     message=f"{node.id} runs at {rho:.0%} of capacity, over its {target:.0%} target{hidden_note}",
                     evidence=b.evidence,
+                    confidence=b.confidence,
                 )
             )
         elif b.demand_slope > 0 and b.capacity > 0:
@@ -113,6 +119,7 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
                             f"(demand rising {b.demand_slope * 60:.1f} rps/min)"
                         ),
                         evidence=b.evidence,
+                        confidence=b.confidence,
                     )
                 )
         slo = desires.latency_slo_ms.get(node.id)
@@ -126,6 +133,7 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
                     target_utilization=target,
                     message=f"{node.id} p95 latency {p95:.0f} ms is over its {slo:.0f} ms SLO",
                     evidence=b.evidence,
+                    confidence=b.confidence,
                 )
             )
     for issue in beliefs.data_issues:
@@ -135,6 +143,7 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
                 node=issue.node,
                 message=f"data quality ({issue.problem}): {issue.detail}",
                 evidence=(Evidence(source="snapshot", statement=issue.detail),),
+                confidence=beliefs.nodes[issue.node].confidence if issue.node in beliefs.nodes else beliefs.confidence,
             )
         )
     findings.sort(key=lambda f: (_URGENCY[f.kind], -(f.demand_utilization or 0.0), f.node or ""))

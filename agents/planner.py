@@ -6,6 +6,10 @@ cheapest scale-only plan, `clamp(ceil(D / (target x mu)), min, max)` for every n
 over target in the affected subgraph, so hidden downstream nodes are fixed in the
 same step as the constraint. Demand is projected `horizon_seconds` ahead along
 rising trends, so a predicted crossing is covered before its eta.
+
+No action rests on a belief the agent is unsure of (`NodeBelief.trusted`: missing external
+load, metrics contradicting the graph, or demand flowing from such a node): a group holding
+one gets no plan, a step never touches one, and such a node is never scaled down.
 """
 
 from __future__ import annotations
@@ -102,6 +106,10 @@ class _Context:
             return self.base.model_copy(update={"replicas": replicas, "capacity": capacity})
         return self.whatif.predict(self.snapshot, actions, self.lookahead)
 
+    def trusted(self, node: str) -> bool:
+        """Whether an action on `node` may rest on what is believed about it."""
+        return self.beliefs.nodes[node].trusted
+
     def cost(self, node: str) -> float:
         return self.desires.replica_cost(self.nodes[node])
 
@@ -144,7 +152,7 @@ class _Context:
     def scale_steps(self, replicas: Mapping[str, int]) -> list[PlanStep]:
         steps = []
         for n in self.beliefs.order:
-            if n in replicas:
+            if n in replicas and self.trusted(n):
                 step = scale_step(self.beliefs.nodes[n], replicas[n], self.desires, self.cost(n))
                 if step is not None:
                     steps.append(step)
@@ -164,7 +172,12 @@ class _Context:
             factor[n] = min([ratio.get(n, 1.0), *(factor[c] for c in out.get(n, ()))])
         steps = []
         for n in self.beliefs.order:
-            if pred.demand[n] > 0 and self.beliefs.nodes[n].external_rate > 0 and factor[n] < 1.0 - EPS:
+            if (
+                pred.demand[n] > 0
+                and self.beliefs.nodes[n].external_rate > 0
+                and factor[n] < 1.0 - EPS
+                and self.trusted(n)
+            ):
                 limit = math.floor(factor[n] * pred.demand[n] * 1000) / 1000
                 belief = self.beliefs.nodes[n].model_copy(update={"demand": pred.demand[n]})
                 step = rate_limit_step(belief, limit, self.desires)
@@ -177,6 +190,8 @@ class _Context:
         steps = []
         for v in self.over_target(pred, scope):
             for source, alt in alternatives_for(self.snapshot, v):
+                if not (self.trusted(source) and self.trusted(v) and self.trusted(alt)):
+                    continue
                 excess = pred.admitted[v] - self.target[v] * pred.capacity[v]
                 spare = self.target[alt] * pred.capacity[alt] - pred.admitted[alt]
                 through = pred.admitted[source]
@@ -346,7 +361,7 @@ def _candidates(ctx: _Context, group: Sequence[str], scope: Sequence[str]) -> li
                 steps = [*steps, *rest]
                 options.append(ctx.evaluate("scale_shift_and_shed", _summary(steps), steps, scope))
     for n in group:
-        restart = restart_step(ctx.beliefs.nodes[n])
+        restart = restart_step(ctx.beliefs.nodes[n]) if ctx.trusted(n) else None
         if restart is not None:
             options.append(ctx.evaluate(f"restart_{n}", restart.description, [restart], scope))
     return options
@@ -442,6 +457,10 @@ class Planner:
             if isinstance(a, ScaleAction) and self._ctx.reserved.get(a.node) == a.replicas:
                 del self._ctx.reserved[a.node]
 
+    def untrusted(self, nodes: Iterable[str]) -> list[str]:
+        """The nodes among `nodes` whose beliefs are too unsure to act on (see `NodeBelief.trusted`)."""
+        return [n for n in nodes if not self.beliefs.nodes[n].trusted]
+
     def _scope(self, nodes: Iterable[str]) -> tuple[list[str], list[str]]:
         wanted = set(nodes)
         group = [n for n in self.beliefs.order if n in wanted]
@@ -454,6 +473,8 @@ class Planner:
         if not nodes:
             return None
         group, scope = self._scope(nodes)
+        if self.untrusted(group):
+            return None  # a plan sized from unknown or contradicted load could make things worse
         if not any(f.kind in CAPACITY_KINDS for f in findings) and not any(
             restart_step(self.beliefs.nodes[n]) for n in group
         ):
@@ -468,6 +489,8 @@ class Planner:
     def scale_down(self, node: str) -> Proposal | None:
         """Scale an underused node down to land near `scale_down_to`; see `plan_scale_down`."""
         b = self.beliefs.nodes[node]
+        if not b.trusted:
+            return None  # fails closed: a load gap read as idle once scaled a busy node 5 -> 2
         ctx = self._ctx
         demand = ctx.base.admitted[node]
         to = needed_replicas(demand, self.desires.scale_down_to, b.capacity_per_replica, b.min_replicas, b.max_replicas)

@@ -17,9 +17,11 @@ from twin.contract import Snapshot
 
 def detection_json(detection: Detection, snapshot: Snapshot) -> dict[str, Any]:
     """The `detect --json` document: `{"constraint", "findings": [{"node", "kind", ...}]}`."""
+    # One index, not a scan of the nodes per finding: 50,000 nodes took 80 s that way.
+    nodes = {n.id: n for n in snapshot.nodes}
     findings = []
     for f in detection.findings:
-        node = snapshot.node(f.node) if f.node is not None else None
+        node = nodes.get(f.node) if f.node is not None else None
         findings.append(
             {
                 "node": f.node,
@@ -31,6 +33,7 @@ def detection_json(detection: Detection, snapshot: Snapshot) -> dict[str, Any]:
                 "hidden": f.hidden,
                 "message": f.message,
                 "evidence": [e.statement for e in f.evidence],
+                "confidence": round(f.confidence, 4),
             }
         )
     return {"constraint": detection.constraint, "findings": findings}

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from agents import AgentState, Decision, Desires, DesiresError, Proposal, decide, load_desires
+from agents import (
+    AgentState,
+    Decision,
+    Desires,
+    DesiresError,
+    FindingKind,
+    Proposal,
+    decide,
+    load_desires,
+)
 from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json
 from twin.actions import RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction
 from twin.contract import Snapshot
@@ -90,9 +99,36 @@ def _proposal_json(p: Proposal, snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def _doubt(decision: Decision) -> tuple[list[dict[str, Any]], str]:
+    """Nodes whose beliefs are too unsure to act on, and a sentence saying what was not done because of them."""
+    beliefs = decision.beliefs
+    unsure = [beliefs.nodes[n] for n in beliefs.order if not beliefs.nodes[n].trusted]
+    if not unsure:
+        return [], ""
+    listed = [{"node": b.node, "confidence": round(b.confidence, 4)} for b in unsure]
+    names = ", ".join(b.node for b in unsure[:5]) + (f" and {len(unsure) - 5} more" if len(unsure) > 5 else "")
+    problems = decision.detection.of_kind(FindingKind.DATA_QUALITY)
+    flagged = decision.detection.capacity_nodes()
+    unconfirmed = [
+        f"{b.node} at {b.demand_utilization:.0%} of capacity (estimated)" for b in unsure if b.node in flagged
+    ]
+    text = (
+        f"No action on {names}: what is believed about them rests on missing or contradictory data "
+        f"(lowest confidence {min(b.confidence for b in unsure):.2f}), so nothing that depends on it is proposed, "
+        "no scale-down above all."
+    )
+    if unconfirmed:
+        text += " Unconfirmed: " + ", ".join(unconfirmed[:3]) + "."
+    if problems:
+        text += " Data: " + "; ".join(f.message for f in problems[:2]) + (" ..." if len(problems) > 2 else "")
+    return listed, text
+
+
 def plan_result(decision: Decision, snapshot: Snapshot) -> dict[str, Any]:
     """The `plan --json` document: remediation actions of every group merged, plus each proposal in full."""
     fixes = [p for p in decision.proposals if p.intent == "remediate"]
+    unsure, doubt = _doubt(decision)
+    rationale = " ".join([*(p.rationale for p in fixes), doubt]).strip()
     predicted: dict[str, Any] = {}
     for p in fixes:
         for n, o in p.plan.predicted.items():
@@ -112,7 +148,8 @@ def plan_result(decision: Decision, snapshot: Snapshot) -> dict[str, Any]:
         "actions": [action_json(a, snapshot) for p in fixes for a in p.actions],
         "predicted": predicted,
         "unmet": [u for p in fixes for u in p.unmet],
-        "rationale": " ".join(p.rationale for p in fixes) or "No capacity problem found; nothing to do.",
+        "rationale": rationale or "No capacity problem found; nothing to do.",
+        "low_confidence": unsure,
         "cost_per_hour": round(sum(p.plan.cost_per_hour for p in fixes), 4),
         "proposals": [_proposal_json(p, snapshot) for p in fixes],
         "scale_down": [_proposal_json(p, snapshot) for p in decision.proposals if p.intent == "scale_down"],
