@@ -156,7 +156,9 @@ def decide(
 
     `now` (the workflow's clock) only feeds the staleness check; time otherwise comes
     from `snapshot.observed_at`. A stale snapshot produces no proposals (no fresh twin,
-    no action), but beliefs, findings and reconsideration still run.
+    no action), but beliefs, findings and reconsideration still run. Plans a person declined
+    (`decline` records them in `AgentState.declined`) are held back and listed in
+    `Decision.suppressed`; one proposed again says why in its rationale.
     """
     whatif = whatif or SteadyStateWhatIf()
     beliefs = revise(state.memory, snapshot, history, desires=desires, now=now)

@@ -246,3 +246,14 @@ def test_a_declined_scale_down_holds_until_load_falls_materially() -> None:
     assert re.match(
         r"Proposing again: rejected by dan \d+ min ago; since then demand on api fell from 30% to", again.rationale
     )
+
+
+def test_declines_are_forgotten_two_periods_later_so_the_state_stays_small() -> None:
+    loop = Loop(shop(), load_desires("suppress_declined_seconds: 300\n"))
+    proposal = first_proposal(loop)
+    loop.reject(proposal)
+    loop.sim.run(600, dt=5)  # the agent loop was down past both periods: the no is old news
+    decision = loop.tick()
+    assert loop.state.declined == () and decision.suppressed == ()
+    (again,) = decision.proposals
+    assert again.rationale == proposal.rationale
