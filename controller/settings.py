@@ -63,6 +63,22 @@ class Settings(BaseSettings):
     # Audit + inbox store
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset uses SQLite under home.")
     audit_signing_key: Path | None = Field(default=None, description="Ed25519 private key; default home/audit.key.")
+    audit_signing_command: str | None = Field(
+        default=None,
+        description="Signs heads instead of a key file (an HSM/KMS client): gets the checkpoint body on stdin, "
+        "prints the base64 Ed25519 signature; needs audit_public_key.",
+    )
+    audit_public_key: Path | None = Field(
+        default=None, description="The log's verifier key (or PEM public key) file; checked against the signer."
+    )
+    audit_witness_dir: Path | None = Field(
+        default=None, description="Directory outside the database where each signed head is written as a file."
+    )
+    # Global, but it lives here because the audit key is what it guards first.
+    mode: Literal["embedded", "production"] = Field(
+        default="embedded",
+        description="production refuses unsafe defaults: a created audit key, or one beside the database.",
+    )
     audit_origin: str = "twinops.local/audit"
     audit_head_every_events: int = 100
     audit_head_every_seconds: float = 60.0

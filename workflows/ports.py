@@ -56,6 +56,7 @@ class NotificationKind(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"
     COMPLETED = "completed"
     LOOP_BREAKER = "loop_breaker"
+    AUDIT_CHECKPOINT = "audit_checkpoint"  # a signed audit head, published where a database rewrite cannot reach
 
 
 class Notification(_Message):
