@@ -6,10 +6,15 @@ digest is stored. A password needs a slow, salted KDF because it is guessable; a
 2**256 work whatever the hash speed, and no two users share a token, so salting buys
 nothing. A fast hash also keeps the lookup a single indexed equality on every request.
 
-Roles are ordered viewer < approver < admin. A principal's `roles` hold its role,
-the roles it implies (admin implies approver) and, for approvers and admins, the
-approver groups the approval policy checks (`policies/data.json`:
-`approval.groups_by_action`, by default `sre`).
+Roles are ordered viewer < approver < admin. Groups (`sre`, `dba`, ...) are stored per
+user, never implied: the approval policy asks for one of an action type's groups
+(`policies/data.json`: `approval.groups_by_action`), so a group only a few people hold
+can be required for real. A principal's `roles` hold its role, the roles it implies
+(admin implies approver) and, for approvers and admins only, exactly the user's groups;
+a viewer's groups are kept but grant nothing. A group may not be named like a role.
+
+Who may manage users is the caller's decision (the CLI asks for an admin's token);
+`bootstrap_admin` is the one way in without one: the first admin of an empty database.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -34,12 +39,15 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
+    delete,
     false,
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -49,7 +57,6 @@ from controller.errors import AuthenticationError, AuthorizationError, ConflictE
 from workflows.contracts import Principal
 
 __all__ = [
-    "DEFAULT_APPROVER_GROUPS",
     "TOKEN_PREFIX",
     "Identities",
     "Role",
@@ -58,13 +65,12 @@ __all__ = [
     "hash_token",
     "metadata",
     "require",
+    "user_groups",
     "users",
 ]
 
 TOKEN_PREFIX = "tw_"
 """Every API token starts with this, so secret scanners and humans recognize one."""
-DEFAULT_APPROVER_GROUPS: tuple[str, ...] = ("sre",)
-"""Groups every approver and admin holds; the approval policy asks for one of them per action type."""
 
 _TOKEN_BYTES = 32
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
@@ -101,6 +107,7 @@ class User:
     disabled: bool
     active_tokens: int
     last_used_at: datetime | None
+    groups: tuple[str, ...] = ()
 
 
 metadata = MetaData()
@@ -132,8 +139,24 @@ api_tokens = Table(
 )
 """API tokens, by SHA-256 digest only."""
 
+user_groups = Table(
+    "user_groups",
+    metadata,
+    Column(
+        "user_id",
+        Integer(),
+        ForeignKey("users.id", name="fk_user_groups_user_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # Not "group": a reserved word in SQL, and raw SQL (migrations, dumps) should not need quoting.
+    Column("group_name", String(100), nullable=False),
+    PrimaryKeyConstraint("user_id", "group_name", name="pk_user_groups"),
+)
+"""The groups each user holds (migration 0004); for approvers and admins they are approver groups."""
+
 _U = users.c
 _K = api_tokens.c
+_G = user_groups.c
 
 
 def hash_token(token: str) -> str:
@@ -156,31 +179,55 @@ def _rank_of(principal: Principal) -> int:
     return max((_RANKS[Role(r)] for r in principal.roles if r in _RANKS), default=-1)
 
 
-def require(principal: Principal, role: Role | str) -> None:
-    """Raise `AuthorizationError` unless `principal` holds `role` or a higher one."""
+def require(principal: Principal, role: Role | str, action: str = "for this") -> None:
+    """Raise `AuthorizationError` unless `principal` holds `role` or a higher one; `action` ends the message."""
     needed = Role(role)
     if _rank_of(principal) < needed.rank:
         held = ", ".join(principal.roles) or "no role"
-        raise AuthorizationError(f"user {principal.id!r} ({held}) needs the {needed.value} role for this")
+        raise AuthorizationError(f"user {principal.id!r} ({held}) needs the {needed.value} role {action}")
 
 
 class Identities:
     """Users and their API tokens in the controller's database (migrated by `controller.db.migrate`)."""
 
-    def __init__(self, engine: Engine, *, approver_groups: Sequence[str] = DEFAULT_APPROVER_GROUPS) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**sqlite_immediate)
-        self._approver_groups = tuple(approver_groups)
 
-    def add_user(self, name: str, role: Role | str = Role.VIEWER, team: str | None = None) -> str:
-        """Create a user and its first token; the token is returned here and never again."""
+    def add_user(
+        self, name: str, role: Role | str = Role.VIEWER, team: str | None = None, groups: Iterable[str] = ()
+    ) -> str:
+        """Create a user with its groups and first token; the token is returned here and never again."""
+        return self._add(name, role, team, groups, first=False)
+
+    def bootstrap_admin(self, name: str, team: str | None = None, groups: Iterable[str] = ()) -> str:
+        """Create the first admin of an empty database; `ConflictError` once any user exists.
+
+        The check and the insert are one transaction holding the users table's write lock,
+        so two concurrent bootstraps make one admin, not two.
+        """
+        return self._add(name, Role.ADMIN, team, groups, first=True)
+
+    def _add(self, name: str, role: Role | str, team: str | None, groups: Iterable[str], *, first: bool) -> str:
         if not _NAME.fullmatch(name):
             raise ValueError(f"user name {name!r}: use 1-100 letters, digits, '.', '_', '@' or '-'")
         checked = _role(role)
+        held = _groups(groups)
         token = _new_token()
         now = datetime.now(UTC)
         try:
             with self._writer.begin() as conn:
+                if first:
+                    # SQLite: BEGIN IMMEDIATE already serializes writers. PostgreSQL: EXCLUSIVE
+                    # conflicts with every writer's lock (readers go on), so no insert slips in
+                    # between the emptiness check and ours.
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(text("LOCK TABLE users IN EXCLUSIVE MODE"))
+                    if conn.execute(select(_U.id).limit(1)).first() is not None:
+                        raise ConflictError(
+                            "users already exist: only the first admin of an empty database is added "
+                            "without a token; set TWINOPS_TOKEN to an admin's API token"
+                        )
                 if conn.execute(select(_U.id).where(_U.name == name)).first() is not None:
                     raise ConflictError(f"user {name!r} already exists")
                 user_id = conn.execute(
@@ -188,10 +235,41 @@ class Identities:
                     .values(name=name, role=checked.value, team=team or None, created_at=now)
                     .returning(_U.id)
                 ).scalar_one()
+                if held:
+                    conn.execute(insert(user_groups), [{"user_id": user_id, "group_name": g} for g in held])
                 conn.execute(insert(api_tokens).values(user_id=user_id, token_hash=hash_token(token), created_at=now))
         except IntegrityError as exc:  # a concurrent add of the same name won the race
             raise ConflictError(f"user {name!r} already exists") from exc
         return token
+
+    def is_empty(self) -> bool:
+        """True while no user exists at all (the only time `bootstrap_admin` works)."""
+        with self._engine.connect() as conn:
+            return conn.execute(select(_U.id).limit(1)).first() is None
+
+    def change_groups(self, name: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> tuple[str, ...]:
+        """Add and remove groups of a user in one transaction; returns the groups it then holds, sorted.
+
+        Adding a group already held is a no-op; removing one not held is a `NotFoundError`
+        (a typo must not pass for a removal); naming a group in both is a `ValueError`.
+        """
+        adding, removing = _groups(add), _groups(remove)
+        both = sorted(set(adding) & set(removing))
+        if both:
+            raise ValueError(f"group {both[0]!r} is both added and removed")
+        with self._writer.begin() as conn:
+            user_id, _ = self._user(conn, name)
+            held = set(self._groups_of(conn, user_id))
+            missing = [g for g in removing if g not in held]
+            if missing:
+                shown = ", ".join(sorted(held)) or "none"
+                raise NotFoundError(f"user {name!r} is not in group {missing[0]!r} (its groups: {shown})")
+            new = [g for g in adding if g not in held]
+            if new:
+                conn.execute(insert(user_groups), [{"user_id": user_id, "group_name": g} for g in new])
+            if removing:
+                conn.execute(delete(user_groups).where(_G.user_id == user_id, _G.group_name.in_(removing)))
+            return tuple(sorted((held | set(new)) - set(removing)))
 
     def issue_token(self, name: str, *, revoke_others: bool = False) -> str:
         """A new token for an enabled user, returned once; `revoke_others` makes it the only valid one."""
@@ -229,7 +307,7 @@ class Identities:
         digest = hash_token(token)
         with self._writer.begin() as conn:
             row = conn.execute(
-                select(_K.id, _K.token_hash, _K.revoked, _U.name, _U.role, _U.team, _U.disabled)
+                select(_K.id, _K.user_id, _K.token_hash, _K.revoked, _U.name, _U.role, _U.team, _U.disabled)
                 .join(users, _U.id == _K.user_id)
                 .where(_K.token_hash == digest)
             ).first()
@@ -242,13 +320,18 @@ class Identities:
             if row.disabled:
                 raise AuthenticationError(f"user {row.name!r} is disabled")
             conn.execute(update(api_tokens).where(_K.id == row.id).values(last_used_at=datetime.now(UTC)))
-        return self.principal(row.name, Role(row.role), row.team)
+            groups = self._groups_of(conn, row.user_id)
+        return self.principal(row.name, Role(row.role), row.team, groups)
 
-    def principal(self, name: str, role: Role, team: str | None) -> Principal:
-        """The principal of a user: its role, the roles that implies, and the approver groups if it approves."""
+    @staticmethod
+    def principal(name: str, role: Role, team: str | None, groups: Iterable[str] = ()) -> Principal:
+        """The principal of a user: its role, the roles that implies, and its own groups if it approves.
+
+        No group is implied by a role, and a viewer's groups grant nothing.
+        """
         roles = [r.value for r in role.implied()]
         if role.rank >= Role.APPROVER.rank:
-            roles += [g for g in self._approver_groups if g not in roles]
+            roles += [g for g in sorted(set(groups)) if g not in roles]
         return Principal(id=name, roles=roles, team=team)
 
     def list_users(self) -> list[User]:
@@ -270,10 +353,15 @@ class Identities:
             .group_by(_U.id, _U.name, _U.role, _U.team, _U.created_at, _U.disabled)
             .order_by(_U.name)
         )
+        groups_query = select(_U.name, _G.group_name).join(users, _U.id == _G.user_id).order_by(_G.group_name)
         if name is not None:
             query = query.where(_U.name == name)
-        with self._engine.connect() as conn:
+            groups_query = groups_query.where(_U.name == name)
+        with self._engine.connect() as conn, conn.begin():  # one transaction: users and groups agree
             rows = conn.execute(query).all()
+            held: dict[str, list[str]] = {}
+            for user, group in conn.execute(groups_query):
+                held.setdefault(user, []).append(group)
         return [
             User(
                 name=name,
@@ -283,6 +371,7 @@ class Identities:
                 disabled=bool(disabled),
                 active_tokens=int(count),
                 last_used_at=_utc(last_used),
+                groups=tuple(held.get(name, ())),
             )
             for name, role, team, created, disabled, count, last_used in rows
         ]
@@ -293,6 +382,26 @@ class Identities:
         if row is None:
             raise NotFoundError(f"unknown user {name!r}")
         return int(row.id), bool(row.disabled)
+
+    @staticmethod
+    def _groups_of(conn: Connection, user_id: int) -> list[str]:
+        return list(conn.scalars(select(_G.group_name).where(_G.user_id == user_id).order_by(_G.group_name)).all())
+
+
+def _groups(groups: Iterable[str]) -> list[str]:
+    """Checked group names, deduplicated, in the order given."""
+    if isinstance(groups, str):  # a bare string would otherwise be taken as its letters
+        groups = [groups]
+    checked: list[str] = []
+    for group in groups:
+        if not _NAME.fullmatch(group):
+            raise ValueError(f"group name {group!r}: use 1-100 letters, digits, '.', '_', '@' or '-'")
+        if group.lower() in _RANKS:
+            # A group is matched against the principal's roles: one named "admin" would be a role.
+            raise ValueError(f"group name {group!r} is a role name; roles are given with --role")
+        if group not in checked:
+            checked.append(group)
+    return checked
 
 
 def _role(role: Role | str) -> Role:

@@ -1,4 +1,9 @@
-"""`twinops users`: add users, list them, issue and revoke their API tokens.
+"""`twinops users`: add users, set their groups, list them, issue and revoke their API tokens.
+
+Only an admin manages users, authenticated by its API token in TWINOPS_TOKEN; a user
+may issue a token for itself (rotation). The one exception is the bootstrap: on a
+database with no user at all, `twinops users add NAME --role admin` works without a
+token, once. `users list` needs no token (it shows no secret).
 
 A token goes to stdout alone (so `TOKEN=$(twinops users add ...)` works); everything
 else, including the warning that it is shown once, goes to stderr.
@@ -15,22 +20,45 @@ from rich.table import Table
 
 from controller.cli._common import console, err_console, fail, print_json
 from controller.db import create_engine, migrate
-from controller.errors import TwinopsError
-from controller.identity import Identities, Role
-from controller.settings import load_settings
+from controller.errors import AuthenticationError, TwinopsError
+from controller.identity import Identities, Role, require
+from controller.settings import Settings, load_settings
+from workflows import Principal
 
 app = typer.Typer(no_args_is_help=True, help="Manage users (viewer, approver, admin) and their API tokens.")
 
 _ONCE = "this token is shown once and cannot be recovered; store it now (twinops reads it from TWINOPS_TOKEN)"
+_GROUP_HELP = "approver group, as in the approval policy's groups_by_action (repeatable)"
+_VIEWER_GROUPS = "a viewer's groups grant nothing; they count once the user is an approver or admin"
+
+
+class _Session:
+    """The identity store and the settings of one command."""
+
+    def __init__(self, identities: Identities, settings: Settings) -> None:
+        self.identities = identities
+        self.settings = settings
+
+    def caller(self, action: str) -> Principal:
+        """The principal of TWINOPS_TOKEN; `AuthenticationError` when unset or not valid."""
+        if self.settings.token is None:
+            raise AuthenticationError(f"set TWINOPS_TOKEN to an admin's API token {action}")
+        return self.identities.resolve(self.settings.token.get_secret_value())
+
+    def admin(self, action: str) -> Principal:
+        """The caller, who must be an admin."""
+        principal = self.caller(action)
+        require(principal, Role.ADMIN, action)
+        return principal
 
 
 @contextmanager
-def _identities() -> Iterator[Identities]:
+def _session() -> Iterator[_Session]:
     settings = load_settings()
     engine = create_engine(settings.resolved_database_url)
     try:
         migrate(engine)
-        yield Identities(engine)
+        yield _Session(Identities(engine), settings)
     except (TwinopsError, ValueError) as exc:
         fail(str(exc))
     finally:
@@ -47,19 +75,56 @@ def add(
     name: Annotated[str, typer.Argument(help="user name (letters, digits, . _ @ -)")],
     role: Annotated[Role, typer.Option("--role", help="what the user may do")] = Role.VIEWER,
     team: Annotated[str | None, typer.Option("--team", help="owning team, as in the twin's node tags")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help=_GROUP_HELP)] = None,
 ) -> None:
-    """Create a user and print its first API token (once)."""
-    with _identities() as identities:
-        token = identities.add_user(name, role, team)
-    err_console.print(f"created user {name!r}: {role.value}, team {team or '-'}", highlight=False)
+    """Create a user and print its first API token (once). Needs an admin's TWINOPS_TOKEN.
+
+    On a database with no users yet, the first admin is added without a token:
+    `twinops users add NAME --role admin`.
+    """
+    groups = group or []
+    with _session() as session:
+        identities = session.identities
+        if session.settings.token is None and identities.is_empty():
+            if role is not Role.ADMIN:
+                raise AuthenticationError(
+                    f"no users yet: add the first admin before {name!r} (twinops users add NAME --role admin), "
+                    "then set TWINOPS_TOKEN to its token"
+                )
+            token = identities.bootstrap_admin(name, team, groups)
+        else:
+            session.admin("to add users")
+            token = identities.add_user(name, role, team, groups)
+    shown = ", ".join(sorted(set(groups))) or "-"
+    err_console.print(f"created user {name!r}: {role.value}, team {team or '-'}, groups {shown}", highlight=False)
+    if groups and role is Role.VIEWER:
+        err_console.print(f"[bold yellow]warning:[/] {_VIEWER_GROUPS}", highlight=False)
     _print_token(token)
+
+
+@app.command("groups")
+def groups_(
+    name: Annotated[str, typer.Argument(help="user name")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="group to give (repeatable)")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="group to take away (repeatable)")] = None,
+) -> None:
+    """Give or take away a user's approver groups; prints the groups it then holds. Needs an admin's token."""
+    if not add and not remove:
+        fail("nothing to change: give --add GROUP or --remove GROUP (twinops users list shows the groups)")
+    with _session() as session:
+        session.admin("to change groups")
+        held = session.identities.change_groups(name, add=add or [], remove=remove or [])
+        role = session.identities.get_user(name).role
+    err_console.print(f"groups of {name!r}: {', '.join(held) or 'none'}", highlight=False)
+    if held and role is Role.VIEWER:
+        err_console.print(f"[bold yellow]warning:[/] {_VIEWER_GROUPS}", highlight=False)
 
 
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """List users with their role, team and tokens (never the tokens themselves)."""
-    with _identities() as identities:
-        found = identities.list_users()
+    with _session() as session:
+        found = session.identities.list_users()
     if as_json:
         print_json(
             [
@@ -67,6 +132,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="machine-readable
                     "name": u.name,
                     "role": u.role.value,
                     "team": u.team,
+                    "groups": list(u.groups),
                     "disabled": u.disabled,
                     "active_tokens": u.active_tokens,
                     "created_at": u.created_at.isoformat(),
@@ -76,12 +142,13 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="machine-readable
             ]
         )
         return
-    table = Table("name", "role", "team", "tokens", "last used", "created", "state")
+    table = Table("name", "role", "team", "groups", "tokens", "last used", "created", "state")
     for u in found:
         table.add_row(
             u.name,
             u.role.value,
             u.team or "-",
+            ", ".join(u.groups) or "-",
             str(u.active_tokens),
             u.last_used_at.strftime("%Y-%m-%d %H:%M") if u.last_used_at else "never",
             u.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -97,9 +164,12 @@ def token(
         bool, typer.Option("--revoke-others", help="revoke the user's other tokens (rotation)")
     ] = False,
 ) -> None:
-    """Issue a new API token for a user and print it (once)."""
-    with _identities() as identities:
-        issued = identities.issue_token(name, revoke_others=revoke_others)
+    """Issue a new API token for a user and print it (once). Admins for anyone; any user for itself."""
+    with _session() as session:
+        caller = session.caller("to issue tokens (or your own token, to rotate it)")
+        if caller.id != name:
+            require(caller, Role.ADMIN, "to issue tokens for other users")
+        issued = session.identities.issue_token(name, revoke_others=revoke_others)
     if revoke_others:
         err_console.print(f"revoked the other tokens of {name!r}", highlight=False)
     _print_token(issued)
@@ -107,23 +177,26 @@ def token(
 
 @app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="user name")]) -> None:
-    """Revoke every API token of a user."""
-    with _identities() as identities:
-        count = identities.revoke_tokens(name)
+    """Revoke every API token of a user. Needs an admin's token."""
+    with _session() as session:
+        session.admin("to revoke tokens")
+        count = session.identities.revoke_tokens(name)
     err_console.print(f"revoked {count} token{'s' if count != 1 else ''} of {name!r}", highlight=False)
 
 
 @app.command("disable")
 def disable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
-    """Disable a user: its tokens stop working until it is enabled again."""
-    with _identities() as identities:
-        identities.set_disabled(name, True)
+    """Disable a user: its tokens stop working until it is enabled again. Needs an admin's token."""
+    with _session() as session:
+        session.admin("to disable users")
+        session.identities.set_disabled(name, True)
     err_console.print(f"disabled {name!r}", highlight=False)
 
 
 @app.command("enable")
 def enable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
-    """Enable a disabled user again (tokens revoked meanwhile stay revoked)."""
-    with _identities() as identities:
-        identities.set_disabled(name, False)
+    """Enable a disabled user again (tokens revoked meanwhile stay revoked). Needs an admin's token."""
+    with _session() as session:
+        session.admin("to enable users")
+        session.identities.set_disabled(name, False)
     err_console.print(f"enabled {name!r}", highlight=False)

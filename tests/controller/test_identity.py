@@ -1,22 +1,27 @@
-"""Users, roles and API tokens on SQLite and PostgreSQL, and the `twinops users` commands."""
+"""Users, roles, groups and API tokens on SQLite and PostgreSQL (the CLI: test_cli_users.py)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, select
-from typer.testing import CliRunner
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData, inspect, select, text
 
-from controller.cli import app as cli_app
-from controller.db import create_engine
+from controller.db import MIGRATIONS_DIR, sqlite_immediate
 from controller.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError, TwinopsError
 from controller.identity import TOKEN_PREFIX, Identities, Role, hash_token, require
-from controller.settings import Settings
+from controller.policy import RegorusPolicyGate, load_bundle
+from controller.settings import REPO_ROOT
 from tests.controller.audit import conftest as audit_db
 from workflows.contracts import Principal
+from workflows.policy import ApprovalDecision, ApprovalInput
 
 # The audit suite's database fixtures, reused as they are (see tests/controller/audit/conftest.py).
 sqlite_engine_factory = audit_db.sqlite_engine_factory
@@ -43,7 +48,7 @@ def database_text(engine: Engine) -> str:
 
 
 def test_add_user_returns_a_token_that_resolves(ids: Identities) -> None:
-    token = ids.add_user("alice", Role.APPROVER, "edge")
+    token = ids.add_user("alice", Role.APPROVER, "edge", groups=["sre"])
     assert token.startswith(TOKEN_PREFIX)
     assert len(token) == len(TOKEN_PREFIX) + 43  # 32 bytes, URL-safe base64 without padding
     assert ids.resolve(token) == Principal(id="alice", roles=["approver", "sre"], team="edge")
@@ -59,22 +64,25 @@ def test_tokens_are_stored_hashed_only(ids: Identities, engine: Engine) -> None:
         assert hash_token(token) in dump
 
 
-def test_roles_and_what_they_imply(engine: Engine) -> None:
-    ids = Identities(engine, approver_groups=("sre", "network"))
+def test_roles_and_what_they_imply(ids: Identities) -> None:
     viewer = ids.resolve(ids.add_user("vic", Role.VIEWER))
-    approver = ids.resolve(ids.add_user("amy", Role.APPROVER, "payments"))
-    admin = ids.resolve(ids.add_user("root", Role.ADMIN))
+    approver = ids.resolve(ids.add_user("amy", Role.APPROVER, "payments", groups=["sre", "network"]))
+    admin = ids.resolve(ids.add_user("root", Role.ADMIN, groups=["network", "sre"]))
     assert viewer == Principal(id="vic", roles=["viewer"], team=None)
-    assert approver.roles == ["approver", "sre", "network"]
+    assert approver.roles == ["approver", "network", "sre"]
     assert approver.team == "payments"
-    assert admin.roles == ["admin", "approver", "sre", "network"]
+    assert admin.roles == ["admin", "approver", "network", "sre"]
 
     require(admin, Role.APPROVER)
     require(admin, "admin")
     require(approver, Role.VIEWER)
     require(approver, Role.APPROVER)
-    with pytest.raises(AuthorizationError, match=r"user 'amy' \(approver, sre, network\) needs the admin role"):
+    with pytest.raises(
+        AuthorizationError, match=r"user 'amy' \(approver, network, sre\) needs the admin role for this"
+    ):
         require(approver, Role.ADMIN)
+    with pytest.raises(AuthorizationError, match=r"needs the admin role to add users$"):
+        require(approver, Role.ADMIN, "to add users")
     with pytest.raises(AuthorizationError, match="needs the approver role") as info:
         require(viewer, Role.APPROVER)
     assert isinstance(info.value, PermissionError)
@@ -146,81 +154,207 @@ def test_unknown_users(ids: Identities) -> None:
 
 def test_list_users(ids: Identities) -> None:
     token = ids.add_user("bob", Role.VIEWER)
-    ids.add_user("alice", Role.APPROVER, "edge")
+    ids.add_user("alice", Role.APPROVER, "edge", groups=["sre", "dba"])
     ids.revoke_tokens("alice")
     assert ids.get_user("bob").last_used_at is None
     ids.resolve(token)
     alice, bob = ids.list_users()
-    assert (alice.name, alice.role, alice.team, alice.active_tokens, alice.disabled) == (
+    assert (alice.name, alice.role, alice.team, alice.active_tokens, alice.disabled, alice.groups) == (
         "alice",
         Role.APPROVER,
         "edge",
         0,
         False,
+        ("dba", "sre"),
     )
-    assert (bob.name, bob.role, bob.team, bob.active_tokens) == ("bob", Role.VIEWER, None, 1)
+    assert (bob.name, bob.role, bob.team, bob.active_tokens, bob.groups) == ("bob", Role.VIEWER, None, 1, ())
+    assert ids.get_user("alice").groups == ("dba", "sre")
     assert bob.last_used_at is not None and bob.last_used_at.utcoffset() is not None
     assert bob.created_at.utcoffset() is not None
     assert bob.created_at <= bob.last_used_at
 
 
-# ---- CLI ------------------------------------------------------------------------------------
+# ---- groups -----------------------------------------------------------------------------------
+
+
+def test_groups_come_from_the_user_not_the_role(ids: Identities) -> None:
+    plain = ids.resolve(ids.add_user("amy", Role.APPROVER))
+    admin = ids.resolve(ids.add_user("root", Role.ADMIN))
+    assert plain.roles == ["approver"]  # no group is implied, `sre` included
+    assert admin.roles == ["admin", "approver"]
+    dba = ids.resolve(ids.add_user("dora", Role.APPROVER, "data", groups=["dba"]))
+    assert dba.roles == ["approver", "dba"]
+
+
+def test_a_viewers_groups_grant_nothing(ids: Identities) -> None:
+    vic = ids.resolve(ids.add_user("vic", Role.VIEWER, groups=["sre", "dba"]))
+    assert vic.roles == ["viewer"]
+    with pytest.raises(AuthorizationError, match="needs the approver role"):
+        require(vic, Role.APPROVER)
+    assert ids.get_user("vic").groups == ("dba", "sre")  # kept, for when the user is promoted
+
+
+def test_principal_holds_exactly_its_groups() -> None:
+    assert Identities.principal("a", Role.APPROVER, "t", ["sre", "dba", "sre"]).roles == ["approver", "dba", "sre"]
+    assert Identities.principal("a", Role.ADMIN, None, []).roles == ["admin", "approver"]
+    assert Identities.principal("v", Role.VIEWER, None, ["dba"]).roles == ["viewer"]
+
+
+def test_change_groups(ids: Identities) -> None:
+    token = ids.add_user("dora", Role.APPROVER, groups=["sre"])
+    assert ids.change_groups("dora", add=["dba", "dba"]) == ("dba", "sre")
+    assert ids.resolve(token).roles == ["approver", "dba", "sre"]  # the next request sees it
+    assert ids.change_groups("dora", add=["sre"]) == ("dba", "sre")  # already held: no-op
+    assert ids.change_groups("dora", add=["network"], remove=["sre"]) == ("dba", "network")
+    with pytest.raises(NotFoundError, match=r"user 'dora' is not in group 'SRE' \(its groups: dba, network\)"):
+        ids.change_groups("dora", remove=["SRE"])
+    with pytest.raises(ValueError, match="group 'dba' is both added and removed"):
+        ids.change_groups("dora", add=["dba"], remove=["dba"])
+    with pytest.raises(NotFoundError, match="unknown user 'nobody'"):
+        ids.change_groups("nobody", add=["dba"])
+    assert ids.change_groups("dora", remove=["dba", "network"]) == ()
+    assert ids.resolve(token).roles == ["approver"]
+
+
+def test_group_names_are_checked(ids: Identities) -> None:
+    for role_name in ("admin", "approver", "viewer", "Admin"):
+        with pytest.raises(ValueError, match=f"group name '{role_name}' is a role name"):
+            ids.add_user("eve", Role.APPROVER, groups=[role_name])
+    for bad in ("", "a b", "x" * 101, "-dash"):
+        with pytest.raises(ValueError, match="group name"):
+            ids.add_user("eve", Role.APPROVER, groups=[bad])
+    assert ids.list_users() == []  # nothing half-created
+    ids.add_user("eve", Role.APPROVER, groups="dba")  # one bare string is one group, not three
+    assert ids.get_user("eve").groups == ("dba",)
+    with pytest.raises(ValueError, match="is a role name"):
+        ids.change_groups("eve", add=["admin"])
+
+
+# ---- bootstrap ------------------------------------------------------------------------------
+
+
+def test_bootstrap_admin_works_once_on_an_empty_database(ids: Identities) -> None:
+    assert ids.is_empty()
+    token = ids.bootstrap_admin("root", groups=["sre"])
+    assert ids.resolve(token) == Principal(id="root", roles=["admin", "approver", "sre"], team=None)
+    assert not ids.is_empty()
+    with pytest.raises(ConflictError, match=r"users already exist.*set TWINOPS_TOKEN to an admin's API token"):
+        ids.bootstrap_admin("second")
+    assert [u.name for u in ids.list_users()] == ["root"]
+
+
+def test_bootstrap_refused_once_any_user_exists(ids: Identities) -> None:
+    ids.add_user("vic", Role.VIEWER)
+    with pytest.raises(ConflictError, match="users already exist"):
+        ids.bootstrap_admin("root")
+
+
+def test_concurrent_bootstraps_make_one_admin(engine_factory: Callable[[], Engine]) -> None:
+    contenders = 6
+    stores = [Identities(engine_factory()) for _ in range(contenders)]
+    start = threading.Barrier(contenders)
+    outcomes: list[str] = []
+
+    def bootstrap(i: int) -> None:
+        start.wait()
+        try:
+            stores[i].bootstrap_admin(f"root{i}")
+            outcomes.append("admin")
+        except ConflictError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=bootstrap, args=(i,)) for i in range(contenders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(outcomes) == ["admin"] + ["refused"] * (contenders - 1)
+    assert len(stores[0].list_users()) == 1
+
+
+# ---- migration 0004 -------------------------------------------------------------------------
+
+
+def _alembic(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.connect() as conn:
+        conn.execution_options(**sqlite_immediate)
+        with conn.begin():
+            config.attributes["connection"] = conn
+            action(config, revision)
+
+
+def test_migration_0004_gives_existing_approvers_the_group_they_had(engine: Engine) -> None:
+    _alembic(engine, command.downgrade, "0003_audit_no_replace")
+    assert "user_groups" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:
+        for name, role in (("vic", "viewer"), ("amy", "approver"), ("root", "admin")):
+            conn.execute(
+                text("INSERT INTO users (name, role, created_at, disabled) VALUES (:n, :r, CURRENT_TIMESTAMP, :d)"),
+                {"n": name, "r": role, "d": False},
+            )
+    _alembic(engine, command.upgrade, "head")
+    ids = Identities(engine)
+    assert {u.name: u.groups for u in ids.list_users()} == {"amy": ("sre",), "root": ("sre",), "vic": ()}
+    token = ids.issue_token("amy")
+    assert ids.resolve(token).roles == ["approver", "sre"]  # what 0003's code implied: nobody locked out
+    _alembic(engine, command.downgrade, "0003_audit_no_replace")
+    assert "user_groups" not in inspect(engine).get_table_names()
+    assert {u["name"] for u in inspect(engine).get_columns("users")} >= {"name", "role"}
+    _alembic(engine, command.upgrade, "head")  # and up again
+
+
+# ---- the real approval policy ---------------------------------------------------------------
+
+
+def _approval_case(groups: list[str]) -> dict[str, Any]:
+    """A low-risk scale of the policy cases, one approval needed from one of `groups`."""
+    case: dict[str, Any] = json.loads((REPO_ROOT / "tests" / "policy_cases" / "approval_counts_low.json").read_text())
+    case["input"]["safety"]["approver_groups"] = groups
+    return dict(case["input"])
+
+
+async def _decisions(bundle: Path, case: dict[str, Any], *principals: Principal) -> dict[str, ApprovalDecision]:
+    """What the approval policy of `bundle` says to each principal approving `case` first."""
+    gate = RegorusPolicyGate(load_bundle(bundle), timeout_seconds=10.0)
+    try:
+        return {
+            p.id: await gate.evaluate_approval(ApprovalInput.model_validate({**case, "approver": p.model_dump()}))
+            for p in principals
+        }
+    finally:
+        await gate.aclose()
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TWINOPS_HOME", str(tmp_path))
-    monkeypatch.delenv("TWINOPS_DATABASE_URL", raising=False)
-    return tmp_path
+def dba_policy(tmp_path: Path) -> Path:
+    """The repo's bundle, with a data.json whose scale actions need the `dba` group."""
+    bundle = tmp_path / "policies"
+    shutil.copytree(REPO_ROOT / "policies", bundle, ignore=shutil.ignore_patterns("*_test.rego"))
+    data = json.loads((bundle / "data.json").read_text())
+    data["twinops"]["config"]["approval"]["groups_by_action"]["scale"] = ["dba"]
+    (bundle / "data.json").write_text(json.dumps(data))
+    return bundle
 
 
-def test_cli_users(home: Path) -> None:
-    runner = CliRunner()
-    added = runner.invoke(cli_app, ["users", "add", "alice", "--role", "approver", "--team", "edge"])
-    assert added.exit_code == 0, added.output
-    token = added.stdout.strip()
-    assert token.startswith(TOKEN_PREFIX)
-    assert "shown once" in added.stderr
+async def test_the_repo_policy_refuses_an_approver_given_no_group(ids: Identities) -> None:
+    amy = ids.resolve(ids.add_user("amy", Role.APPROVER, "payments"))
+    root = ids.resolve(ids.add_user("root", Role.ADMIN, "payments"))
+    decisions = await _decisions(REPO_ROOT / "policies", _approval_case(["sre"]), amy, root)
+    for who in ("amy", "root"):  # the role alone used to carry `sre`, and with it every scale approval
+        assert decisions[who].counts is False, who
+        assert [r.code for r in decisions[who].reasons] == ["not_in_approver_group"], who
 
-    engine = create_engine(Settings(home=home).resolved_database_url)
-    try:
-        ids = Identities(engine)
-        assert ids.resolve(token) == Principal(id="alice", roles=["approver", "sre"], team="edge")
 
-        again = runner.invoke(cli_app, ["users", "add", "alice"])
-        assert again.exit_code == 2
-        assert "user 'alice' already exists" in again.stderr
-
-        bad_role = runner.invoke(cli_app, ["users", "add", "bob", "--role", "root"])
-        assert bad_role.exit_code == 2
-
-        listed = runner.invoke(cli_app, ["users", "list", "--json"])
-        assert listed.exit_code == 0, listed.output
-        [row] = json.loads(listed.stdout)
-        assert row["name"] == "alice" and row["role"] == "approver" and row["active_tokens"] == 1
-        assert token not in listed.stdout
-        table = runner.invoke(cli_app, ["users", "list"])
-        assert table.exit_code == 0 and "alice" in table.stdout
-
-        issued = runner.invoke(cli_app, ["users", "token", "alice"])
-        assert issued.exit_code == 0, issued.output
-        second = issued.stdout.strip()
-        assert ids.resolve(second).id == "alice"
-
-        revoked = runner.invoke(cli_app, ["users", "revoke", "alice"])
-        assert revoked.exit_code == 0, revoked.output
-        assert "revoked 2 tokens of 'alice'" in revoked.stderr
-        for old in (token, second):
-            with pytest.raises(AuthenticationError):
-                ids.resolve(old)
-
-        unknown = runner.invoke(cli_app, ["users", "token", "nobody"])
-        assert unknown.exit_code == 2
-        assert "unknown user 'nobody'" in unknown.stderr
-
-        assert runner.invoke(cli_app, ["users", "disable", "alice"]).exit_code == 0
-        assert ids.get_user("alice").disabled
-        assert runner.invoke(cli_app, ["users", "enable", "alice"]).exit_code == 0
-        assert not ids.get_user("alice").disabled
-    finally:
-        engine.dispose()
+async def test_a_group_other_than_sre_is_required_and_met_only_by_a_member(ids: Identities, dba_policy: Path) -> None:
+    sre = ids.resolve(ids.add_user("sam", Role.APPROVER, "payments", groups=["sre", "network"]))
+    admin = ids.resolve(ids.add_user("root", Role.ADMIN, "payments", groups=["sre"]))
+    dba = ids.resolve(ids.add_user("dora", Role.APPROVER, "payments", groups=["dba"]))
+    viewer = ids.resolve(ids.add_user("vic", Role.VIEWER, "payments", groups=["dba"]))
+    decisions = await _decisions(dba_policy, _approval_case(["dba"]), sre, admin, dba, viewer)
+    for refused in ("sam", "root", "vic"):
+        assert decisions[refused].counts is False, refused
+        assert [r.code for r in decisions[refused].reasons] == ["not_in_approver_group"], refused
+    assert decisions["dora"].counts is True
+    assert decisions["dora"].quorum_met is True

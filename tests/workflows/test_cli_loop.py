@@ -63,8 +63,8 @@ async def started(stack: Stack, verification_seconds: float = 1) -> tuple[Workfl
 def users(stack: Stack) -> dict[str, str]:
     ids = Identities(create_engine(stack.settings.resolved_database_url))
     return {
-        "alice": ids.add_user("alice", "approver", "edge"),
-        "bob": ids.add_user("bob", "approver", "payments"),
+        "alice": ids.add_user("alice", "approver", "edge", groups=["sre"]),
+        "bob": ids.add_user("bob", "approver", "payments", groups=["sre"]),
         "victor": ids.add_user("victor", "viewer", "edge"),
     }
 
