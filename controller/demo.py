@@ -180,7 +180,7 @@ async def run_demo(settings: Settings, console: Console) -> int:
     tokens: dict[str, str] = {}
     for name, team in DEMO_SRES:
         try:
-            tokens[name] = identities.add_user(f"demo-{name}", "approver", team)
+            tokens[name] = identities.add_user(f"demo-{name}", "approver", team, groups=["sre"])
         except ConflictError:
             tokens[name] = identities.issue_token(f"demo-{name}")
     results: list[RemediationResult] = []
