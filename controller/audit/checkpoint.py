@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -36,6 +37,7 @@ __all__ = [
     "Checkpoint",
     "NoteSigner",
     "NoteVerifier",
+    "RawSigner",
     "load_or_create_key",
     "load_verifier",
     "parse_checkpoint",
@@ -93,6 +95,16 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     return loaded
 
 
+class RawSigner(Protocol):
+    """An Ed25519 signer whose private key is elsewhere (an HSM, a KMS, another process)."""
+
+    public_bytes: bytes
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of `data`."""
+        ...
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A parsed checkpoint note."""
@@ -108,11 +120,16 @@ class Checkpoint:
 class NoteSigner:
     """Signs checkpoint bodies under one key name."""
 
-    def __init__(self, name: str, key: Ed25519PrivateKey) -> None:
+    def __init__(self, name: str, key: Ed25519PrivateKey | RawSigner) -> None:
         _check_name(name)
         self.name = name
         self._key = key
-        self.public_bytes = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if isinstance(key, Ed25519PrivateKey):
+            self.public_bytes = key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        else:
+            self.public_bytes = key.public_bytes
         self.key_id = _key_id(name, self.public_bytes)
 
     def __repr__(self) -> str:  # the private key must never reach a log line
@@ -126,7 +143,7 @@ class NoteSigner:
     def public_pem(self) -> str:
         """The public key as PEM (SubjectPublicKeyInfo), for tools that want it."""
         return (
-            self._key.public_key()
+            Ed25519PublicKey.from_public_bytes(self.public_bytes)
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             .decode()
         )

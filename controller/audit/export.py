@@ -17,11 +17,19 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from controller.audit.canonical import canonical_json, format_time
-from controller.audit.checkpoint import NoteVerifier, parse_checkpoint
+from controller.audit.canonical import canonical_json
+from controller.audit.checkpoint import NoteVerifier
 from controller.audit.ledger import SqlAuditLedger
-from controller.audit.verify import HeadRecord, Problem, VerificationReport, require_coverage, verify_log
-from controller.errors import AuditError, LedgerIntegrityError
+from controller.audit.verify import (
+    HeadRecord,
+    KeptCheckpoint,
+    Problem,
+    VerificationReport,
+    kept_heads,
+    require_coverage,
+    verify_log,
+)
+from controller.errors import AuditError
 
 __all__ = ["EXPORT_FORMAT", "verify_export", "write_export"]
 
@@ -60,14 +68,6 @@ def write_export(ledger: SqlAuditLedger, out: IO[bytes]) -> int:
     return written
 
 
-def _kept_head(text: str) -> HeadRecord:
-    try:
-        checkpoint = parse_checkpoint(text)
-    except LedgerIntegrityError:
-        return HeadRecord(-1, "", "", text)  # verify_log reports it as a bad signed head
-    return HeadRecord(checkpoint.size, checkpoint.root.hex(), format_time(checkpoint.time), text)
-
-
 def _lines(data: bytes, report: VerificationReport) -> Iterator[tuple[int, dict[str, Any]]]:
     if not data.endswith(b"\n"):
         report.problems.append(Problem(None, "malformed", "export does not end with a newline (truncated?)"))
@@ -83,7 +83,7 @@ def _lines(data: bytes, report: VerificationReport) -> Iterator[tuple[int, dict[
 
 
 def verify_export(
-    data: bytes, verifier: NoteVerifier | None = None, *, kept_checkpoints: Sequence[str] = ()
+    data: bytes, verifier: NoteVerifier | None = None, *, kept_checkpoints: Sequence[str | KeptCheckpoint] = ()
 ) -> VerificationReport:
     """Verify an export. Pass the public key obtained independently; without it the export's own key is
     used, which only proves the export is self-consistent, not who signed it.
@@ -126,7 +126,7 @@ def verify_export(
     active = verifier or own
     if header["origin"] != active.name:
         report.problems.append(Problem(None, "malformed", f"header: origin {header['origin']!r} is not the key's name"))
-    kept = [_kept_head(text) for text in kept_checkpoints]
+    kept = kept_heads(kept_checkpoints)
     found = verify_log(entries, [*heads, *kept], active, str(header["origin"]), size_hint=len(entries))
     found.heads -= len(kept)
     found.problems[:0] = report.problems

@@ -11,95 +11,41 @@ nodes amortized and a signed head costs O(log n), never a full recomputation.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, Row, Table, func, insert, select, text
+from sqlalchemy import Connection, Engine, Row, insert, select, text
 
 from controller.audit.canonical import canonical_json, entry_bytes, entry_fields, format_time, parse_time
-from controller.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, load_or_create_key, parse_checkpoint
+from controller.audit.checkpoint import NoteSigner
 from controller.audit.merkle import Frontier, leaf_hash
-from controller.audit.models import AuditEventRow, TreeHeadRow
-from controller.audit.verify import HeadRecord, VerificationReport, require_coverage, verify_log
+from controller.audit.reader import EVENTS, HEADS, LedgerReader, TreeHead, head_of, record_of, row_entry
+from controller.audit.signing import signer_from_settings
+from controller.audit.witness import CheckpointWitness, WitnessDirectory, WitnessFanout
 from controller.db import create_engine, migrate, sqlite_immediate
-from controller.errors import LedgerConflictError, LedgerIntegrityError, NotFoundError
+from controller.errors import LedgerConflictError, LedgerIntegrityError
 from controller.settings import Settings
-from workflows.audit import AuditEventConflict, AuditEventInput, AuditRecord, EventKind
+from workflows.audit import AuditEventConflict, AuditEventInput, AuditRecord
 
-__all__ = ["EventConflictError", "SqlAuditLedger", "TreeHead"]
+__all__ = ["EventConflictError", "SqlAuditLedger", "TreeHead", "row_entry"]
 
 _log = structlog.get_logger("twinops.audit")
-_EVENTS = cast(Table, AuditEventRow.__table__)
-_HEADS = cast(Table, TreeHeadRow.__table__)
 _APPEND_LOCK = 0x7477696E61756474  # "twinaudt": the advisory lock every appender takes
-_CHUNK = 10_000
-# How late a head may come on top of the head interval: the timer ticks once per interval (so a
-# head can take two), and an event's time is its workflow's, which a retried append lags.
-_SIGNING_SLACK = timedelta(minutes=5)
-_PLAIN_COLUMNS = ("seq", "event_id", "time", "remediation_id", "workflow_id", "run_id", "actor", "kind", "leaf_hash")
 
 
 class EventConflictError(LedgerConflictError, AuditEventConflict):
     """An event id appended again with different content: a LedgerConflictError the workflows layer can catch."""
 
 
-@dataclass(frozen=True)
-class TreeHead:
-    """A signed tree head."""
+class SqlAuditLedger(LedgerReader):
+    """The append-only, verifiable audit ledger over any SQLAlchemy engine.
 
-    tree_size: int
-    root_hash: str
-    time: datetime
-    checkpoint: str
-
-
-def _parsed(text: str) -> Checkpoint:
-    try:
-        return parse_checkpoint(text)
-    except LedgerIntegrityError:
-        # Unparseable: hand it on with an impossible size so verification reports it as a bad head.
-        return Checkpoint(origin="", size=-1, root=b"", time=datetime.min.replace(tzinfo=UTC), body="", text=text)
-
-
-def _head(row: Row[Any]) -> TreeHead:
-    return TreeHead(row.tree_size, row.root_hash, parse_time(row.time), row.checkpoint)
-
-
-def row_entry(row: Row[Any]) -> dict[str, Any]:
-    """A table row as the entry dict verification and export use; unreadable JSON stays text (and fails the hash)."""
-    entry = {name: getattr(row, name) for name in _PLAIN_COLUMNS}
-    for name in ("target_nodes", "payload"):
-        raw = getattr(row, name)
-        try:
-            entry[name] = json.loads(raw)
-        except (TypeError, ValueError):
-            entry[name] = raw
-    return entry
-
-
-def _record(row: Row[Any]) -> AuditRecord:
-    return AuditRecord(
-        seq=row.seq,
-        event_id=row.event_id,
-        time=parse_time(row.time),
-        remediation_id=row.remediation_id,
-        workflow_id=row.workflow_id,
-        run_id=row.run_id,
-        actor=row.actor,
-        kind=EventKind(row.kind),
-        target_nodes=tuple(json.loads(row.target_nodes)),
-        payload=json.loads(row.payload),
-        leaf_hash=row.leaf_hash,
-    )
-
-
-class SqlAuditLedger:
-    """The append-only, verifiable audit ledger over any SQLAlchemy engine."""
+    Every head it signs is handed, once committed, to its witnesses (see `controller.audit.witness`).
+    """
 
     def __init__(
         self,
@@ -109,35 +55,48 @@ class SqlAuditLedger:
         head_every_events: int = 100,
         head_every_seconds: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        witnesses: Sequence[CheckpointWitness] = (),
     ) -> None:
-        self.engine = engine
+        super().__init__(
+            engine,
+            signer.verifier(),
+            head_every_events=head_every_events,
+            head_every_seconds=head_every_seconds,
+            clock=clock,
+        )
         self.signer = signer
-        self.origin = signer.name
-        self.head_every_events = max(1, head_every_events)
-        self.head_every = timedelta(seconds=head_every_seconds)
-        self._clock = clock
+        self.witnesses = WitnessFanout(witnesses)
         self._lock = threading.Lock()
         self._frontier = Frontier()
         self._seen_head: tuple[int, datetime] | None = None  # (size, time) of the newest head we know of
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate_schema: bool = True) -> SqlAuditLedger:
-        """The ledger the settings describe: engine, schema at head, signing key (created on first start)."""
+        """The ledger the settings describe: engine, schema at head, signer (a key file is created on first
+        start in embedded mode only), and the witness directory if one is set."""
+        signer = signer_from_settings(settings)
         engine = create_engine(settings.resolved_database_url)
         if migrate_schema:
             migrate(engine)
-        signer = NoteSigner(settings.audit_origin, load_or_create_key(settings.resolved_signing_key))
+        witnesses = [WitnessDirectory(settings.audit_witness_dir)] if settings.audit_witness_dir else []
         return cls(
             engine,
             signer,
             head_every_events=settings.audit_head_every_events,
             head_every_seconds=settings.audit_head_every_seconds,
+            witnesses=witnesses,
         )
 
-    @property
-    def verifier(self) -> NoteVerifier:
-        """The verifier for this ledger's heads (public key only)."""
-        return self.signer.verifier()
+    @contextmanager
+    def witnessed_by(self, witness: CheckpointWitness) -> Iterator[None]:
+        """Publish heads to `witness` too while the block runs (e.g. the worker's notifier)."""
+        with self._lock:
+            self.witnesses.add(witness)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.witnesses.remove(witness)
 
     # -- the port ---------------------------------------------------------------------------------
 
@@ -158,14 +117,14 @@ class SqlAuditLedger:
             conn.execution_options(**sqlite_immediate)
             with conn.begin():
                 self._serialize(conn)
-                existing = conn.execute(select(_EVENTS).where(_EVENTS.c.event_id == event.event_id)).first()
+                existing = conn.execute(select(EVENTS).where(EVENTS.c.event_id == event.event_id)).first()
                 if existing is not None:
                     return self._same_or_conflict(existing, event)
                 frontier = self._caught_up(conn)
                 fields = entry_fields(event, frontier.size)
                 leaf = leaf_hash(entry_bytes(fields))
                 conn.execute(
-                    insert(_EVENTS).values(
+                    insert(EVENTS).values(
                         **{k: v for k, v in fields.items() if k not in ("target_nodes", "payload")},
                         target_nodes=canonical_json(fields["target_nodes"]).decode(),
                         payload=canonical_json(fields["payload"]).decode(),
@@ -220,7 +179,7 @@ class SqlAuditLedger:
         stored = row_entry(row)
         wanted = entry_fields(event, row.seq)
         if entry_bytes(stored) == entry_bytes(wanted):
-            return _record(row)
+            return record_of(row)
         differing = sorted(k for k in wanted if wanted[k] != stored.get(k))
         raise EventConflictError(
             f"event {event.event_id!r} is already recorded at seq {row.seq} with different content "
@@ -235,8 +194,8 @@ class SqlAuditLedger:
         """
         frontier = self._frontier.copy()
         start = max(frontier.size - 1, 0)
-        stmt = select(_EVENTS.c.seq, _EVENTS.c.leaf_hash).order_by(_EVENTS.c.seq)
-        rows = conn.execute(stmt.where(_EVENTS.c.seq >= start)).all()
+        stmt = select(EVENTS.c.seq, EVENTS.c.leaf_hash).order_by(EVENTS.c.seq)
+        rows = conn.execute(stmt.where(EVENTS.c.seq >= start)).all()
         if frontier.size:
             if rows and rows[0].seq == start and bytes.fromhex(rows[0].leaf_hash) == frontier.last:
                 rows = rows[1:]
@@ -254,17 +213,17 @@ class SqlAuditLedger:
         seen = self._seen_head
         if not force and seen is not None and not self._due(seen, frontier.size, now):
             return None  # the common case costs no query; other writers' heads only make ours earlier
-        latest = conn.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1)).first()
+        latest = conn.execute(select(HEADS).order_by(HEADS.c.tree_size.desc()).limit(1)).first()
         if latest is not None:
             self._seen_head = (latest.tree_size, parse_time(latest.time))
             if latest.tree_size == frontier.size:
-                return _head(latest) if force else None
+                return head_of(latest) if force else None
             if not force and not self._due(self._seen_head, frontier.size, now):
                 return None
         root = frontier.root()
         checkpoint = self.signer.sign_checkpoint(self.origin, frontier.size, root, now)
         conn.execute(
-            insert(_HEADS).values(
+            insert(HEADS).values(
                 tree_size=frontier.size, root_hash=root.hex(), time=format_time(now), checkpoint=checkpoint
             )
         )
@@ -276,117 +235,9 @@ class SqlAuditLedger:
 
     def _committed(self, frontier: Frontier, head: TreeHead | None) -> None:
         # Only committed state may become the cache; after a rollback the old cache stays.
+        signed = head is not None and (self._seen_head is None or head.tree_size > self._seen_head[0])
         self._frontier = frontier
         if head is not None:
             self._seen_head = (head.tree_size, head.time)
-
-    # -- reading ----------------------------------------------------------------------------------
-
-    def trail_sync(self, remediation_id: str) -> list[AuditRecord]:
-        """Every event of one remediation, in log order."""
-        stmt = select(_EVENTS).where(_EVENTS.c.remediation_id == remediation_id).order_by(_EVENTS.c.seq)
-        with self.engine.connect() as conn:
-            return [_record(row) for row in conn.execute(stmt)]
-
-    def get(self, event_id: str) -> AuditRecord:
-        """One event by id; NotFoundError if unknown."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(_EVENTS).where(_EVENTS.c.event_id == event_id)).first()
-        if row is None:
-            raise NotFoundError(f"audit event {event_id!r}: not in the ledger")
-        return _record(row)
-
-    def query(
-        self,
-        *,
-        node: str | None = None,
-        actor: str | None = None,
-        kind: EventKind | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[AuditRecord]:
-        """Events matching every given filter, in log order (`until` is exclusive)."""
-        stmt = select(_EVENTS).order_by(_EVENTS.c.seq)
-        if actor is not None:
-            stmt = stmt.where(_EVENTS.c.actor == actor)
-        if kind is not None:
-            stmt = stmt.where(_EVENTS.c.kind == kind.value)
-        if since is not None:
-            stmt = stmt.where(_EVENTS.c.time >= format_time(since))
-        if until is not None:
-            stmt = stmt.where(_EVENTS.c.time < format_time(until))
-        if node is not None:
-            # Narrow in SQL on the JSON text, then match exactly in Python (portable across databases).
-            needle = json.dumps(node, ensure_ascii=False).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(_EVENTS.c.target_nodes.like(f"%{needle}%", escape="\\"))
-        found: list[AuditRecord] = []
-        with self.engine.connect() as conn:
-            for row in conn.execute(stmt):
-                record = _record(row)
-                if node is None or node in record.target_nodes:
-                    found.append(record)
-                    if limit is not None and len(found) >= limit:
-                        break
-        return found
-
-    def entry(self, event_id: str) -> dict[str, Any]:
-        """One event exactly as stored (the hashed fields plus `leaf_hash`); NotFoundError if unknown."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(_EVENTS).where(_EVENTS.c.event_id == event_id)).first()
-        if row is None:
-            raise NotFoundError(f"audit event {event_id!r}: not in the ledger")
-        return row_entry(row)
-
-    def latest_head(self) -> TreeHead | None:
-        """The newest signed head, if any."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(_HEADS).order_by(_HEADS.c.tree_size.desc()).limit(1)).first()
-        return None if row is None else _head(row)
-
-    def size(self) -> int:
-        """Number of events in the ledger."""
-        with self.engine.connect() as conn:
-            last = conn.execute(select(func.max(_EVENTS.c.seq))).scalar()
-        return 0 if last is None else int(last) + 1
-
-    def leaf_hashes(self, size: int) -> list[bytes]:
-        """The first `size` stored leaf hashes, in order."""
-        stmt = select(_EVENTS.c.seq, _EVENTS.c.leaf_hash).where(_EVENTS.c.seq < size).order_by(_EVENTS.c.seq)
-        with self.engine.connect() as conn:
-            leaves = [bytes.fromhex(h) for _, h in conn.execute(stmt)]
-        if len(leaves) != size:
-            raise LedgerIntegrityError(f"seq {len(leaves)}: the ledger has fewer rows than its head of size {size}")
-        return leaves
-
-    def iter_entries(self) -> Iterator[dict[str, Any]]:
-        """Every entry in seq order, streamed, as verification and export see them."""
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=_CHUNK).execute(select(_EVENTS).order_by(_EVENTS.c.seq))
-            for row in result:
-                yield row_entry(row)
-
-    def heads(self) -> list[HeadRecord]:
-        """Every stored head, by size."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_HEADS).order_by(_HEADS.c.tree_size))
-            return [HeadRecord(r.tree_size, r.root_hash, r.time, r.checkpoint) for r in rows]
-
-    def verify(self, *, kept_checkpoints: Sequence[str] = ()) -> VerificationReport:
-        """Recompute every leaf and the tree; check every signed head (see `verify_log`), and any
-        checkpoints an auditor kept from earlier (they must match the tree at their size).
-
-        Entries no head covers fail unless they are a tail the writers had no chance to sign
-        yet: fewer than `head_every_events`, none older than twice the head interval (plus slack).
-        """
-        kept = [HeadRecord(c.size, c.root.hex(), format_time(c.time), c.text) for c in map(_parsed, kept_checkpoints)]
-        report = verify_log(
-            self.iter_entries(), [*self.heads(), *kept], self.verifier, self.origin, size_hint=self.size()
-        )
-        report.heads -= len(kept)
-        require_coverage(
-            report,
-            max_unsigned=self.head_every_events - 1,
-            older_than=self._clock() - 2 * self.head_every - _SIGNING_SLACK,
-        )
-        return report
+        # Under the append lock, so witnesses see heads in order; a head we only re-read is not re-sent.
+        self.witnesses.publish(head.checkpoint if signed and head is not None else None)

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from controller.audit.canonical import entry_bytes, format_time
-from controller.audit.checkpoint import NoteVerifier
+from controller.audit.checkpoint import NoteVerifier, parse_checkpoint
 from controller.audit.merkle import Frontier, leaf_hash
 from controller.errors import LedgerIntegrityError
 
-__all__ = ["HeadRecord", "Problem", "ProblemKind", "VerificationReport", "require_coverage", "verify_log"]
+__all__ = [
+    "HeadRecord",
+    "KeptCheckpoint",
+    "Problem",
+    "ProblemKind",
+    "VerificationReport",
+    "kept_heads",
+    "require_coverage",
+    "verify_log",
+]
 
 ProblemKind = Literal[
     "edited", "missing", "reordered", "duplicate", "forged_head", "head_mismatch", "malformed", "unsigned"
@@ -33,12 +42,39 @@ _REORDER_WINDOW = 50_000
 
 @dataclass(frozen=True)
 class HeadRecord:
-    """A stored tree head as read from a table row or an export line."""
+    """A stored tree head as read from a table row or an export line; `source` names a kept copy's origin."""
 
     tree_size: int
     root_hash: str
     time: str
     checkpoint: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class KeptCheckpoint:
+    """A signed checkpoint an auditor kept outside the log, and where it was kept (a file, a message)."""
+
+    text: str
+    source: str
+
+
+def kept_heads(kept: Sequence[str | KeptCheckpoint]) -> list[HeadRecord]:
+    """Kept checkpoints as heads to check the log against; an unparseable one becomes a head that fails."""
+    heads = []
+    for number, item in enumerate(kept, start=1):
+        text, source = (item, f"#{number}") if isinstance(item, str) else (item.text, item.source)
+        try:
+            c = parse_checkpoint(text)
+        except LedgerIntegrityError:
+            heads.append(HeadRecord(-1, "", "", text, source))  # verify_log reports it as a bad signed head
+            continue
+        heads.append(HeadRecord(c.size, c.root.hex(), format_time(c.time), text, source))
+    return heads
+
+
+def _label(head: HeadRecord) -> str:
+    return f"kept checkpoint {head.source}: " if head.source else ""
 
 
 @dataclass(frozen=True)
@@ -114,13 +150,14 @@ def verify_log(
     """
     report = VerificationReport()
     pending: list[tuple[int, bytes, HeadRecord]] = []
-    sizes_seen: dict[int, bytes] = {}
     for head in heads:
         report.heads += 1
         try:
             checkpoint = verifier.verify(head.checkpoint)
         except LedgerIntegrityError as exc:
-            report.problems.append(Problem(head.tree_size, "forged_head", f"head at size {head.tree_size}: {exc}"))
+            report.problems.append(
+                Problem(head.tree_size, "forged_head", f"{_label(head)}head at size {head.tree_size}: {exc}")
+            )
             continue
         if (checkpoint.size, checkpoint.root.hex(), format_time(checkpoint.time)) != (
             head.tree_size,
@@ -131,7 +168,7 @@ def verify_log(
                 Problem(
                     head.tree_size,
                     "forged_head",
-                    f"head at size {head.tree_size}: fields differ from its signed checkpoint",
+                    f"{_label(head)}head at size {head.tree_size}: fields differ from its signed checkpoint",
                 )
             )
             continue
@@ -140,24 +177,14 @@ def verify_log(
                 Problem(
                     head.tree_size,
                     "forged_head",
-                    f"head at size {head.tree_size}: origin {checkpoint.origin!r} is not {origin!r}",
+                    f"{_label(head)}head at size {head.tree_size}: origin {checkpoint.origin!r} is not {origin!r}",
                 )
             )
             continue
-        if head.tree_size in sizes_seen:
-            # A second signed head for one size (e.g. a checkpoint the auditor kept) must agree.
-            if sizes_seen[head.tree_size] != checkpoint.root:
-                report.problems.append(
-                    Problem(
-                        head.tree_size,
-                        "forged_head",
-                        f"two signed heads at size {head.tree_size} disagree (the log was forked or rewritten)",
-                    )
-                )
-            continue
-        sizes_seen[head.tree_size] = checkpoint.root
+        # Two heads for one size (the log's and a kept copy) are both checked against the
+        # recomputed tree, so the one that no longer matches is the one named.
         pending.append((head.tree_size, checkpoint.root, head))
-    pending.sort(key=lambda item: item[0])
+    pending.sort(key=lambda item: item[0])  # stable: the log's own head before kept copies of its size
     queue = deque(pending)
 
     frontier = Frontier()
@@ -167,25 +194,27 @@ def verify_log(
 
     def settle_heads() -> None:
         nonlocal last_good
-        while queue and queue[0][0] == frontier.size:
-            size, root, _ = queue.popleft()
-            report.covered_size = size
-            report.oldest_uncovered = None
-            if frontier.root() == root:
-                last_good = size
+        if not queue or queue[0][0] != frontier.size:
+            return
+        size, computed = frontier.size, frontier.root()
+        report.covered_size = size
+        report.oldest_uncovered = None
+        while queue and queue[0][0] == size:
+            _, root, head = queue.popleft()
+            if computed == root:
                 report.verified_size = size
                 report.root_hash = root.hex()
-            else:
-                report.problems.append(
-                    Problem(
-                        last_good,
-                        "head_mismatch",
-                        f"the log's first {size} entries do not hash to the signed head at size {size}: "
-                        f"entries between seq {last_good} and {size - 1} were altered, reordered, removed or replaced",
-                        exact=False,
-                    )
+                continue
+            report.problems.append(
+                Problem(
+                    last_good,
+                    "head_mismatch",
+                    f"{_label(head)}the log's first {size} entries do not hash to the signed head at size {size}: "
+                    f"entries between seq {last_good} and {size - 1} were altered, reordered, removed or replaced",
+                    exact=False,
                 )
-                last_good = size
+            )
+        last_good = size
 
     settle_heads()
     for entry in entries:
@@ -242,12 +271,12 @@ def verify_log(
         if report.oldest_uncovered is None or when < report.oldest_uncovered:
             report.oldest_uncovered = when
         settle_heads()
-    for size, _, _ in queue:
+    for size, _, head in queue:
         report.problems.append(
             Problem(
                 frontier.size,
                 "missing",
-                f"a signed head covers {size} entries but the log holds only {frontier.size} "
+                f"{_label(head)}a signed head covers {size} entries but the log holds only {frontier.size} "
                 "(entries removed from the end)",
             )
         )

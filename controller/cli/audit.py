@@ -16,18 +16,21 @@ from rich.table import Table
 
 from controller.audit import (
     InclusionProof,
+    KeptCheckpoint,
+    LedgerReader,
     NoteVerifier,
     SqlAuditLedger,
     VerificationReport,
     load_verifier,
     prove_event,
+    read_witness_dir,
     verify_export,
     verify_inclusion_proof,
     write_export,
 )
 from controller.audit.report import render_report
 from controller.cli._common import console, err_console, fail, print_json
-from controller.errors import AuditError, LedgerIntegrityError, NotFoundError
+from controller.errors import AuditError, ConfigurationError, LedgerIntegrityError, NotFoundError
 from controller.settings import load_settings
 from workflows.audit import AuditRecord, EventKind
 
@@ -49,7 +52,7 @@ _KIND_STYLE = {
 def _ledger() -> SqlAuditLedger:
     try:
         return SqlAuditLedger.from_settings(load_settings())
-    except AuditError as exc:
+    except (AuditError, ConfigurationError) as exc:
         fail(str(exc))
 
 
@@ -175,7 +178,7 @@ def head() -> None:
     typer.echo(signed.checkpoint, nl=False)
 
 
-def _print_report(report: VerificationReport, what: str) -> None:
+def _print_report(report: VerificationReport, what: str, kept: int = 0) -> None:
     first = report.first
     if first is not None:
         where = f"seq {first.seq}: " if first.seq is not None else ""
@@ -185,9 +188,10 @@ def _print_report(report: VerificationReport, what: str) -> None:
         for problem in report.problems[1:10]:
             err_console.print(f"  also: {problem.kind}: {problem.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    against = f", matches {kept} kept checkpoint(s)" if kept else ""
     console.print(
         f"[green]OK[/] {what}: {report.events} events, {report.heads} signed heads, "
-        f"verified up to size {report.verified_size}, root {report.root_hash}",
+        f"verified up to size {report.verified_size}, root {report.root_hash}{against}",
         highlight=False,
         soft_wrap=True,
     )
@@ -207,14 +211,33 @@ def verify(
         list[Path] | None,
         typer.Option("--checkpoint", help="a signed checkpoint kept from an earlier look; must still match"),
     ] = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option("--witness", help="a witness directory: every checkpoint kept there must still match"),
+    ] = None,
 ) -> None:
-    """Recompute every leaf and the tree, check every signed head; exit 1 naming the first bad seq."""
+    """Recompute every leaf and the tree, check every signed head and kept checkpoint; exit 1 naming the first
+    bad seq (or checkpoint). Creates nothing: a missing database or key exits 2 naming the path."""
+    checkpoints: list[KeptCheckpoint] = []
     try:
-        checkpoints = [path.read_text() for path in kept or []]
+        for path in kept or []:
+            checkpoints.append(KeptCheckpoint(path.read_text(encoding="utf-8"), str(path)))
+        if witness is not None:
+            checkpoints.extend(read_witness_dir(witness))
     except OSError as exc:
-        fail(f"checkpoint: {exc}")
+        fail(f"checkpoint {exc.filename}: {exc.strerror or exc}")
+    except AuditError as exc:
+        fail(str(exc))
     if export_file is None:
-        _print_report(_ledger().verify(kept_checkpoints=checkpoints), "ledger")
+        settings = load_settings()
+        try:
+            reader = LedgerReader.open(settings, _verifier(key_file, name=settings.audit_origin))
+        except (AuditError, ConfigurationError) as exc:
+            fail(str(exc))
+        try:
+            _print_report(reader.verify(kept_checkpoints=checkpoints), "ledger", len(checkpoints))
+        finally:
+            reader.engine.dispose()
         return
     verifier = _verifier(key_file, name=None)
     try:
@@ -223,7 +246,7 @@ def verify(
         fail(f"{export_file}: {exc.strerror or exc}")
     if verifier is None:
         err_console.print("warning: no --public-key: checked against the key inside the export (self-consistency only)")
-    _print_report(verify_export(data, verifier, kept_checkpoints=checkpoints), str(export_file))
+    _print_report(verify_export(data, verifier, kept_checkpoints=checkpoints), str(export_file), len(checkpoints))
 
 
 def _verifier(key_file: Path | None, name: str | None) -> NoteVerifier | None:

@@ -13,6 +13,7 @@ from controller.settings import Settings
 def test_all_is_complete_and_importable() -> None:
     public = {n for n in dir(controller.audit) if not n.startswith("_")}
     modules = {"canonical", "checkpoint", "export", "ledger", "merkle", "models", "proofs", "verify", "report"}
+    modules |= {"reader", "signing", "witness"}
     assert set(controller.audit.__all__) == public - modules
     for name in controller.audit.__all__:
         assert getattr(controller.audit, name).__doc__, name
