@@ -29,7 +29,7 @@ from temporalio.worker import (
 
 from agents import Desires, load_desires
 from controller.actuators import make_actuator
-from controller.audit import SqlAuditLedger
+from controller.audit import NotifierWitness, SqlAuditLedger
 from controller.db import create_engine, migrate
 from controller.errors import ConfigurationError
 from controller.inbox import SqlApprovalInbox
@@ -162,14 +162,20 @@ def build_worker(client: Client, task_queue: str, services: Services, **options:
 
 @asynccontextmanager
 async def running_worker(client: Client, task_queue: str, services: Services, **options: Any) -> AsyncIterator[Worker]:
-    """Run a worker, and the audit ledger's head timer beside it (a signed head every T seconds)."""
+    """Run a worker, and the audit ledger's head timer beside it (a signed head every T seconds).
+
+    Every head the ledger signs meanwhile also goes out through the notifier, outside the database.
+    """
     worker = build_worker(client, task_queue, services, **options)
     timer: asyncio.Task[None] | None = None
+    witness: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if isinstance(services.ledger, SqlAuditLedger):
         timer = asyncio.create_task(services.ledger.publish_heads_periodically())
+        witness = services.ledger.witnessed_by(NotifierWitness(services.notifier, asyncio.get_running_loop()))
     try:
-        async with worker:
-            yield worker
+        with witness:
+            async with worker:
+                yield worker
     finally:
         if timer is not None:
             timer.cancel()
