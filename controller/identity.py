@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -40,6 +41,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    Select,
     String,
     Table,
     delete,
@@ -289,6 +291,7 @@ class Identities:
         """Revoke every token of `name`; returns how many were still valid."""
         with self._writer.begin() as conn:
             user_id, _ = self._user(conn, name)
+            self._keep_an_admin(conn, user_id, name, "revoking its tokens")
             result = conn.execute(
                 update(api_tokens).where(_K.user_id == user_id, _K.revoked.is_(False)).values(revoked=True)
             )
@@ -297,7 +300,9 @@ class Identities:
     def set_disabled(self, name: str, disabled: bool = True) -> None:
         """Disable (or enable again) a user; a disabled user's tokens stop resolving."""
         with self._writer.begin() as conn:
-            self._user(conn, name)
+            user_id, _ = self._user(conn, name)
+            if disabled:
+                self._keep_an_admin(conn, user_id, name, "disabling it")
             conn.execute(update(users).where(_U.name == name).values(disabled=disabled))
 
     def resolve(self, token: str) -> Principal:
@@ -382,6 +387,33 @@ class Identities:
         if row is None:
             raise NotFoundError(f"unknown user {name!r}")
         return int(row.id), bool(row.disabled)
+
+    @staticmethod
+    def _keep_an_admin(conn: Connection, user_id: int, name: str, change: str) -> None:
+        """Refuse to take away the last admin who can sign in (enabled, with a valid token).
+
+        Without one nobody could manage users again, and the bootstrap is only for an
+        empty database. On PostgreSQL the check holds the users table's write lock, so two
+        admins revoking each other at once cannot both succeed.
+        """
+
+        def working_admins(*where: Any) -> Select[tuple[int]]:
+            return (
+                select(_U.id)
+                .join(api_tokens, _K.user_id == _U.id)
+                .where(_U.role == Role.ADMIN.value, _U.disabled.is_(False), _K.revoked.is_(False), *where)
+                .limit(1)
+            )
+
+        if conn.execute(working_admins(_U.id == user_id)).first() is None:
+            return  # not an admin who can sign in now: nothing is taken away
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("LOCK TABLE users IN EXCLUSIVE MODE"))
+        if conn.execute(working_admins(_U.id != user_id)).first() is None:
+            raise ConflictError(
+                f"user {name!r} is the last admin who can sign in; {change} would leave nobody to manage "
+                "users (add another admin first)"
+            )
 
     @staticmethod
     def _groups_of(conn: Connection, user_id: int) -> list[str]:

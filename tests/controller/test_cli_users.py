@@ -160,6 +160,15 @@ def test_a_user_rotates_its_own_token(run: Run, ids: Identities) -> None:
         ids.resolve(vic)
 
 
+def test_the_last_admin_cannot_lock_everyone_out(run: Run, ids: Identities) -> None:
+    root = added(run("users", "add", "root", "--role", "admin"))
+    refused(run("users", "revoke", "root", token=root), "'root' is the last admin who can sign in")
+    refused(run("users", "disable", "root", token=root), "last admin")
+    assert ids.resolve(root).id == "root"
+    rotated = added(run("users", "token", "root", "--revoke-others", token=root))  # rotation keeps one
+    assert ids.resolve(rotated).id == "root"
+
+
 def test_groups_command(run: Run, ids: Identities) -> None:
     root = added(run("users", "add", "root", "--role", "admin"))
     dora_token = added(run("users", "add", "dora", "--role", "approver", token=root))

@@ -135,6 +135,7 @@ def test_issue_and_revoke(ids: Identities) -> None:
 
 
 def test_disabled_users(ids: Identities) -> None:
+    ids.add_user("root", Role.ADMIN)  # alice is not the last admin
     token = ids.add_user("alice", Role.ADMIN)
     ids.set_disabled("alice")
     with pytest.raises(AuthenticationError, match="user 'alice' is disabled"):
@@ -228,6 +229,28 @@ def test_group_names_are_checked(ids: Identities) -> None:
     assert ids.get_user("eve").groups == ("dba",)
     with pytest.raises(ValueError, match="is a role name"):
         ids.change_groups("eve", add=["admin"])
+
+
+def test_the_last_admin_who_can_sign_in_is_kept(ids: Identities) -> None:
+    root = ids.add_user("root", Role.ADMIN)
+    ids.add_user("amy", Role.APPROVER)
+    for change in (ids.revoke_tokens, ids.set_disabled):
+        with pytest.raises(ConflictError, match="user 'root' is the last admin who can sign in"):
+            change("root")
+    assert ids.resolve(root).id == "root"
+    ids.revoke_tokens("amy")  # not an admin: nothing to keep
+    ids.set_disabled("amy")
+
+    second = ids.add_user("second", Role.ADMIN)
+    ids.set_disabled("second")  # a disabled admin cannot sign in: root is still the last one
+    with pytest.raises(ConflictError, match="last admin"):
+        ids.revoke_tokens("root")
+    ids.set_disabled("second", False)
+    assert ids.revoke_tokens("root") == 1  # second can still sign in
+    with pytest.raises(ConflictError, match="user 'second' is the last admin"):
+        ids.set_disabled("second")
+    ids.set_disabled("root")  # holds no valid token: taking it away takes nothing
+    assert ids.resolve(second).roles == ["admin", "approver"]
 
 
 # ---- bootstrap ------------------------------------------------------------------------------
