@@ -5,7 +5,8 @@ TwinopsError
  ├── RuntimeUnavailableError     Temporal dev server binary missing / not ready
  ├── TwinUnavailableError        no fresh, valid twin snapshot (fail closed: no action)
  ├── PolicyError                 policy engine failed (the gate turns it into deny)
- │    └── PolicyEvaluationError  no usable decision; `code` names why (policy_timeout, ...)
+ │    ├── PolicyEvaluationError  no usable decision; `code` names why (policy_timeout, ...)
+ │    └── PolicyConfigError      the bundle's data.json lacks a setting or mistypes it; names it
  ├── AuditError                  audit ledger problems
  │    ├── LedgerConflictError    same event id appended with different content
  │    └── LedgerIntegrityError   verification found tampering
@@ -45,6 +46,17 @@ class PolicyEvaluationError(PolicyError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PolicyConfigError(PolicyError):
+    """A bundle whose data.json misses a setting the rules read, or gives it the wrong type.
+
+    `settings` lists the offending settings as dotted paths under data.twinops.config.
+    """
+
+    def __init__(self, settings: list[str], message: str) -> None:
+        super().__init__(message)
+        self.settings = settings
 
 
 class AuditError(TwinopsError):

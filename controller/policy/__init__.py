@@ -8,9 +8,10 @@ The port and the decision types live in `workflows.policy`.
 
 from __future__ import annotations
 
-from controller.policy.bundle import PolicyBundle, RegoModule, bundle_digest, load_bundle
+from controller.policy.bundle import PolicyBundle, RegoModule, bundle_digest, load_bundle, read_bundle
+from controller.policy.config import PolicyConfig, validate_config
 from controller.policy.factory import make_policy_gate
-from controller.policy.gate import FailClosedGate
+from controller.policy.gate import FailClosedGate, RefusingGate
 from controller.policy.opa_gate import OpaPolicyGate, OpaQueryClient
 from controller.policy.rego_tests import (
     RegoTestReport,
@@ -27,6 +28,8 @@ __all__ = [
     "OpaPolicyGate",
     "OpaQueryClient",
     "PolicyBundle",
+    "PolicyConfig",
+    "RefusingGate",
     "RegoModule",
     "RegoTestReport",
     "RegoTestResult",
@@ -36,6 +39,8 @@ __all__ = [
     "format_report",
     "load_bundle",
     "make_policy_gate",
+    "read_bundle",
     "run_bundle_tests",
     "run_rego_tests",
+    "validate_config",
 ]

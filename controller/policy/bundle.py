@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.errors import PolicyError
+from controller.errors import PolicyConfigError, PolicyError
+from controller.policy.config import validate_config
 
 MANIFEST = ".manifest"
 DATA_FILE = "data.json"
@@ -47,6 +48,7 @@ class PolicyBundle:
     sha256: str
     modules: tuple[RegoModule, ...]
     data: dict[str, Any]
+    data_files: tuple[str, ...] = ()  # the data.json files merged into `data`, by relative path
 
     @property
     def policy_modules(self) -> tuple[RegoModule, ...]:
@@ -99,7 +101,29 @@ def _merge(into: dict[str, Any], more: dict[str, Any], where: str) -> None:
 
 
 def load_bundle(root: Path) -> PolicyBundle:
-    """Read a bundle folder: every `.rego` module, every `data.json`, the `.manifest`.
+    """Read a bundle folder and check its settings: the bundle decisions are made with.
+
+    Raises PolicyError naming the file when the bundle cannot be read, and
+    PolicyConfigError naming the setting when data.json lacks one the rules read
+    or gives it the wrong type (a missing data.json lacks them all).
+    """
+    bundle = read_bundle(root)
+    check_config(bundle)
+    return bundle
+
+
+def check_config(bundle: PolicyBundle) -> None:
+    """Raise PolicyConfigError naming the setting when the bundle's data cannot drive the rules."""
+    if not bundle.data_files:
+        raise PolicyConfigError(
+            ["twinops.config"],
+            f"policy bundle {bundle.root}: no {DATA_FILE}; every setting under twinops.config is required",
+        )
+    validate_config(bundle.data, where=f"policy bundle {bundle.root}")
+
+
+def read_bundle(root: Path) -> PolicyBundle:
+    """Read a bundle folder: every `.rego` module, every `data.json`, the `.manifest`; settings unchecked.
 
     Raises PolicyError naming the file when the bundle cannot be used.
     """
@@ -119,6 +143,7 @@ def load_bundle(root: Path) -> PolicyBundle:
 
     modules: list[RegoModule] = []
     data: dict[str, Any] = {}
+    data_files: list[str] = []
     for rel, content in contents:
         if rel.endswith(".rego"):
             try:
@@ -134,6 +159,7 @@ def load_bundle(root: Path) -> PolicyBundle:
             if not isinstance(nested, dict):
                 raise PolicyError(f"policy bundle {root / rel}: the root data.json must hold an object")
             _merge(data, nested, "data")
+            data_files.append(rel)
     if not modules:
         raise PolicyError(f"policy bundle {root}: no .rego modules")
     return PolicyBundle(
@@ -143,4 +169,5 @@ def load_bundle(root: Path) -> PolicyBundle:
         sha256=bundle_digest(contents),
         modules=tuple(modules),
         data=data,
+        data_files=tuple(data_files),
     )

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from controller.errors import PolicyEvaluationError
+from controller.errors import PolicyConfigError, PolicyEvaluationError
 from workflows.policy import (
     APPROVAL_QUERY,
     SAFETY_QUERY,
@@ -65,9 +65,6 @@ class FailClosedGate(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook; gates without resources need nothing
         """Release the gate's resources (threads, HTTP sessions)."""
-
-    def _on_timeout(self) -> None:  # noqa: B027 - an optional hook; most adapters need nothing here
-        """Hook for adapters whose engine may still be busy after a timeout."""
 
     async def evaluate_safety(self, input: SafetyInput) -> SafetyDecision:
         """Decide on a proposal; never raises, fails closed."""
@@ -121,16 +118,16 @@ class FailClosedGate(ABC):
         try:
             raw = await asyncio.wait_for(self._evaluate(query, model), self.timeout_seconds)
         except TimeoutError:
-            self._on_timeout()
             return fail("policy_timeout", f"{query}: no decision within {self.timeout_seconds:g}s")
+        except PolicyConfigError as exc:
+            return fail("config_invalid", str(exc), setting=exc.settings[0], settings=exc.settings)
         except PolicyEvaluationError as exc:
             return fail(exc.code, str(exc))
         except Exception as exc:
             return fail("policy_error", f"{query}: {type(exc).__name__}: {exc}")
         elapsed = time.monotonic() - started
-        # An engine that holds the GIL cannot be interrupted; a late answer is still too late.
+        # A late answer (the loop itself was held up) is still too late.
         if elapsed > self.timeout_seconds:
-            self._on_timeout()
             return fail("policy_timeout", f"{query}: decision took {elapsed:.3f}s, limit {self.timeout_seconds:g}s")
 
         if not isinstance(raw, dict):
@@ -141,3 +138,16 @@ class FailClosedGate(ABC):
             return fail("policy_malformed_decision", f"{query}: {_summary(exc)}", errors=_validation_details(exc))
         log.debug("policy.decision", query=query, engine=self.engine_name, seconds=round(elapsed, 6))
         return decision
+
+
+class RefusingGate(FailClosedGate):
+    """The gate over a bundle the loader refused: every decision denies, naming the setting at fault."""
+
+    engine_name = "refused"
+
+    def __init__(self, error: PolicyConfigError, *, bundle_revision: str, bundle_sha256: str) -> None:
+        super().__init__(bundle_revision=bundle_revision, bundle_sha256=bundle_sha256, timeout_seconds=1.0)
+        self.error = error
+
+    async def _evaluate(self, query: str, input: BaseModel) -> Any:
+        raise self.error

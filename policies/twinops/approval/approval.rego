@@ -4,12 +4,24 @@
 # Input: an ApprovalInput (see workflows/policy.py): who approves (id, roles,
 # team), the proposal and its requester, the safety decision, the approvals
 # already given, the time now and when the approval request expires.
-# Tunables live in data.twinops.config.approval (policies/data.json).
+# Tunables live in data.twinops.config.approval (policies/data.json); the freeze
+# windows are the safety package's (data.twinops.config.safety.freeze_windows).
 package twinops.approval
 
 import rego.v1
 
 cfg := data.twinops.config.approval
+
+safety_cfg := data.twinops.config.safety
+
+# Missing or mistyped settings (see ../config_check): while there are any, no approval counts.
+config_ok if data.twinops.config_check.ok == true
+
+# Evaluated only when the config is not ok (it costs a millisecond); never empty then.
+config_errors := errors if {
+	errors := data.twinops.config_check.errors
+	count(errors) > 0
+} else := {reason("config_invalid", "setting twinops.config is not usable", {"setting": "twinops.config"})}
 
 reason(code, msg, details) := {"code": code, "msg": msg, "details": details}
 
@@ -22,9 +34,12 @@ expires_ns := time.parse_rfc3339_ns(input.expires_at)
 action_types := {a.type | some a in input.proposal.actions}
 
 # The teams owning the nodes the plan acts on (shift_traffic names its node `source`).
+# An empty team is no team: it is never matched by an approver's (empty) team.
 target_ids := {object.get(a, "node", object.get(a, "source", "")) | some a in input.proposal.actions}
 
-owning_teams := {n.team | some n in input.proposal.nodes; n.id in target_ids}
+owning_teams := {n.team | some n in input.proposal.nodes; n.id in target_ids; n.team != ""}
+
+unowned_targets := sort({n.id | some n in input.proposal.nodes; n.id in target_ids; n.team == ""})
 
 # An approver may approve only if, for every action type in the plan, one of
 # their roles is among that type's approver groups. An unknown type has none.
@@ -68,6 +83,7 @@ reasons contains r if {
 }
 
 counts if {
+	config_ok
 	input_ok
 	count(reasons) == 0
 }
@@ -97,7 +113,40 @@ distinct_needed := cfg.high_risk_min_distinct_approvers if {
 	input.safety.risk == "high"
 } else := 0
 
-still_needed := max([0, required - count(counted_ids), distinct_needed - count(counted_ids)])
+# --- change freeze: the window's own quorum ----------------------------------
+
+# Start inclusive, end exclusive, as in the safety package.
+active_freezes := [w |
+	some w in safety_cfg.freeze_windows
+	time.parse_rfc3339_ns(w.start) <= now_ns
+	now_ns < time.parse_rfc3339_ns(w.end)
+]
+
+# Per active window: how many approvals it needs, from which groups (none listed: any
+# approver who counts), and how many of the counted approvers qualify.
+freeze_quorums := [q |
+	some w in active_freezes
+	groups := object.get(w, "approver_groups", [])
+	q := {
+		"window": w.name,
+		"required": object.get(w, "required_approvals", safety_cfg.freeze_min_approvals),
+		"approver_groups": groups,
+		"counted": count({a.id | some a in counted; freeze_member(a, groups)}),
+	}
+]
+
+freeze_member(_, groups) if count(groups) == 0
+
+freeze_member(a, groups) if {
+	some g in groups
+	g in a.roles
+}
+
+freeze_shortfalls := {(q.required - q.counted) | some q in freeze_quorums}
+
+freeze_shortfall := max(freeze_shortfalls | {0})
+
+still_needed := max([0, required - count(counted_ids), distinct_needed - count(counted_ids), freeze_shortfall])
 
 pending contains r if {
 	still_needed > 0
@@ -110,6 +159,7 @@ pending contains r if {
 
 pending contains r if {
 	input.safety.risk == "high"
+	count(owning_teams) > 0
 	count({a.id | some a in counted; a.team in owning_teams}) == 0
 	r := reason(
 		"owner_team_missing",
@@ -118,19 +168,47 @@ pending contains r if {
 	)
 }
 
+# A node nobody owns has nobody to vouch for it: the fallback group stands in.
+pending contains r if {
+	input.safety.risk == "high"
+	count(unowned_targets) > 0
+	fallback := cfg.unowned_fallback_group
+	count({a.id | some a in counted; fallback in a.roles}) == 0
+	r := reason(
+		"unowned_fallback_missing",
+		sprintf("nodes %v have no owning team; a high-risk change on them needs an approval from group '%s'", [unowned_targets, fallback]),
+		{"nodes": unowned_targets, "fallback_group": fallback},
+	)
+}
+
+pending contains r if {
+	some q in freeze_quorums
+	q.counted < q.required
+	r := reason(
+		"freeze_quorum_not_met",
+		sprintf(
+			"change freeze '%s' is in force: %d of %d approvals from %v counted",
+			[q.window, q.counted, q.required, q.approver_groups],
+		),
+		q,
+	)
+}
+
 pending contains r if {
 	input.safety.allow != true
 	r := reason("proposal_denied", "the safety policy denied this proposal; no quorum can approve it", {})
 }
 
+# The quorum is met by this approval: one that does not count meets nothing.
 quorum_met if {
-	input_ok
+	counts
 	count(pending) == 0
 }
 
 # --- decision ---------------------------------------------------------------
 
 decision := d if {
+	config_ok
 	input_ok
 	d := {
 		"counts": counts_bool,
@@ -139,6 +217,16 @@ decision := d if {
 		"pending": [r | some r in pending],
 		"approvals_counted": count(counted_ids),
 		"still_needed": still_needed,
+	}
+} else := d if {
+	not config_ok
+	d := {
+		"counts": false,
+		"quorum_met": false,
+		"reasons": [r | some r in config_errors],
+		"pending": [],
+		"approvals_counted": 0,
+		"still_needed": 0,
 	}
 } else := {
 	"counts": false,

@@ -14,6 +14,15 @@ import rego.v1
 
 cfg := data.twinops.config.safety
 
+# Missing or mistyped settings (see ../config_check): while there are any, every decision denies.
+config_ok if data.twinops.config_check.ok == true
+
+# Evaluated only when the config is not ok (it costs a millisecond); never empty then.
+config_errors := errors if {
+	errors := data.twinops.config_check.errors
+	count(errors) > 0
+} else := {reason("config_invalid", "setting twinops.config is not usable", {"setting": "twinops.config"})}
+
 proposal := input.proposal
 
 nodes_by_id := {n.id: n | some n in proposal.nodes}
@@ -238,11 +247,12 @@ protected_restarts contains node if {
 	cfg.protected_restart_kinds[nodes_by_id[node].kind]
 }
 
+# A freeze window may ask for more approvals than freeze_min_approvals (its own quorum).
 approval_floors := array.concat(
 	[cfg.approvals_by_risk[risk]],
 	array.concat(
 		[cfg.protected_restart_kinds[nodes_by_id[node].kind] | some node in protected_restarts],
-		[cfg.freeze_min_approvals | in_freeze],
+		[object.get(w, "required_approvals", cfg.freeze_min_approvals) | some w in active_freezes],
 	),
 )
 
@@ -256,6 +266,7 @@ approver_groups := sort({g |
 })
 
 allow if {
+	config_ok
 	input_ok
 	count(deny) == 0
 }
@@ -291,9 +302,10 @@ auto_approve if {
 	not never_auto_approved
 }
 
-# An input without the expected shape would leave most rules undefined and the
-# deny set empty, so the decision is only computed for a well-formed input.
+# A config or an input without the expected shape would leave rules undefined and the
+# deny set empty, so the decision is only computed for a usable config and a well-formed input.
 decision := d if {
+	config_ok
 	input_ok
 	d := {
 		"allow": allow_bool,
@@ -302,6 +314,16 @@ decision := d if {
 		"required_approvals": required_approvals,
 		"approver_groups": approver_groups,
 		"auto_approve": auto_approve,
+	}
+} else := d if {
+	not config_ok
+	d := {
+		"allow": false,
+		"deny": [r | some r in config_errors],
+		"risk": "high",
+		"required_approvals": 0,
+		"approver_groups": [],
+		"auto_approve": false,
 	}
 } else := {
 	"allow": false,

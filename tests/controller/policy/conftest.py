@@ -17,11 +17,15 @@ CASES = REPO_ROOT / "tests" / "policy_cases"
 MakeBundle = Callable[..., Path]
 
 
+REPO_DATA: dict[str, Any] = json.loads((POLICIES / "data.json").read_text())
+
+
 @pytest.fixture
 def make_bundle(tmp_path: Path) -> MakeBundle:
-    """Write a bundle with the given modules (path -> source) and data; return its folder."""
+    """Write a bundle with the given modules (path -> source) and data (the repo's unless given;
+    None writes no data.json); return its folder."""
 
-    def make(modules: dict[str, str], data: dict[str, Any] | None = None, revision: str = "test-1") -> Path:
+    def make(modules: dict[str, str], data: dict[str, Any] | None = REPO_DATA, revision: str = "test-1") -> Path:
         root = tmp_path / "bundle"
         root.mkdir(exist_ok=True)
         (root / ".manifest").write_text(json.dumps({"revision": revision, "roots": ["twinops"]}))

@@ -10,7 +10,7 @@ import pytest
 
 import controller.policy as policy
 from controller.errors import PolicyError
-from controller.policy import load_bundle
+from controller.policy import load_bundle, read_bundle
 from controller.policy.bundle import bundle_digest
 
 from .conftest import POLICIES, MakeBundle
@@ -22,8 +22,12 @@ def test_repo_bundle_loads_with_revision_data_and_modules() -> None:
     assert bundle.roots == ("twinops",)
     assert "safety" in bundle.data["twinops"]["config"]
     paths = {m.path for m in bundle.policy_modules}
-    assert paths == {"twinops/safety/safety.rego", "twinops/approval/approval.rego"}
-    assert len(bundle.modules) == 4
+    assert paths == {
+        "twinops/safety/safety.rego",
+        "twinops/approval/approval.rego",
+        "twinops/config_check/config_check.rego",
+    }
+    assert len(bundle.modules) == 6
 
 
 def test_hash_is_stable_across_loads_and_locations(tmp_path: Path) -> None:
@@ -53,7 +57,7 @@ def test_hash_is_the_documented_recipe() -> None:
 
 def test_nested_data_json_is_mounted_at_its_folder(make_bundle: MakeBundle) -> None:
     root = make_bundle({"twinops/x/x.rego": "package twinops.x\n", "twinops/x/data.json": '{"k": 1}'}, data={"top": 1})
-    assert load_bundle(root).data == {"top": 1, "twinops": {"x": {"k": 1}}}
+    assert read_bundle(root).data == {"top": 1, "twinops": {"x": {"k": 1}}}
 
 
 def test_missing_manifest_is_an_error_naming_the_bundle(tmp_path: Path) -> None:
@@ -79,6 +83,7 @@ def test_public_names_are_exported() -> None:
     public = {n for n in vars(policy) if not n.startswith("_") and n not in {"annotations"}}
     modules = {
         "bundle",
+        "config",
         "engine",
         "engine_pool",
         "engine_process",

@@ -26,7 +26,7 @@ APPROVAL_IN = ApprovalInput.model_validate(_case_input("approval_counts_low"))
 
 def _gate(make_bundle: MakeBundle, source: str, timeout: float = 2.0) -> RegorusPolicyGate:
     return RegorusPolicyGate(
-        load_bundle(make_bundle({"twinops/safety/safety.rego": source}, data={"twinops": {"config": {}}})),
+        load_bundle(make_bundle({"twinops/safety/safety.rego": source})),
         timeout_seconds=timeout,
     )
 

@@ -52,6 +52,13 @@ def test_runner_reports_a_bundle_that_does_not_compile(make_bundle: MakeBundle) 
     assert "x/x_test.rego" in report.results[0].error
 
 
+def test_runner_reports_a_bundle_without_data_json(make_bundle: MakeBundle) -> None:
+    report = run_rego_tests(make_bundle({"demo/demo_test.rego": FAILING}, data=None))
+    assert not report.ok
+    assert [r.status for r in report.results] == ["ERROR"]
+    assert "no data.json" in report.results[0].error
+
+
 def test_cli_policy_test_exits_non_zero_on_failure(make_bundle: MakeBundle) -> None:
     result = CliRunner().invoke(app, ["test", "--dir", str(make_bundle({"demo/demo_test.rego": FAILING}))])
     assert result.exit_code == 1
