@@ -17,7 +17,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event, text
 from sqlalchemy import create_engine as _sa_create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from controller.errors import ConfigurationError
 
 __all__ = ["MIGRATIONS_DIR", "create_engine", "migrate", "scratch_postgres_schema", "sqlite_immediate"]
 
@@ -28,14 +31,38 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _SQLITE_BEGIN = "twinops_sqlite_begin"
 sqlite_immediate: dict[str, Any] = {_SQLITE_BEGIN: "IMMEDIATE"}
 _MIGRATE_LOCK = 0x7477696E6F707300  # "twinops\0": one migrator at a time on PostgreSQL
+_SUPPORTED = ("sqlite", "postgresql")  # the inbox and ledger use dialect-specific upserts and locks
+
+
+def _parse_url(url: str) -> URL:
+    """The parsed URL, or a one-line ConfigurationError that names the setting (never the password)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            "TWINOPS_DATABASE_URL: not a database URL "
+            "(expected dialect+driver://user:password@host/name, e.g. postgresql+psycopg://twinops@db/twinops)"
+        ) from exc
+    if parsed.get_backend_name() not in _SUPPORTED:
+        raise ConfigurationError(
+            f"TWINOPS_DATABASE_URL {parsed.render_as_string(hide_password=True)!r}: "
+            f"database {parsed.get_backend_name()!r} is not supported (use {' or '.join(_SUPPORTED)})"
+        )
+    return parsed
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and explicit BEGINs."""
-    parsed = make_url(url)
+    parsed = _parse_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
-        return _sa_create_engine(url, **kwargs)
+        try:
+            return _sa_create_engine(url, **kwargs)
+        except (ImportError, NoSuchModuleError) as exc:
+            raise ConfigurationError(
+                f"TWINOPS_DATABASE_URL {parsed.render_as_string(hide_password=True)!r}: "
+                f"driver {parsed.get_driver_name()!r} is not installed ({exc})"
+            ) from exc
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     connect_args = kwargs.pop("connect_args", {})

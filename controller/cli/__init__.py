@@ -1,42 +1,152 @@
-"""The `twinops` command line. Each command group lives in its own module."""
+"""The `twinops` command line. Each command group lives in its own module.
+
+Start-up stays fast because nothing heavy is imported before a command runs: the
+modules registered here import Temporal, SQLAlchemy, the policy engine and the
+simulator inside their commands, and the groups listed in `_LAZY` are imported only
+when invoked (their one-line help is kept here so `--help` needs none of them).
+
+`main` turns user-caused errors (bad settings, an unreachable database or Temporal)
+into one line naming the setting, exit 2.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from controller.cli import audit as _audit
-from controller.cli import detect as _detect
 from controller.cli import loop as _loop
-from controller.cli import plan as _plan
 from controller.cli import policy as _policy
 from controller.cli import runtime as _runtime
-from controller.cli import twin as _twin
-from controller.cli import users as _users
-from controller.settings import load_settings
-from controller.telemetry import configure, shutdown_tracing, span
-
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="twinops: closed-loop remediation controller.")
-app.add_typer(_twin.app, name="twin")
-app.add_typer(_audit.app, name="audit")
-app.add_typer(_policy.app, name="policy")
-app.add_typer(_users.app, name="users")
-_detect.register(app)
-_plan.register(app)
-_loop.register(app)
-_runtime.register(app)
 
 __all__ = ["app", "main"]
 
+# name -> (module, its Typer sub-app attribute, or None when the module registers a command; short help)
+_LAZY: dict[str, tuple[str, str | None, str]] = {
+    "detect": (
+        "controller.cli.detect",
+        None,
+        "Find saturated, at-risk and predicted nodes (and latency / data problems); name the constraint.",
+    ),
+    "plan": (
+        "controller.cli.plan",
+        None,
+        "Propose the cheapest safe fix: actions, predicted effect, what stays unmet, and why.",
+    ),
+    "twin": ("controller.cli.twin", "app", "The digital twin: contract, simulator, what-if."),
+    "audit": ("controller.cli.audit", "app", "The tamper-evident audit trail (RFC 6962 log, signed checkpoints)."),
+    "users": ("controller.cli.users", "app", "Manage users (viewer, approver, admin) and their API tokens."),
+}
+_ORDER = ("detect", "plan", "worker", "queue", "approve", "reject", "cancel", "show", "up", "demo")
 
-def main() -> None:
-    """Entry point of the console script: configure once, trace the command, run it."""
-    settings = load_settings()
-    configure(settings)
-    words = [a for a in sys.argv[1:3] if not a.startswith("-")]
+
+class _Placeholder(TyperCommand):
+    """Stands in for a lazily imported command in `--help`; never invoked."""
+
+
+def load_command(name: str) -> TyperCommand | TyperGroup:
+    """Import the module behind a lazy command and build its click command."""
+    module_name, attribute, _ = _LAZY[name]
+    module = importlib.import_module(module_name)
+    if attribute is not None:
+        command = typer.main.get_command(getattr(module, attribute))
+    else:
+        holder = typer.Typer()
+        holder.callback()(lambda: None)  # a callback makes get_command return a group
+        module.register(holder)
+        group = typer.main.get_command(holder)
+        assert isinstance(group, TyperGroup)
+        command = group.commands[name]
+    assert isinstance(command, TyperCommand | TyperGroup)
+    command.name = name
+    return command
+
+
+class _LazyGroup(TyperGroup):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for name, (_, _, short_help) in _LAZY.items():
+            self.add_command(_Placeholder(name, short_help=short_help, help=short_help))
+
+    # Contexts typed Any: Typer vendors its own click, whose types are private.
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        first = [n for n in _ORDER if n in names]
+        return first + [n for n in names if n not in first]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and isinstance(command, _Placeholder):
+            command = self.commands[name] = load_command(name)
+        return name, command, rest
+
+
+app = typer.Typer(
+    cls=_LazyGroup, no_args_is_help=True, add_completion=False, help="twinops: closed-loop remediation controller."
+)
+app.add_typer(_policy.app, name="policy")
+_loop.register(app)
+_runtime.register(app)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="log info events on stderr too (default: warnings and errors only)")
+    ] = False,
+) -> None:
+    """twinops: closed-loop remediation controller."""
+    from controller.settings import load_settings
+    from controller.telemetry import configure
+
+    ctx.obj = {"verbose": verbose}
+    configure(load_settings(), verbose=verbose)
+
+
+def _run() -> int:
+    from controller.telemetry import shutdown_tracing, span
+
+    words = [a for a in sys.argv[1:4] if not a.startswith("-")][:2]
     try:
         with span("twinops " + " ".join(words), command=" ".join(words)):
-            app()
+            app(standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     finally:
         shutdown_tracing()
+    return 0
+
+
+def main() -> None:
+    """Entry point of the console script: run the command; a user-caused error is one line, exit 2."""
+    from rich.markup import escape
+
+    from controller.cli._common import err_console
+    from controller.cli._errors import explain
+
+    try:
+        code = _run()
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        code = 2
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    # Temporal's Rust runtime may still run a thread (a connection attempt in flight) when the
+    # interpreter finalizes; it then aborts with "PyGILState_Release" (sdk-python issue #300).
+    # Once Temporal is loaded, flush and leave without finalizing.
+    if "temporalio.bridge.temporal_sdk_bridge" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

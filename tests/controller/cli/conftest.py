@@ -1,0 +1,24 @@
+"""Helpers for CLI tests: run `twinops` as a user does, in a subprocess, with a clean environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TWINOPS = Path(sys.executable).with_name("twinops")
+
+
+def cli_env(home: Path, **variables: str) -> dict[str, str]:
+    """The environment minus every TWINOPS_* variable, plus `variables`, with state under `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINOPS_")}
+    env.update({"TWINOPS_HOME": str(home), "COLUMNS": "80", **variables})
+    return env
+
+
+def twinops(home: Path, *args: str, timeout: float = 60, **variables: str) -> subprocess.CompletedProcess[str]:
+    """Run `twinops ARGS` with `variables` set; capture both streams."""
+    return subprocess.run(
+        [str(TWINOPS), *args], env=cli_env(home, **variables), capture_output=True, text=True, timeout=timeout
+    )
