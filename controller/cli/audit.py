@@ -30,6 +30,7 @@ from controller.audit import (
 )
 from controller.audit.report import render_report
 from controller.cli._common import console, err_console, fail, print_json
+from controller.cli._ids import remediation_ids, resolve_id
 from controller.errors import AuditError, ConfigurationError, LedgerIntegrityError, NotFoundError
 from controller.settings import load_settings
 from workflows.audit import AuditRecord, EventKind
@@ -53,6 +54,14 @@ def _ledger() -> SqlAuditLedger:
     try:
         return SqlAuditLedger.from_settings(load_settings())
     except (AuditError, ConfigurationError) as exc:
+        fail(str(exc))
+
+
+def _resolve(ledger: SqlAuditLedger, remediation_id: str) -> str:
+    """The full remediation id for an id or unique prefix: the resolver `approve` and `show` use too."""
+    try:
+        return resolve_id(remediation_id, remediation_ids(ledger.engine), "remediation")
+    except NotFoundError as exc:  # AmbiguousIdError included
         fail(str(exc))
 
 
@@ -84,7 +93,8 @@ def _summary(record: AuditRecord) -> str:
             return f"{p.get('outcome')} {p.get('summary') or ''}".strip()
         case _:
             shown = {k: v for k, v in p.items() if v not in ({}, [], None, "")}
-            return json.dumps(shown, sort_keys=True, ensure_ascii=False)[:200]
+            text = json.dumps(shown, sort_keys=True, ensure_ascii=False)
+            return text if len(text) <= 200 else text[:199] + "…"  # cut visibly; --json has it all
 
 
 def _table(records: list[AuditRecord], title: str) -> Table:
@@ -107,11 +117,13 @@ def _table(records: list[AuditRecord], title: str) -> Table:
 
 @app.command()
 def show(
-    remediation_id: Annotated[str, typer.Argument(help="remediation id")],
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    remediation_id: Annotated[str, typer.Argument(help="remediation id (a unique prefix is enough)")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
 ) -> None:
     """The decision trail of one remediation, as a timeline."""
-    trail = _ledger().trail_sync(remediation_id)
+    ledger = _ledger()
+    remediation_id = _resolve(ledger, remediation_id)
+    trail = ledger.trail_sync(remediation_id)
     if not trail:
         fail(f"remediation {remediation_id!r}: no audit events")
     if as_json:
@@ -306,12 +318,14 @@ def verify_proof(
 
 @app.command()
 def report(
-    remediation_id: Annotated[str, typer.Argument(help="remediation id")],
+    remediation_id: Annotated[str, typer.Argument(help="remediation id (a unique prefix is enough)")],
     out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
 ) -> None:
     """A self-contained HTML report of one remediation, inclusion proofs included."""
+    ledger = _ledger()
+    remediation_id = _resolve(ledger, remediation_id)
     try:
-        html = render_report(_ledger(), remediation_id)
+        html = render_report(ledger, remediation_id)
     except NotFoundError as exc:
         fail(str(exc))
     out.write_text(html, encoding="utf-8")

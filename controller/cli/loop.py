@@ -1,29 +1,40 @@
-"""`twinops worker | queue | approve | reject | cancel | show`: run and steer the closed loop."""
+"""`twinops worker | queue | approve | reject | cancel | show`: run and steer the closed loop.
+
+Temporal, SQLAlchemy and the workflows are imported inside the commands: `--help` and
+the other commands do not pay for them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
-from controller.approvals import ApprovalRefusedError, ApprovalService
 from controller.cli._common import console, fail, print_json
-from controller.db import create_engine, migrate
 from controller.errors import TwinopsError
-from controller.identity import Identities
-from controller.inbox import SqlApprovalInbox
-from controller.runtime import connect
-from controller.settings import Settings, load_settings
-from controller.worker import Services, running_worker, worker_options
-from workflows import ApprovalResult
-from workflows.ports import InboxEntry
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from controller.approvals import ApprovalService
+    from controller.identity import Identities
+    from controller.inbox import SqlApprovalInbox
+    from controller.settings import Settings
+    from workflows import ApprovalResult, RemediationState
+    from workflows.ports import InboxEntry
 
 T = TypeVar("T")
+
+_PROPOSAL = typer.Argument(help="proposal id (a unique prefix is enough)")
 
 
 def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
@@ -36,21 +47,51 @@ def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
         fail(str(exc))
 
 
+def _settings() -> Settings:
+    from controller.settings import load_settings
+
+    return load_settings()
+
+
 def _token(settings: Settings) -> str:
     if settings.token is None:
         fail("set TWINOPS_TOKEN to your API token (an admin creates one with `twinops users add`)")
     return settings.token.get_secret_value()
 
 
-def _stores(settings: Settings) -> tuple[SqlApprovalInbox, Identities]:
+@dataclass(frozen=True)
+class _Stores:
+    engine: Engine
+    inbox: SqlApprovalInbox
+    identities: Identities
+
+    def resolve(self, proposal: str) -> str:
+        """The full proposal id for an id or unique prefix (the one resolver every command uses)."""
+        from controller.cli._ids import proposal_ids, resolve_id
+
+        try:
+            return resolve_id(proposal, proposal_ids(self.engine))
+        except TwinopsError as exc:
+            fail(str(exc))
+
+
+def _stores(settings: Settings) -> _Stores:
+    from controller.db import create_engine, migrate
+    from controller.identity import Identities
+    from controller.inbox import SqlApprovalInbox
+
     engine = create_engine(settings.resolved_database_url)
     migrate(engine)
-    return SqlApprovalInbox(engine), Identities(engine)
+    return _Stores(engine, SqlApprovalInbox(engine), Identities(engine))
 
 
-async def _service(settings: Settings) -> ApprovalService:
-    inbox, identities = _stores(settings)
-    return ApprovalService(await connect(settings), inbox, identities)
+async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
+    from controller.approvals import ApprovalService
+    from controller.decision_signer import DecisionSigner
+    from controller.runtime import connect
+
+    signer = DecisionSigner.from_file(settings.resolved_approval_key)
+    return ApprovalService(await connect(settings), stores.inbox, stores.identities, signer)
 
 
 async def wait_for_shutdown() -> None:
@@ -63,6 +104,160 @@ async def wait_for_shutdown() -> None:
     await stop.wait()
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def requirement(
+    required: int,
+    approvals: Sequence[str],
+    *,
+    groups: Sequence[str] = (),
+    pending: Sequence[str] = (),
+    still_needed: int | None = None,
+    met: bool = False,
+    compact: bool = False,
+) -> str:
+    """What the approval policy requires, in words: how many, from which groups, what is still needed.
+
+    The count alone misleads: with the owning-team rule three approvals may be given of
+    two required and the quorum still open, so the policy's own words on what is
+    missing (`pending`) are shown whenever there are any.
+    """
+    given = f"{len(approvals)}/{required}" if compact else f"{len(approvals)} of {required} approvals"
+    if groups:
+        given += " from " + " or ".join(groups)
+    if met:
+        return given + "; quorum met"
+    if pending:
+        return given + ("; needs " if compact else "; still needed: ") + "; ".join(pending)
+    if still_needed is not None:
+        return given + ("; quorum met" if still_needed == 0 else f"; {still_needed} more needed")
+    missing = max(0, required - len(approvals))
+    return given + (f"; {missing} more needed" if missing else "")
+
+
+def _entry_requirement(e: InboxEntry, compact: bool = False) -> str:
+    return requirement(
+        e.required_approvals,
+        e.approvals,
+        groups=e.approver_groups,
+        pending=e.pending,
+        met=e.status.value in ("approved", "executing", "verifying", "completed", "rolled_back"),
+        compact=compact,
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%MZ") if value else "-"
+
+
+def short_ids(ids: Sequence[str], at_least: int = 10) -> dict[str, str]:
+    """Each id's shortest prefix (of `at_least` characters or more) that no other id here shares."""
+    shown: dict[str, str] = {}
+    for i in ids:
+        n = min(at_least, len(i))
+        while n < len(i) and any(o != i and o.startswith(i[:n]) for o in ids):
+            n += 1
+        shown[i] = i[:n]
+    return shown
+
+
+def queue_table(entries: list[InboxEntry]) -> Table:
+    """The approval queue as a table: one line per proposal at any width (cut cells end in an ellipsis).
+
+    Ids are shown as their shortest unique prefix (what `approve`, `show` and `audit` accept);
+    `queue --json` has everything in full.
+    """
+    table = Table(
+        title="approval queue",
+        title_justify="left",
+        expand=True,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    # Short columns keep their width; the two free-text columns share what is left (ratio).
+    table.add_column("proposal", no_wrap=True)
+    for name, width in (("status", 9), ("risk", 6), ("target", 10), ("deadline", 11)):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=width)
+    table.add_column("approvals", no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
+    table.add_column("summary", no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
+    ids = short_ids([e.proposal_id for e in entries])
+    for e in entries:
+        table.add_row(
+            ids[e.proposal_id],
+            e.status.value,
+            e.risk,
+            e.target,
+            e.deadline.strftime("%m-%d %H:%M") if e.deadline else "-",
+            _entry_requirement(e, compact=True),
+            " ".join(e.summary.split()),
+        )
+    return table
+
+
+def _describe(action: Any) -> str:
+    from twin.actions import describe
+
+    return describe(action)
+
+
+def state_json(state: RemediationState, entry: InboxEntry) -> dict[str, Any]:
+    """`show --json`: the workflow's state, the inbox's plan and requirement words, nothing cut."""
+    data: dict[str, Any] = state.model_dump(mode="json")
+    data["plan"] = _plan(state, entry)
+    data["target"] = entry.target
+    data["summary"] = entry.summary
+    data["requirement"] = _state_requirement(state, entry)
+    return data
+
+
+def _plan(state: RemediationState, entry: InboxEntry) -> list[str]:
+    """The actions in words: from the workflow's state, else the inbox's description."""
+    if state.actions:
+        return [_describe(a) for a in state.actions]
+    return [line.strip() for line in entry.plan.splitlines() if line.strip()]
+
+
+def _state_requirement(state: RemediationState, entry: InboxEntry) -> str:
+    return requirement(
+        state.required_approvals,
+        state.approvals,
+        groups=state.approver_groups or entry.approver_groups,
+        pending=state.pending or entry.pending,
+        still_needed=state.still_needed,
+        met=state.stage.value in ("executing", "verifying", "compensating", "completed", "rolled_back"),
+    )
+
+
+def print_state(state: RemediationState, entry: InboxEntry, to: Console = console) -> None:
+    """`show`: stage, why, the plan in words, the policy's reasons, what approval still needs, steps done."""
+    out = to.print
+    out(f"[bold]{state.proposal_id}[/]: {state.stage.value}, risk {state.risk or '-'}, target {entry.target}")
+    out(f"why: {' '.join(entry.summary.split())}", highlight=False, overflow="fold")
+    plan = _plan(state, entry)
+    out("plan:" if plan else "plan: (not known yet)")
+    for i, line in enumerate(plan, 1):
+        out(f"  {i}. {line}", highlight=False, overflow="fold")
+    out("policy:" if state.policy_reasons else "policy: (not evaluated yet)", highlight=False)
+    for reason in state.policy_reasons:
+        out(f"  - {reason}", highlight=False, overflow="fold")
+    other = [r for r in state.reasons if r not in state.policy_reasons]
+    if other:
+        out("notes:", highlight=False)
+        for reason in other:
+            out(f"  - {reason}", highlight=False, overflow="fold")
+    out(f"approvals: {_state_requirement(state, entry)}", highlight=False, overflow="fold")
+    if state.approvals:
+        out(f"  given by {', '.join(state.approvals)}", highlight=False)
+    out(f"deadline: {_when(state.deadline)}", highlight=False)
+    for step in state.steps_done:
+        undo = f"; undo: {_describe(step.compensation)}" if step.compensation else ""
+        done = "applied" if step.applied else "already applied (retry)"
+        out(f"  step {step.index}: {_describe(step.action)} ({done}{undo})", highlight=False, overflow="fold")
+
+
 def _print_result(result: ApprovalResult) -> None:
     if result.quorum_met:
         console.print("[green]quorum met[/]: execution starts")
@@ -71,25 +266,16 @@ def _print_result(result: ApprovalResult) -> None:
     else:
         console.print("[yellow]not counted[/]")
     for reason in result.reasons:
-        console.print(f"  - {reason}")
+        console.print(f"  - {reason}", highlight=False)
 
 
-def queue_table(entries: list[InboxEntry]) -> Table:
-    """The approval queue as a table."""
-    table = Table(title="approval queue", title_justify="left")
-    for col in ("proposal", "status", "risk", "target", "approvals", "deadline", "summary"):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        table.add_row(
-            e.proposal_id,
-            e.status.value,
-            e.risk,
-            e.target,
-            f"{len(e.approvals)}/{e.required_approvals}",
-            e.deadline.isoformat(timespec="seconds") if e.deadline else "-",
-            e.summary[:120],
-        )
-    return table
+def _cancel(service: ApprovalService, token: str, proposal: str, reason: str) -> Awaitable[InboxEntry]:
+    import inspect
+
+    # ApprovalService.cancel gains a required reason; older services take none.
+    if "reason" in inspect.signature(service.cancel).parameters:
+        return service.cancel(token, proposal, reason=reason)  # type: ignore[call-arg,unused-ignore]
+    return service.cancel(token, proposal)  # type: ignore[call-arg,unused-ignore]
 
 
 def register(app: typer.Typer) -> None:
@@ -100,7 +286,10 @@ def register(app: typer.Typer) -> None:
         task_queue: Annotated[str | None, typer.Option("--task-queue", help="default from settings")] = None,
     ) -> None:
         """Run the workflows and activities on a task queue until SIGINT/SIGTERM."""
-        settings = load_settings()
+        from controller.runtime import connect
+        from controller.worker import Services, running_worker, worker_options
+
+        settings = _settings()
 
         async def serve() -> None:
             client = await connect(settings)
@@ -115,28 +304,30 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def queue(
         all_: Annotated[bool, typer.Option("--all", help="include closed proposals")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
     ) -> None:
         """List proposals waiting for approval (or every proposal with --all)."""
-        settings = load_settings()
-        inbox, _ = _stores(settings)
-        entries = inbox.list(include_closed=all_)
+        entries = _stores(_settings()).inbox.list(include_closed=all_)
         if as_json:
-            print_json([e.model_dump(mode="json") for e in entries])
+            print_json([{**e.model_dump(mode="json"), "requirement": _entry_requirement(e)} for e in entries])
         else:
             console.print(queue_table(entries))
 
     @app.command()
     def approve(
-        proposal: Annotated[str, typer.Argument(help="proposal id (a unique prefix is enough)")],
+        proposal: Annotated[str, _PROPOSAL],
         comment: Annotated[str, typer.Option("--comment")] = "",
     ) -> None:
         """Approve a proposal as the user of TWINOPS_TOKEN."""
-        settings = load_settings()
+        from controller.approvals import ApprovalRefusedError
+
+        settings = _settings()
         token = _token(settings)
+        stores = _stores(settings)
+        full = stores.resolve(proposal)
 
         async def go() -> ApprovalResult:
-            return await (await _service(settings)).approve(token, proposal, comment)
+            return await (await _service(settings, stores)).approve(token, full, comment)
 
         try:
             _print_result(_run(go))
@@ -145,47 +336,61 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def reject(
-        proposal: Annotated[str, typer.Argument(help="proposal id (a unique prefix is enough)")],
+        proposal: Annotated[str, _PROPOSAL],
         reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
     ) -> None:
         """Reject a proposal as the user of TWINOPS_TOKEN."""
-        settings = load_settings()
+        settings = _settings()
         token = _token(settings)
+        stores = _stores(settings)
+        full = stores.resolve(proposal)
 
         async def go() -> ApprovalResult:
-            return await (await _service(settings)).reject(token, proposal, reason)
+            return await (await _service(settings, stores)).reject(token, full, reason)
 
-        _print_result(_run(go))
+        result = _run(go)
+        if result.reasons != ["rejected"]:
+            fail(f"proposal {full!r} was not rejected: {'; '.join(result.reasons) or 'no reason given'}")
+        console.print(f"rejected proposal {full}: {reason}", highlight=False, soft_wrap=True)
 
     @app.command()
-    def cancel(proposal: Annotated[str, typer.Argument(help="proposal id (a unique prefix is enough)")]) -> None:
+    def cancel(
+        proposal: Annotated[str, _PROPOSAL],
+        reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
+    ) -> None:
         """Cancel a remediation; steps already executed are compensated."""
-        settings = load_settings()
+        settings = _settings()
         token = _token(settings)
+        stores = _stores(settings)
+        full = stores.resolve(proposal)
 
         async def go() -> InboxEntry:
-            return await (await _service(settings)).cancel(token, proposal)
+            return await _cancel(await _service(settings, stores), token, full, reason)
 
         entry = _run(go)
-        console.print(f"cancellation requested for {entry.proposal_id}")
+        console.print(
+            f"cancellation requested for {entry.proposal_id}: {reason} (executed steps are compensated)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     @app.command()
     def show(
-        proposal: Annotated[str, typer.Argument(help="proposal id (a unique prefix is enough)")],
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        proposal: Annotated[str, _PROPOSAL],
+        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
     ) -> None:
-        """Live state of a remediation: stage, approvals, steps done, deadline."""
-        settings = load_settings()
+        """Live state of a remediation: plan, policy reasons, what approval still needs, steps done, deadline."""
+        settings = _settings()
         token = _token(settings)
+        stores = _stores(settings)
+        full = stores.resolve(proposal)
 
-        async def go() -> Any:
-            return await (await _service(settings)).state(token, proposal)
+        async def go() -> RemediationState:
+            return await (await _service(settings, stores)).state(token, full)
 
         state = _run(go)
+        entry = stores.inbox.get(full)
         if as_json:
-            print_json(state.model_dump(mode="json"))
+            print_json(state_json(state, entry))
             return
-        console.print(f"{state.proposal_id}: [bold]{state.stage.value}[/] risk={state.risk}")
-        console.print(f"approvals {state.approvals} of {state.required_approvals}; deadline {state.deadline}")
-        for step in state.steps_done:
-            console.print(f"  step {step.index}: {step.action.model_dump()} applied={step.applied}")
+        print_state(state, entry)
