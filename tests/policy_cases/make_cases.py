@@ -147,6 +147,9 @@ def a_expect(
 
 STALE = {"code": "stale_twin", "msg": "old", "details": {}}
 ALICE, BOB = person("alice"), person("bob", team="edge")
+LEE, LIA = person("lee", ["sre", "sre-leads"], team="platform"), person("lia", ["sre", "sre-leads"])
+UNOWNED_PROPOSAL = {**safety()["proposal"], "nodes": [node("checkout", team="")]}
+IN_FREEZE, FREEZE_EXPIRY = "2025-12-28T09:00:00Z", "2025-12-28T10:00:00Z"
 
 
 def cases() -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
@@ -452,6 +455,41 @@ def cases() -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
             "a denied proposal cannot be approved",
             approval(ALICE, safety={**SAFETY_DECISION, "allow": False, "deny": [STALE]}),
             a_expect(False, False, 0, 1, ["proposal_denied"], ["proposal_denied", "quorum_not_met"]),
+        ),
+        (
+            "approval_duplicate_after_quorum",
+            "approval",
+            "a second approval by the same person does not count, so it meets no quorum (even a met one)",
+            approval(ALICE, approvals=[prior(ALICE)]),
+            a_expect(False, False, 1, 0, ["duplicate_approver"]),
+        ),
+        (
+            "approval_high_unowned_no_fallback",
+            "approval",
+            "high risk on a node with no team: two SREs are not enough without the fallback group",
+            approval(BOB, risk="high", required=2, approvals=[prior(ALICE)], proposal=UNOWNED_PROPOSAL),
+            a_expect(True, False, 2, 0, [], ["unowned_fallback_missing"]),
+        ),
+        (
+            "approval_high_unowned_fallback_met",
+            "approval",
+            "high risk on a node with no team: met with a member of the fallback group (sre-leads)",
+            approval(LEE, risk="high", required=2, approvals=[prior(ALICE)], proposal=UNOWNED_PROPOSAL),
+            a_expect(True, True, 2, 0),
+        ),
+        (
+            "approval_freeze_quorum_not_met",
+            "approval",
+            "inside the example year-end freeze: one sre-lead of the two the window asks for",
+            approval(LEE, approvals=[prior(ALICE, at=IN_FREEZE)], now=IN_FREEZE, expires_at=FREEZE_EXPIRY),
+            a_expect(True, False, 2, 1, [], ["freeze_quorum_not_met"]),
+        ),
+        (
+            "approval_freeze_quorum_met",
+            "approval",
+            "inside the example year-end freeze: two sre-leads meet the window's quorum",
+            approval(LEE, approvals=[prior(LIA, at=IN_FREEZE)], now=IN_FREEZE, expires_at=FREEZE_EXPIRY),
+            a_expect(True, True, 2, 0),
         ),
     ]
 

@@ -146,14 +146,17 @@ freeze_shortfalls := {(q.required - q.counted) | some q in freeze_quorums}
 
 freeze_shortfall := max(freeze_shortfalls | {0})
 
-still_needed := max([0, required - count(counted_ids), distinct_needed - count(counted_ids), freeze_shortfall])
+# Approvals the quorum still lacks by number; a freeze may lack more of its own group.
+count_needed := max([0, required - count(counted_ids), distinct_needed - count(counted_ids)])
+
+still_needed := max([count_needed, freeze_shortfall])
 
 pending contains r if {
-	still_needed > 0
+	count_needed > 0
 	r := reason(
 		"quorum_not_met",
-		sprintf("%d of %d approvals counted; %d more needed", [count(counted_ids), max([required, distinct_needed]), still_needed]),
-		{"counted": count(counted_ids), "required": required, "still_needed": still_needed},
+		sprintf("%d of %d approvals counted; %d more needed", [count(counted_ids), max([required, distinct_needed]), count_needed]),
+		{"counted": count(counted_ids), "required": required, "still_needed": count_needed},
 	)
 }
 

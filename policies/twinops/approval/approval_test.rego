@@ -197,3 +197,156 @@ test_malformed_input_never_counts if {
 	d.quorum_met == false
 	[r.code | some r in d.reasons] == ["malformed_input"]
 }
+
+# --- owning team: never vacuous ------------------------------------------------
+
+t_unowned(inp) := object.union(inp, {"proposal": {"nodes": [object.union(inp.proposal.nodes[0], {"team": ""})]}})
+
+t_lead := t_person("lee", ["sre", "sre-leads"], "platform")
+
+test_high_risk_on_unowned_node_needs_the_fallback_group if {
+	inp := t_unowned(t_input(t_bob, "high", 2, [t_prior(t_alice)]))
+	d := t_decision(inp)
+	d.counts
+	d.quorum_met == false
+	"unowned_fallback_missing" in t_pending(inp)
+	not "owner_team_missing" in t_pending(inp)
+}
+
+test_high_risk_on_unowned_node_met_with_a_fallback_member if {
+	d := t_decision(t_unowned(t_input(t_lead, "high", 2, [t_prior(t_alice)])))
+	d.counts
+	d.quorum_met
+}
+
+test_teamless_approvers_do_not_own_a_teamless_node if {
+	# Before: node team "" matched approver team "", and the owner rule passed vacuously.
+	nobody1 := t_person("n1", ["sre"], "")
+	nobody2 := t_person("n2", ["sre"], "")
+	inp := t_unowned(t_input(nobody2, "high", 2, [t_prior(nobody1)]))
+	t_decision(inp).quorum_met == false
+	"unowned_fallback_missing" in t_pending(inp)
+}
+
+test_teamless_approvers_do_not_own_a_team_node if {
+	nobody1 := t_person("n1", ["sre"], "")
+	nobody2 := t_person("n2", ["sre"], "")
+	inp := t_input(nobody2, "high", 2, [t_prior(nobody1)])
+	t_decision(inp).quorum_met == false
+	"owner_team_missing" in t_pending(inp)
+}
+
+test_fallback_group_comes_from_config if {
+	owl := t_person("ola", ["sre", "night-owls"], "edge")
+	inp := t_unowned(t_input(owl, "high", 2, [t_prior(t_alice)]))
+	t_decision(inp).quorum_met with data.twinops.config.approval.unowned_fallback_group as "night-owls"
+	not t_decision(inp).quorum_met
+}
+
+test_low_risk_on_unowned_node_needs_no_fallback if {
+	t_decision(t_unowned(t_input(t_alice, "low", 1, []))).quorum_met
+}
+
+# --- approver groups other than sre are required for real -----------------------
+
+t_pat := t_person("pat", ["platform"], "payments")
+
+test_group_other_than_sre_refuses_an_sre if {
+	inp := t_input(t_alice, "low", 1, [])
+	d := t_decision(inp) with data.twinops.config.approval.groups_by_action.scale as ["platform"]
+	d.counts == false
+	d.quorum_met == false
+	codes := t_codes(inp) with data.twinops.config.approval.groups_by_action.scale as ["platform"]
+	"not_in_approver_group" in codes
+}
+
+test_group_other_than_sre_accepts_a_member if {
+	d := t_decision(t_input(t_pat, "low", 1, [])) with data.twinops.config.approval.groups_by_action.scale as ["platform"]
+	d.counts
+	d.quorum_met
+}
+
+test_group_other_than_sre_does_not_count_a_prior_sre_approval if {
+	d := t_decision(t_input(t_pat, "medium", 2, [t_prior(t_alice)])) with data.twinops.config.approval.groups_by_action.scale as ["platform"]
+	d.counts
+	d.quorum_met == false
+	d.approvals_counted == 1
+}
+
+test_approver_without_roles_never_counts if {
+	inp := t_input(t_person("vic", [], "payments"), "low", 1, [])
+	t_decision(inp).counts == false
+	"not_in_approver_group" in t_codes(inp)
+}
+
+# --- a freeze window's own quorum --------------------------------------------------
+
+# In force at t_input's `now` (2026-11-21T22:30:00Z).
+t_freeze(extra) := [object.union({"name": "bf", "start": "2026-11-21T00:00:00Z", "end": "2026-11-22T00:00:00Z"}, extra)]
+
+t_leads_freeze := t_freeze({"required_approvals": 2, "approver_groups": ["sre-leads"]})
+
+t_lead2 := t_person("lia", ["sre", "sre-leads"], "payments")
+
+test_freeze_refuses_quorum_without_its_group if {
+	inp := t_input(t_alice, "low", 1, [])
+	d := t_decision(inp) with data.twinops.config.safety.freeze_windows as t_leads_freeze
+	d.counts
+	d.quorum_met == false
+	d.still_needed == 2
+	pending := t_pending(inp) with data.twinops.config.safety.freeze_windows as t_leads_freeze
+	pending == {"freeze_quorum_not_met"}
+}
+
+test_freeze_refuses_with_one_of_two_from_its_group if {
+	d := t_decision(t_input(t_lead, "low", 1, [t_prior(t_alice)])) with data.twinops.config.safety.freeze_windows as t_leads_freeze
+	d.counts
+	d.quorum_met == false
+	d.still_needed == 1
+}
+
+test_freeze_quorum_met_by_two_of_its_group if {
+	inp := t_input(t_lead2, "low", 1, [t_prior(t_lead)])
+	d := t_decision(inp) with data.twinops.config.safety.freeze_windows as t_leads_freeze
+	d.counts
+	d.quorum_met
+	d.still_needed == 0
+}
+
+test_freeze_without_its_own_groups_needs_freeze_min_approvals_from_anyone if {
+	w := t_freeze({})
+	one := t_decision(t_input(t_alice, "low", 1, [])) with data.twinops.config.safety.freeze_windows as w
+	one.quorum_met == false
+	one.still_needed == 1
+	two := t_decision(t_input(t_bob, "low", 1, [t_prior(t_alice)])) with data.twinops.config.safety.freeze_windows as w
+	two.quorum_met
+}
+
+test_freeze_end_is_exclusive_for_approvals if {
+	inp := object.union(t_input(t_alice, "low", 1, []), {"now": "2026-11-22T00:00:00Z", "expires_at": "2026-11-22T01:00:00Z"})
+	d := t_decision(inp) with data.twinops.config.safety.freeze_windows as t_leads_freeze
+	d.quorum_met
+}
+
+test_freeze_start_is_inclusive_for_approvals if {
+	inp := object.union(t_input(t_alice, "low", 1, []), {"now": "2026-11-21T00:00:00Z"})
+	d := t_decision(inp) with data.twinops.config.safety.freeze_windows as t_leads_freeze
+	d.quorum_met == false
+}
+
+test_no_freeze_in_force_leaves_the_quorum_alone if {
+	d := t_decision(t_input(t_alice, "low", 1, []))
+	d.quorum_met
+	d.pending == []
+}
+
+# --- a decision that does not contradict itself --------------------------------------
+
+test_an_approval_that_does_not_count_never_meets_the_quorum if {
+	# The quorum was met by alice's earlier approval; her second one does not count, and meets nothing.
+	inp := t_input(t_alice, "low", 1, [t_prior(t_alice)])
+	d := t_decision(inp)
+	d.counts == false
+	d.quorum_met == false
+	"duplicate_approver" in t_codes(inp)
+}

@@ -351,3 +351,32 @@ test_wrong_typed_field_denied if {
 	d := t_decision(object.union(t_base, {"snapshot_age_seconds": "old"}))
 	d.allow == false
 }
+
+# --- a freeze window's own quorum --------------------------------------------
+
+test_freeze_window_may_ask_for_more_approvals if {
+	inp := object.union(t_at(t_base, "2026-11-28T12:00:00Z"), {"requester": {"kind": "human", "id": "alice"}})
+	w := [object.union(t_freeze[0], {"required_approvals": 3, "approver_groups": ["sre-leads"]})]
+	d := t_decision(inp) with data.twinops.config.safety.freeze_windows as w
+	d.allow
+	d.required_approvals == 3
+}
+
+# --- re-evaluated at the moment of action ---------------------------------------
+
+# The workflow asks again just before executing, with the time and twin age of that
+# moment: what was allowed when proposed is denied once a freeze began or the twin aged.
+test_reevaluation_inside_a_freeze_denies_what_was_allowed if {
+	t_decision(t_at(t_base, "2026-11-26T23:00:00Z")).allow with data.twinops.config.safety.freeze_windows as t_freeze
+	d := t_decision(t_at(t_base, "2026-11-27T00:00:01Z")) with data.twinops.config.safety.freeze_windows as t_freeze
+	d.allow == false
+	d.auto_approve == false
+	{r.code | some r in d.deny} == {"change_freeze"}
+}
+
+test_reevaluation_with_an_old_twin_denies_what_was_allowed if {
+	t_decision(t_base).allow
+	d := t_decision(object.union(t_base, {"snapshot_age_seconds": 600}))
+	d.allow == false
+	{r.code | some r in d.deny} == {"stale_twin"}
+}
