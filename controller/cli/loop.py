@@ -269,13 +269,10 @@ def _print_result(result: ApprovalResult) -> None:
         console.print(f"  - {reason}", highlight=False)
 
 
-def _cancel(service: ApprovalService, token: str, proposal: str, reason: str) -> Awaitable[InboxEntry]:
-    import inspect
-
-    # ApprovalService.cancel gains a required reason; older services take none.
-    if "reason" in inspect.signature(service.cancel).parameters:
-        return service.cancel(token, proposal, reason=reason)  # type: ignore[call-arg,unused-ignore]
-    return service.cancel(token, proposal)  # type: ignore[call-arg,unused-ignore]
+def _reason(reason: str) -> str:
+    if not reason.strip():
+        fail("--reason: say why (it is recorded in the audit trail)")
+    return reason.strip()
 
 
 def register(app: typer.Typer) -> None:
@@ -340,6 +337,7 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
     ) -> None:
         """Reject a proposal as the user of TWINOPS_TOKEN."""
+        reason = _reason(reason)
         settings = _settings()
         token = _token(settings)
         stores = _stores(settings)
@@ -359,13 +357,14 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
     ) -> None:
         """Cancel a remediation; steps already executed are compensated."""
+        reason = _reason(reason)
         settings = _settings()
         token = _token(settings)
         stores = _stores(settings)
         full = stores.resolve(proposal)
 
         async def go() -> InboxEntry:
-            return await _cancel(await _service(settings, stores), token, full, reason)
+            return await (await _service(settings, stores)).cancel(token, full, reason)
 
         entry = _run(go)
         console.print(

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The live-stack fixtures of the workflow tests (a worker on a fresh task queue over fresh stores).
+from tests.workflows.conftest import scenario, stack  # noqa: F401 - fixtures for test_decisions
+
 TWINOPS = Path(sys.executable).with_name("twinops")
 
 
