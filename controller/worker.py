@@ -172,12 +172,16 @@ async def running_worker(client: Client, task_queue: str, services: Services, **
     if isinstance(services.ledger, SqlAuditLedger):
         timer = asyncio.create_task(services.ledger.publish_heads_periodically())
         witness = services.ledger.witnessed_by(NotifierWitness(services.notifier, asyncio.get_running_loop()))
-    try:
-        with witness:
+    with witness:
+        try:
             async with worker:
                 yield worker
-    finally:
-        if timer is not None:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+        finally:
+            if timer is not None:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
+            if isinstance(services.ledger, SqlAuditLedger):
+                # Sign what this run appended since the last head, so a stopped system does not look
+                # tampered with later (verification fails entries no head covers once the interval passed).
+                await services.ledger.publish_final_head()

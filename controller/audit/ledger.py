@@ -169,6 +169,13 @@ class SqlAuditLedger(LedgerReader):
             except Exception as exc:  # the timer must outlive a database hiccup; appends still sign heads
                 _log.warning("audit.head_timer_failed", error=str(exc))
 
+    async def publish_final_head(self) -> None:
+        """Sign a head over everything appended so far (a graceful stop); log, never raise, if that fails."""
+        try:
+            await asyncio.to_thread(self.publish_head)
+        except Exception as exc:  # stopping must not fail on it; the next start's timer signs the tail
+            _log.warning("audit.final_head_failed", error=str(exc))
+
     def _serialize(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})

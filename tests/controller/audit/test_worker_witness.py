@@ -26,15 +26,19 @@ async def test_heads_signed_while_the_worker_runs_reach_the_notifier(temporal: T
     assert isinstance(ledger, SqlAuditLedger)
     with capture_logs() as logs:
         async with running_worker(temporal.client, f"test-{uuid.uuid4()}", services):
-            for i in range(3):
-                await ledger.append(step_event(i))
+            for i in range(4):
+                await ledger.append(step_event(i))  # heads at 1 and 3; seq 3 waits for the next
             for _ in range(100):
                 if len([e for e in logs if e.get("kind") == "audit_checkpoint"]) == 2:
                     break
                 await asyncio.sleep(0.02)
-        for i in (3, 4):
-            await ledger.append(step_event(i))  # after the worker stopped: the head at 5 is not sent
+        for _ in range(100):  # stopping signed a head over seq 3 and sent it
+            if len([e for e in logs if e.get("kind") == "audit_checkpoint"]) == 3:
+                break
+            await asyncio.sleep(0.02)
+        for i in (4, 5):
+            await ledger.append(step_event(i))  # after the worker stopped: the head at 6 is not sent
         await asyncio.sleep(0.05)
     sent = [e["text"] for e in logs if e["event"] == "notification" and e.get("kind") == "audit_checkpoint"]
-    assert [h.tree_size for h in ledger.heads()] == [1, 3, 5]
-    assert sent == [h.checkpoint for h in ledger.heads()[:2]]
+    assert [h.tree_size for h in ledger.heads()] == [1, 3, 4, 6]
+    assert sent == [h.checkpoint for h in ledger.heads()[:3]]
