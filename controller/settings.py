@@ -29,8 +29,26 @@ class Settings(BaseSettings):
         default=None, description="host:port of an existing Temporal server; unset starts the embedded dev server."
     )
     temporal_namespace: str = "default"
+    # Only twinops' own services may reach Temporal: anyone who can start workflows or send updates there
+    # bypasses the approval service. Production requires mTLS or an API key.
+    temporal_tls_cert: Path | None = Field(default=None, description="Client certificate (PEM) for mTLS to Temporal.")
+    temporal_tls_key: Path | None = Field(default=None, description="Client private key (PEM) for mTLS to Temporal.")
+    temporal_tls_ca: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed Temporal's server cert."
+    )
+    temporal_tls_server_name: str | None = Field(default=None, description="Server name to verify, if not the host.")
+    temporal_api_key: SecretStr | None = Field(default=None, description="Temporal Cloud / server API key.")
     temporal_task_queue: str = "twinops"
     temporal_ui: bool = True
+    temporal_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Embedded dev server's frontend port; unset: any free port."
+    )
+    temporal_ui_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Embedded Temporal UI port; unset: the one used last time, else 8233, whichever is free.",
+    )
     temporal_start_timeout_seconds: float = 60.0
     # Modest slots: on a small machine the SDK defaults (100 workflow tasks) let tasks outlive their
     # 10 s timeout under load and retry forever (measured in benchmarks/bench_loop.py).
@@ -84,6 +102,11 @@ class Settings(BaseSettings):
     audit_head_every_seconds: float = 60.0
 
     # Approvals
+    approval_signing_key: Path | None = Field(
+        default=None,
+        description="Ed25519 key the approval service signs decisions with; default home/approval.key. Workflows "
+        "count only decisions it signed. In production keep it where only the approval service can read it.",
+    )
     approval_timeout_seconds: float = 3600.0
     approval_expiry_seconds: float = 3600.0
     verification_window_seconds: float = 60.0
@@ -106,7 +129,12 @@ class Settings(BaseSettings):
 
     # Telemetry
     log_format: Literal["auto", "json", "console"] = "auto"
-    log_level: str = "INFO"
+    log_level: str = Field(
+        default="INFO", description="Level of the log file; stderr shows warnings and up unless --verbose or set."
+    )
+    log_file: Path | None = Field(
+        default=None, description="JSON Lines log of every event at log_level; `up` defaults to home/twinops.log."
+    )
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
 
@@ -114,6 +142,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL in force: the configured one, else SQLite under home."""
         return self.database_url or f"sqlite:///{(self.home / 'twinops.db').resolve()}"
+
+    @cached_property
+    def resolved_approval_key(self) -> Path:
+        """Where the approval service's signing key lives."""
+        return self.approval_signing_key or self.home / "approval.key"
 
     @cached_property
     def resolved_signing_key(self) -> Path:

@@ -1,56 +1,145 @@
-"""`twinops up` and `twinops demo`: the embedded stack and the scripted run."""
+"""`twinops up` and `twinops demo`: the embedded stack and the scripted run.
+
+Every `up` option overrides one TWINOPS_* variable (named in its help); unset, the
+variable or the default applies.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from controller.cli._common import console, fail
-from controller.cli.loop import wait_for_shutdown
-from controller.errors import RuntimeUnavailableError
-from controller.loop import start_agent_loop
-from controller.runtime import TemporalRuntime
-from controller.settings import load_settings
-from controller.worker import Services, running_worker, worker_options
+
+if TYPE_CHECKING:
+    from controller.settings import Settings
+
+# option name -> the Settings field it overrides
+UP_OPTIONS: dict[str, str] = {
+    "scenario": "twin_scenario",
+    "twin_id": "twin_id",
+    "tick": "tick_seconds",
+    "temporal_port": "temporal_port",
+    "ui_port": "temporal_ui_port",
+    "ui": "temporal_ui",
+    "log_file": "log_file",
+}
 
 
-async def _serve_forever() -> None:
-    settings = load_settings()
+def up_settings(**options: Any) -> Settings:
+    """Settings from the environment, with the `up` options given on the command line on top."""
+    from controller.settings import Settings
+
+    overrides = {UP_OPTIONS[name]: value for name, value in options.items() if value is not None}
+    return Settings(**overrides)
+
+
+def _verbose(ctx: typer.Context) -> bool:
+    root = ctx.find_root().obj
+    return bool(root.get("verbose")) if isinstance(root, dict) else False
+
+
+async def _serve_forever(settings: Settings, log_file: Path) -> None:
+    from controller.loop import start_agent_loop
+    from controller.notifiers import ConsoleNotifier, FanoutNotifier
+    from controller.runtime import TemporalRuntime
+    from controller.worker import Services, running_worker, worker_options
+
+    # Temporal first: when it cannot be had, nothing else (policy engine processes) is started.
     async with TemporalRuntime(settings) as rt:
         info = rt.info
         assert info is not None
-        rt.publish()
         services = Services.from_settings(settings)
-        queue = settings.temporal_task_queue
-        async with running_worker(rt.client, queue, services, **worker_options(settings)):
-            loop_id = await start_agent_loop(rt.client, settings, services)
-            console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
-            if info.ui_url:
-                console.print(f"Temporal UI:       [bold]{info.ui_url}[/]")
-            if info.database:
-                console.print(f"state:             {info.database}")
-            console.print(f"worker:            task queue {queue}")
-            console.print(f"agent loop:        {loop_id} (twin {settings.twin_id}, every {settings.tick_seconds:g}s)")
-            console.print("watch the queue with `twinops queue`; Ctrl-C stops the stack.")
-            await wait_for_shutdown()
+        # Notifications as sentences on the console; the log file keeps them as events.
+        services.notifier = FanoutNotifier([services.notifier, ConsoleNotifier(_say)])
+        try:
+            rt.publish()
+            queue = settings.temporal_task_queue
+            async with running_worker(rt.client, queue, services, **worker_options(settings)):
+                loop_id = await start_agent_loop(rt.client, settings, services)
+                console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
+                if info.ui_url:
+                    console.print(f"Temporal UI:       [bold]{info.ui_url}[/]")
+                if info.database:
+                    console.print(f"state:             {info.database}")
+                console.print(f"log:               {log_file}")
+                console.print(f"worker:            task queue {queue}")
+                console.print(
+                    f"agent loop:        {loop_id} (twin {settings.twin_id}, every {settings.tick_seconds:g}s)"
+                )
+                console.print("watch the queue with `twinops queue`; Ctrl-C stops the stack.")
+                from controller.cli.loop import wait_for_shutdown
+
+                await wait_for_shutdown()
+        finally:
+            close = getattr(services.gate, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def _say(line: str) -> None:
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add `up` and `demo` to the root app."""
 
     @app.command()
-    def up() -> None:
+    def up(
+        ctx: typer.Context,
+        scenario: Annotated[
+            Path | None,
+            typer.Option("--scenario", help="simulator scenario YAML (TWINOPS_TWIN_SCENARIO)", exists=True),
+        ] = None,
+        twin_id: Annotated[
+            str | None, typer.Option("--twin-id", help="twin the loop watches (TWINOPS_TWIN_ID)")
+        ] = None,
+        tick: Annotated[
+            float | None, typer.Option("--tick", help="seconds between agent ticks (TWINOPS_TICK_SECONDS)", min=0.001)
+        ] = None,
+        temporal_port: Annotated[
+            int | None,
+            typer.Option("--temporal-port", help="Temporal frontend port (TWINOPS_TEMPORAL_PORT; default: a free one)"),
+        ] = None,
+        ui_port: Annotated[
+            int | None,
+            typer.Option(
+                "--ui-port", help="Temporal UI port (TWINOPS_TEMPORAL_UI_PORT; default: last one used, else 8233)"
+            ),
+        ] = None,
+        ui: Annotated[
+            bool | None, typer.Option("--ui/--no-ui", help="serve the Temporal UI (TWINOPS_TEMPORAL_UI)")
+        ] = None,
+        log_file: Annotated[
+            Path | None,
+            typer.Option("--log-file", help="JSON Lines log (TWINOPS_LOG_FILE; default: TWINOPS_HOME/twinops.log)"),
+        ] = None,
+    ) -> None:
         """Start the embedded stack (Temporal dev server with SQLite under TWINOPS_HOME) and wait."""
-        try:
-            asyncio.run(_serve_forever())
-        except RuntimeUnavailableError as exc:
-            fail(str(exc))
+        from controller.telemetry import configure_logging
+
+        settings = up_settings(
+            scenario=scenario,
+            twin_id=twin_id,
+            tick=tick,
+            temporal_port=temporal_port,
+            ui_port=ui_port,
+            ui=ui,
+            log_file=log_file,
+        )
+        path = settings.log_file or settings.home / "twinops.log"
+        configure_logging(settings, verbose=_verbose(ctx), log_file=path, file_only={"notification"})
+        asyncio.run(_serve_forever(settings, path))
 
     @app.command()
     def demo() -> None:
         """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
         from controller.demo import run_demo
+        from controller.errors import RuntimeUnavailableError
+        from controller.settings import load_settings
 
         try:
             code = asyncio.run(run_demo(load_settings(), console))
