@@ -300,7 +300,10 @@ def require_coverage(report: VerificationReport, *, max_unsigned: int, older_tha
     elif uncovered > max_unsigned:
         why = f"{uncovered} after the last signed head, where at most {max_unsigned} may wait for one"
     elif older_than is not None and (report.oldest_uncovered or "") < format_time(older_than):
-        why = f"the oldest ({report.oldest_uncovered or 'unreadable time'}) is older than a head may take to be signed"
+        why = (
+            f"the oldest ({report.oldest_uncovered or 'unreadable time'}) is older than a head may take to be signed "
+            "(added behind the writers' back, or no writer ran since: `twinops audit head` once known good)"
+        )
     else:
         return
     report.problems.append(
