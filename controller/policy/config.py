@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from controller.errors import PolicyConfigError
 
 Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Name = Annotated[str, Field(min_length=1)]
@@ -65,11 +66,11 @@ class Risk(_Config):
 
 
 class ApprovalsByRisk(_Config):
-    """Approvals needed at each risk level."""
+    """Approvals needed at each risk level (at least one: no approval at all is what auto_approve says)."""
 
-    low: Count
-    medium: Count
-    high: Count
+    low: Positive
+    medium: Positive
+    high: Positive
 
 
 class NeverAutoApprove(_Config):

@@ -2,8 +2,8 @@
 
 Adapters implement `_evaluate(query, input)` and may raise anything; this base
 turns every failure (invalid input, engine error, missing or undefined rule,
-timeout, malformed decision) into a deny with a reason naming the failure, and
-logs it.
+timeout, malformed or self-contradicting decision, refused bundle) into a deny
+with a reason naming the failure, and logs it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from controller.errors import PolicyConfigError, PolicyEvaluationError
+from controller.policy.consistency import contradictions
 from workflows.policy import (
     APPROVAL_QUERY,
     SAFETY_QUERY,
@@ -136,6 +137,12 @@ class FailClosedGate(ABC):
             decision = decision_model.model_validate({**raw, **stamp})
         except ValidationError as exc:
             return fail("policy_malformed_decision", f"{query}: {_summary(exc)}", errors=_validation_details(exc))
+        if problems := contradictions(decision):
+            return fail(
+                "policy_malformed_decision",
+                f"{query}: the decision contradicts itself: {'; '.join(problems)}",
+                contradictions=problems,
+            )
         log.debug("policy.decision", query=query, engine=self.engine_name, seconds=round(elapsed, 6))
         return decision
 

@@ -42,9 +42,9 @@ settings := {
 	"safety.non_compensable_actions": "strings",
 	"safety.unactionable_kinds": "strings",
 	"safety.protected_restart_kinds": "counts_by_name",
-	"safety.approvals_by_risk.low": "count",
-	"safety.approvals_by_risk.medium": "count",
-	"safety.approvals_by_risk.high": "count",
+	"safety.approvals_by_risk.low": "positive",
+	"safety.approvals_by_risk.medium": "positive",
+	"safety.approvals_by_risk.high": "positive",
 	"safety.freeze_min_approvals": "count",
 	"safety.never_auto_approve.tiers": "strings",
 	"safety.never_auto_approve.kinds": "strings",
@@ -68,6 +68,7 @@ window_optional := {"required_approvals": "count", "approver_groups": "groups"}
 expected := {
 	"number": "a number >= 0",
 	"count": "a whole number >= 0",
+	"positive": "a whole number >= 1",
 	"factor": "a number >= 1",
 	"fraction": "a number from 0 to 1",
 	"risk_level": "one of low, medium, high",
@@ -95,6 +96,8 @@ valid("number", v) if {
 }
 
 valid("count", v) if is_count(v)
+
+valid("positive", v) if _positive(v)
 
 valid("factor", v) if {
 	is_number(v)
@@ -244,9 +247,9 @@ ok if {
 	every n in s.protected_restart_kinds {
 		is_count(n)
 	}
-	is_count(s.approvals_by_risk.low)
-	is_count(s.approvals_by_risk.medium)
-	is_count(s.approvals_by_risk.high)
+	_positive(s.approvals_by_risk.low)
+	_positive(s.approvals_by_risk.medium)
+	_positive(s.approvals_by_risk.high)
 	is_count(s.freeze_min_approvals)
 	_strings(s.never_auto_approve.tiers)
 	_strings(s.never_auto_approve.kinds)
@@ -263,6 +266,12 @@ ok if {
 	}
 	is_count(a.high_risk_min_distinct_approvers)
 	_name(a.unowned_fallback_group)
+}
+
+# An allowed proposal that is not auto-approved needs someone to approve it.
+_positive(v) if {
+	is_count(v)
+	v >= 1
 }
 
 _number(v) if {

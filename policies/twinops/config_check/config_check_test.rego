@@ -263,6 +263,10 @@ test_fractional_count_refuses if {
 	t_refused(t_replace(t_config, ["safety", "rate_limit", "max_actions"], 2.5), "safety.rate_limit.max_actions")
 }
 
+test_zero_approvals_for_a_risk_level_refuses if {
+	t_refused(t_replace(t_config, ["safety", "approvals_by_risk", "low"], 0), "safety.approvals_by_risk.low")
+}
+
 test_scale_factor_below_one_refuses if {
 	t_refused(t_replace(t_config, ["safety", "max_scale_factor"], 0.5), "safety.max_scale_factor")
 }

@@ -84,6 +84,7 @@ def test_public_names_are_exported() -> None:
     modules = {
         "bundle",
         "config",
+        "consistency",
         "engine",
         "engine_pool",
         "engine_process",

@@ -93,6 +93,79 @@ async def test_malformed_decision_denies(make_bundle: MakeBundle, body: Any) -> 
     gate.close()
 
 
+# Coherent in each field's type, contradictory as a whole: the gate must not take either half.
+CONTRADICTORY_SAFETY: dict[str, Any] = {
+    "auto-approve-needing-approvals": {**_OK, "required_approvals": 2},
+    "allowed-manual-needing-nobody": {**_OK, "auto_approve": False, "required_approvals": 0},
+}
+
+
+@pytest.mark.parametrize("body", list(CONTRADICTORY_SAFETY.values()), ids=list(CONTRADICTORY_SAFETY))
+async def test_self_contradicting_safety_decision_denies(make_bundle: MakeBundle, body: Any) -> None:
+    gate = _gate(make_bundle, f"package twinops.safety\nimport rego.v1\ndecision := {json.dumps(body)}\n")
+    with structlog.testing.capture_logs() as logs:
+        decision = await gate.evaluate_safety(SAFETY_IN)
+    _assert_denied(decision, "policy_malformed_decision")
+    assert "contradicts itself" in decision.deny[0].msg and decision.deny[0].details["contradictions"]
+    assert any(e.get("code") == "policy_malformed_decision" for e in logs)
+    gate.close()
+
+
+_MET: dict[str, Any] = {
+    "counts": True, "quorum_met": True, "reasons": [], "pending": [], "approvals_counted": 1, "still_needed": 0,
+}  # fmt: skip
+_PENDING = [{"code": "quorum_not_met", "msg": "1 more"}]
+CONTRADICTORY_APPROVAL: dict[str, Any] = {
+    "met-with-pending": {**_MET, "pending": _PENDING},
+    "met-with-still-needed": {**_MET, "still_needed": 1},
+    "met-with-pending-and-still-needed": {**_MET, "pending": _PENDING, "still_needed": 1, "approvals_counted": 1},
+    "met-without-counting": {**_MET, "counts": False, "reasons": [{"code": "duplicate_approver", "msg": "x"}]},
+    "counts-with-reasons": {**_MET, "reasons": [{"code": "expired", "msg": "x"}]},
+    "refused-without-reason": {**_MET, "counts": False, "quorum_met": False, "pending": _PENDING},
+    "counts-but-none-counted": {**_MET, "approvals_counted": 0},
+    "negative-still-needed": {**_MET, "quorum_met": False, "still_needed": -1, "pending": _PENDING},
+    "needed-but-nothing-pending": {**_MET, "quorum_met": False, "still_needed": 1},
+    "counts-unmet-nothing-pending": {**_MET, "quorum_met": False},
+    "quorum-as-string": {**_MET, "quorum_met": "true"},
+}
+
+
+def _approval_gate(make_bundle: MakeBundle, body: Any) -> RegorusPolicyGate:
+    source = f"package twinops.approval\nimport rego.v1\ndecision := {json.dumps(body)}\n"
+    return RegorusPolicyGate(load_bundle(make_bundle({"twinops/approval/approval.rego": source})), processes=1)
+
+
+def test_the_coherent_approval_fixture_is_accepted() -> None:
+    from controller.policy.consistency import contradictions
+    from workflows.policy import ApprovalDecision
+
+    assert contradictions(ApprovalDecision.model_validate(_MET)) == []
+
+
+async def test_a_coherent_approval_decision_is_taken(make_bundle: MakeBundle) -> None:
+    gate = _approval_gate(make_bundle, _MET)
+    decision = await gate.evaluate_approval(APPROVAL_IN)
+    gate.close()
+    assert decision.counts is True and decision.quorum_met is True
+
+
+@pytest.mark.parametrize("body", list(CONTRADICTORY_APPROVAL.values()), ids=list(CONTRADICTORY_APPROVAL))
+async def test_self_contradicting_approval_decision_is_refused(make_bundle: MakeBundle, body: Any) -> None:
+    gate = _approval_gate(make_bundle, body)
+    decision = await gate.evaluate_approval(APPROVAL_IN)
+    gate.close()
+    assert decision.counts is False and decision.quorum_met is False
+    assert [r.code for r in decision.reasons] == ["policy_malformed_decision"]
+    assert decision.bundle_revision == "test-1"
+
+
+async def test_a_self_contradicting_answer_from_opa_is_refused() -> None:
+    fake = _FakeOpa({"result": CONTRADICTORY_APPROVAL["met-with-pending"]})
+    gate = OpaPolicyGate("http://opa:8181", client=fake)
+    decision = await gate.evaluate_approval(APPROVAL_IN)
+    assert decision.quorum_met is False and [r.code for r in decision.reasons] == ["policy_malformed_decision"]
+
+
 SLOW = """package twinops.safety
 import rego.v1
 n := input.proposal.fleet_replicas
