@@ -253,7 +253,18 @@ def _blast_radius(
     total = sum(ext[e] for e in entries)
     if total <= 0:
         return dict.fromkeys(order, 0.0)
-    return {n: sum(ext[e] for e in entries if reach[n] & bit[e]) / total for n in order}
+    # The load behind a bitset, a byte at a time: per byte of entries a table of the 256 subset
+    # sums, so a node costs entries/8 lookups (in C) instead of a Python test per entry.
+    tables: list[list[float]] = []
+    for start in range(0, len(entries), 8):
+        rates = [ext[e] for e in entries[start : start + 8]]
+        table = [0.0] * 256
+        for b in range(1, 256):
+            low = b & -b
+            table[b] = table[b ^ low] + rates[low.bit_length() - 1] if low.bit_length() <= len(rates) else 0.0
+        tables.append(table)
+    width = len(tables)
+    return {n: math.fsum(map(list.__getitem__, tables, reach[n].to_bytes(width, "little"))) / total for n in order}
 
 
 def _quality(

@@ -90,3 +90,16 @@ def test_blast_radius_is_share_of_external_traffic() -> None:
     beliefs = revise(None, s)
     assert beliefs.node("c").blast_radius == pytest.approx(0.75)
     assert beliefs.node("b").blast_radius == pytest.approx(0.25)
+
+
+def test_blast_radius_matches_reachability_with_many_entries() -> None:
+    # 21 entries span three bytes of the entry bitset; each sink is reached by a known subset.
+    entries = [node(f"e{i}", 1, 100.0, ext=float(i + 1)) for i in range(21)]
+    sinks = [node(f"s{k}", 1, 100.0) for k in range(3)]
+    edges = [(f"e{i}", f"s{k}", 1.0) for k in range(3) for i in range(21) if i % (k + 2) == 0]
+    beliefs = revise(None, snap([*entries, *sinks], edges))
+    total = sum(range(1, 22))
+    for k in range(3):
+        expected = sum(i + 1 for i in range(21) if i % (k + 2) == 0) / total
+        assert beliefs.node(f"s{k}").blast_radius == pytest.approx(expected)
+    assert beliefs.node("e20").blast_radius == pytest.approx(21 / total)

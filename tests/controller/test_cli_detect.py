@@ -201,3 +201,34 @@ def test_fuzzed_bytes_never_crash_the_cli(tmp_path: Path, content: bytes) -> Non
     file = _write(tmp_path, content)
     for args in _commands(file):
         _assert_clean(runner.invoke(app, args), args)
+
+
+class _CountingList(list[Any]):
+    """A node list that counts how often it is walked."""
+
+    walks = 0
+
+    def __iter__(self) -> Any:
+        _CountingList.walks += 1
+        return super().__iter__()
+
+
+def test_detect_json_walks_the_nodes_once_not_once_per_finding() -> None:
+    # 10,000 nodes took 4.7 s and 50,000 took 80 s when every finding scanned the node list.
+    from agents import detect, revise
+    from controller.cli.detect import detection_json
+    from twin.contract import parse_snapshot
+
+    nodes = [
+        {"id": f"n{i}", "replicas": 1, "capacity_per_replica": 100.0, "external_arrival_rate": 90.0} for i in range(300)
+    ]
+    snapshot = parse_snapshot(
+        {"schema": "twin.v1", "twin_id": "t", "observed_at": "2026-11-21T22:00:00Z", "nodes": nodes}
+    )
+    detection = detect(revise(None, snapshot))
+    assert len(detection.findings) >= 300
+    counted = snapshot.model_copy(update={"nodes": _CountingList(snapshot.nodes)})
+    _CountingList.walks = 0
+    doc = detection_json(detection, counted)
+    assert len(doc["findings"]) == len(detection.findings)
+    assert _CountingList.walks <= 2
