@@ -1,16 +1,27 @@
-"""Latency of `data.twinops.safety.decision` in-process (regorus) at 1, 10 and 1,000 nodes per proposal.
+"""Latency of `data.twinops.safety.decision` with regorus at 1, 10 and 1,000 nodes per proposal.
 
-Two figures per size:
-- engine: `set_input_json` + `eval_rule_as_json` on a pre-serialized input, on the
-  engine's own thread: what regorus itself costs (wall clock, and CPU time of the
-  thread, which leaves out preemption by other work on a shared machine).
+Figures per size:
+- engine: `set_input_json` + `eval_rule_as_json` on a pre-serialized input, in this
+  process: what regorus itself costs (wall clock, and CPU time of the thread, which
+  leaves out preemption by other work on a shared machine).
 - gate: `await RegorusPolicyGate.evaluate_safety(SafetyInput)` end to end: input
-  serialization, the hop to the engine thread, decoding and validating the decision.
+  serialization, the hop to an engine process and back, decoding, validating and
+  checking the decision.
+- transport: the round trip to an engine process and back with the same input,
+  for a rule that does no work: what the deadline mechanism (an engine process
+  that can be killed at the deadline) adds to every decision.
+
+And the deadline itself: a real slow policy (a comprehension over 20,000 x 1,000
+numbers) under deadlines of 0.2 s and 0.5 s: when the deny comes, the longest the
+asyncio loop went without running a 5 ms ticker, and when the replacement engine
+answers again. Before the engine processes, the same deadlines denied after 2.2 s
+and 16 s with the loop blocked for seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import statistics
@@ -18,10 +29,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller.policy import RegorusPolicyGate, load_bundle
+from controller.policy import RegoModule, RegorusPolicyGate, load_bundle
 from controller.policy.engine import build_engine
+from controller.policy.engine_pool import EnginePool
 from controller.settings import REPO_ROOT
 from workflows.policy import SAFETY_QUERY, SafetyInput
+
+DEADLINES = (0.2, 0.5)
+# A constant of the safety package: evaluating it costs regorus next to nothing.
+NO_WORK_RULE = "data.twinops.safety.risk_rank"
+SLOW_RULES = """package twinops.safety
+import rego.v1
+n := input.proposal.fleet_replicas
+burn := count([1 | some i in numbers.range(1, n); some j in numbers.range(1, 1000); i * j < 0])
+decision := {"allow": true, "deny": [], "risk": "low", "required_approvals": 0, "approver_groups": [],
+  "auto_approve": burn == 0}
+"""
 
 NAME = "policy"
 SIZES = (1, 10, 1000)
@@ -100,11 +123,51 @@ async def _time_async(call: Callable[[], Any]) -> list[float]:
     return samples
 
 
+async def _deadline(bundle: Any, seconds: float) -> dict[str, Any]:
+    """A slow policy under a deadline: when the deny comes, how long the loop stalled, when it answers again."""
+    slow_bundle = dataclasses.replace(bundle, modules=(RegoModule(path="slow.rego", source=SLOW_RULES),))
+    gate = RegorusPolicyGate(slow_bundle, timeout_seconds=seconds, processes=2)
+    fast, slow = _input(1), _input(1)
+    fast = fast.model_copy(update={"proposal": fast.proposal.model_copy(update={"fleet_replicas": 1})})
+    slow = slow.model_copy(update={"proposal": slow.proposal.model_copy(update={"fleet_replicas": 20_000})})
+    for _ in range(4):
+        await gate.evaluate_safety(fast)
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)
+    started = time.perf_counter()
+    denied = await gate.evaluate_safety(slow)
+    deny_after = time.perf_counter() - started
+    ticker.cancel()
+    # Both engines (the survivor and the replacement) busy at once: the replacement must have loaded.
+    started = time.perf_counter()
+    again = await asyncio.gather(gate.evaluate_safety(fast), gate.evaluate_safety(fast))
+    answers_again_after = time.perf_counter() - started
+    gate.close()
+    assert [r.code for r in denied.deny] == ["policy_timeout"] and all(d.allow for d in again)
+    return {
+        "deadline_s": seconds,
+        "deny_after_s": round(deny_after, 4),
+        "loop_max_gap_ms": round(max(gaps) * 1000, 2),
+        "replacement_answers_after_s": round(answers_again_after, 4),
+    }
+
+
 def run() -> dict[str, Any]:
     """Measure engine-only and end-to-end gate latency at each size."""
     bundle = load_bundle(REPO_ROOT / "policies")
     engine = build_engine(bundle)
     gate = RegorusPolicyGate(bundle, timeout_seconds=30.0)
+    pool = EnginePool(bundle, size=1)
     sizes: dict[str, Any] = {}
     for nodes in SIZES:
         model = _input(nodes)
@@ -123,15 +186,23 @@ def run() -> dict[str, Any]:
         assert gate_decision.engine == "regorus" and gate_decision.allow == decision["allow"]
         wall, cpu = _time(engine_call)
         cpu_stats = _stats(cpu)
+
+        async def transport_call(payload: str = input_json) -> object:
+            return await asyncio.wrap_future(pool.submit(NO_WORK_RULE, payload).future)
+
         sizes[str(nodes)] = {
             "engine": _stats(wall),
             "engine_cpu": {"p50_ms": cpu_stats["p50_ms"], "p99_ms": cpu_stats["p99_ms"]},
             "gate": _stats(asyncio.run(_time_async(gate_call))),
+            "transport": _stats(asyncio.run(_time_async(transport_call))),
             "input_bytes": len(input_json),
             "decision": {"allow": decision["allow"], "deny": sorted(r["code"] for r in decision["deny"])},
         }
     gate.close()
+    pool.close()
     return {
+        "engine_processes": 2,
+        "deadline": {f"{d:g}": asyncio.run(_deadline(bundle, d)) for d in DEADLINES},
         # Two shared cores: other work on the machine shows up in p99, so say how busy it was.
         "load_average_1m": round(os.getloadavg()[0], 2),
         "query": SAFETY_QUERY,
@@ -145,18 +216,31 @@ def run() -> dict[str, Any]:
 def summarize(result: dict[str, Any]) -> list[str]:
     """Markdown table for README."""
     lines = [
-        f"**Policy gate** (`{result['query']}`, regorus in-process, target p99 < {result['target_p99_ms']} ms; "
-        f"load average {result.get('load_average_1m', '?')} while measured)",
+        f"**Policy gate** (`{result['query']}`, regorus in {result.get('engine_processes', '?')} engine processes, "
+        f"target p99 < {result['target_p99_ms']} ms; load average {result.get('load_average_1m', '?')} while measured)",
         "",
         "| nodes in proposal | engine p50 / p99 ms | engine CPU p50 / p99 ms | engine decisions/s "
-        "| gate p50 / p99 ms | gate decisions/s |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| gate p50 / p99 ms | gate decisions/s | transport p50 / p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    nan = {"p50_ms": float("nan"), "p99_ms": float("nan")}
     for nodes, row in result["sizes"].items():
-        e, c, g = row["engine"], row.get("engine_cpu", {"p50_ms": float("nan"), "p99_ms": float("nan")}), row["gate"]
+        e, c, g, o = row["engine"], row.get("engine_cpu", nan), row["gate"], row.get("transport", nan)
         lines.append(
             f"| {int(nodes):,} | {e['p50_ms']:.3f} / {e['p99_ms']:.3f} | {c['p50_ms']:.3f} / {c['p99_ms']:.3f} "
             f"| {e['decisions_per_second']:,.0f} "
-            f"| {g['p50_ms']:.3f} / {g['p99_ms']:.3f} | {g['decisions_per_second']:,.0f} |"
+            f"| {g['p50_ms']:.3f} / {g['p99_ms']:.3f} | {g['decisions_per_second']:,.0f} "
+            f"| {o['p50_ms']:.3f} / {o['p99_ms']:.3f} |"
         )
+    if result.get("deadline"):
+        lines += [
+            "",
+            "| deadline | deny after | longest asyncio loop stall | replacement answers after |",
+            "|---:|---:|---:|---:|",
+        ]
+        for row in result["deadline"].values():
+            lines.append(
+                f"| {row['deadline_s']:g} s | {row['deny_after_s']:.3f} s | {row['loop_max_gap_ms']:.1f} ms "
+                f"| {row['replacement_answers_after_s']:.3f} s |"
+            )
     return lines
