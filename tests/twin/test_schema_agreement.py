@@ -11,14 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]  # ships no type stubs; only its validator is used
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.twin.conftest import DOC
 from twin.contract import MAX_REPLICAS, SnapshotError, parse_snapshot
-
-jsonschema = pytest.importorskip("jsonschema")
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "twin" / "schema" / "twin.v1.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
