@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, func, inspect, select
+from sqlalchemy import Connection, Engine, Row, Table, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -88,6 +88,17 @@ def record_of(row: Row[Any]) -> AuditRecord:
         payload=json.loads(row.payload),
         leaf_hash=row.leaf_hash,
     )
+
+
+def _entries(conn: Connection) -> Iterator[dict[str, Any]]:
+    result = conn.execution_options(yield_per=_CHUNK).execute(select(EVENTS).order_by(EVENTS.c.seq))
+    for row in result:
+        yield row_entry(row)
+
+
+def _heads(conn: Connection) -> list[HeadRecord]:
+    rows = conn.execute(select(HEADS).order_by(HEADS.c.tree_size))
+    return [HeadRecord(r.tree_size, r.root_hash, r.time, r.checkpoint) for r in rows]
 
 
 class LedgerReader:
@@ -220,15 +231,12 @@ class LedgerReader:
     def iter_entries(self) -> Iterator[dict[str, Any]]:
         """Every entry in seq order, streamed, as verification and export see them."""
         with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=_CHUNK).execute(select(EVENTS).order_by(EVENTS.c.seq))
-            for row in result:
-                yield row_entry(row)
+            yield from _entries(conn)
 
     def heads(self) -> list[HeadRecord]:
         """Every stored head, by size."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(HEADS).order_by(HEADS.c.tree_size))
-            return [HeadRecord(r.tree_size, r.root_hash, r.time, r.checkpoint) for r in rows]
+            return _heads(conn)
 
     def verify(self, *, kept_checkpoints: Sequence[str | KeptCheckpoint] = ()) -> VerificationReport:
         """Recompute every leaf and the tree; check every signed head (see `verify_log`), and any
@@ -236,11 +244,18 @@ class LedgerReader:
 
         Entries no head covers fail unless they are a tail the writers had no chance to sign
         yet: fewer than `head_every_events`, none older than twice the head interval (plus slack).
+        Heads and entries are read in one snapshot, so appends during verification cannot
+        look like an unsigned tail.
         """
         kept = kept_heads(kept_checkpoints)
-        report = verify_log(
-            self.iter_entries(), [*self.heads(), *kept], self.verifier, self.origin, size_hint=self.size()
-        )
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():  # SQLite: one read transaction is one WAL snapshot
+                heads = _heads(conn)
+                last = conn.execute(select(func.max(EVENTS.c.seq))).scalar()
+                size = 0 if last is None else int(last) + 1
+                report = verify_log(_entries(conn), [*heads, *kept], self.verifier, self.origin, size_hint=size)
         report.heads -= len(kept)
         require_coverage(
             report,
