@@ -6,6 +6,8 @@ write lock; within one process a thread lock spares the database the contention.
 The tree's right edge (a `Frontier`, O(log n) hashes) is cached in memory and
 caught up from the rows other processes appended, so an append hashes O(1)
 nodes amortized and a signed head costs O(log n), never a full recomputation.
+Reading and verification are inherited from `LedgerReader`; each head signed is
+handed, once committed, to the ledger's witnesses (`controller.audit.witness`).
 """
 
 from __future__ import annotations
