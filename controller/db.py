@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, event, text
 from sqlalchemy import create_engine as _sa_create_engine
 from sqlalchemy.engine import URL, make_url
@@ -91,6 +89,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest Alembic revision (safe to call on every start)."""
+    from alembic import command  # imported here: a quarter second the CLI's other commands need not pay
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.connect() as conn:

@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -59,11 +59,19 @@ def _token(settings: Settings) -> str:
     return settings.token.get_secret_value()
 
 
-@dataclass(frozen=True)
 class _Stores:
-    engine: Engine
-    inbox: SqlApprovalInbox
-    identities: Identities
+    """The engine and the stores a command reads; the user store only when asked for."""
+
+    def __init__(self, engine: Engine, inbox: SqlApprovalInbox) -> None:
+        self.engine = engine
+        self.inbox = inbox
+
+    @cached_property
+    def identities(self) -> Identities:
+        """The user store (imported only by the commands that authenticate)."""
+        from controller.identity import Identities
+
+        return Identities(self.engine)
 
     def resolve(self, proposal: str) -> str:
         """The full proposal id for an id or unique prefix (the one resolver every command uses)."""
@@ -77,12 +85,11 @@ class _Stores:
 
 def _stores(settings: Settings) -> _Stores:
     from controller.db import create_engine, migrate
-    from controller.identity import Identities
     from controller.inbox import SqlApprovalInbox
 
     engine = create_engine(settings.resolved_database_url)
     migrate(engine)
-    return _Stores(engine, SqlApprovalInbox(engine), Identities(engine))
+    return _Stores(engine, SqlApprovalInbox(engine))
 
 
 async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
