@@ -1,7 +1,11 @@
-"""The policy gate's adapters: Rego in-process on regorus, or an OPA server; both fail closed.
+"""The policy gate's adapters: Rego on regorus in local engine processes, or an OPA server; both fail closed.
 
     gate = make_policy_gate(settings)           # regorus, or OPA when TWINOPS_OPA_URL is set
     decision = await gate.evaluate_safety(SafetyInput(...))
+
+A bundle whose data.json lacks a setting or mistypes it gives a `RefusingGate`
+that denies everything naming the setting; a regorus evaluation that outlives the
+deadline is killed with its engine process.
 
 The port and the decision types live in `workflows.policy`.
 """

@@ -9,6 +9,7 @@ The two lists are kept equal by tests/controller/policy/test_config.py.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -175,12 +176,21 @@ def _setting(loc: tuple[int | str, ...]) -> str:
     return text
 
 
+def _json_type(value: Any) -> str:
+    for kind, name in ((type(None), "null"), (bool, "boolean"), (str, "string"), (dict, "object"), (list, "array")):
+        if isinstance(value, kind):
+            return name
+    return "number" if isinstance(value, int | float) else type(value).__name__
+
+
 def _problem(error: Any) -> str:
     if error["type"] == "missing":
         return "is absent"
     if error["type"] == "extra_forbidden":
         return "is not a known setting"
-    return f"is invalid: {error['msg']}"
+    value, kind = error.get("input"), _json_type(error.get("input"))
+    text = json.dumps(value, default=str)[:40]
+    return f"is {text if kind in ('null', 'boolean') else f'{kind} {text}'}: {error['msg']}"
 
 
 def validate_config(data: dict[str, Any], *, where: str = "data.json") -> PolicyConfig:
