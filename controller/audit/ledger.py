@@ -159,6 +159,8 @@ class SqlAuditLedger(LedgerReader):
                 frontier = self._caught_up(conn)
                 head = self._head_if_due(conn, frontier, force=False)
             self._committed(frontier, head)
+            if head is None:
+                self.witnesses.publish()  # retry what a witness missed, once per tick rather than per append
         return head
 
     async def publish_heads_periodically(self) -> None:
@@ -248,5 +250,6 @@ class SqlAuditLedger(LedgerReader):
         self._frontier = frontier
         if head is not None:
             self._seen_head = (head.tree_size, head.time)
-        # Under the append lock, so witnesses see heads in order; a head we only re-read is not re-sent.
-        self.witnesses.publish(head.checkpoint if signed and head is not None else None)
+        if signed and head is not None:
+            # Under the append lock, so witnesses see heads in order; a head we only re-read is not re-sent.
+            self.witnesses.publish(head.checkpoint)

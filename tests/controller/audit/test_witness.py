@@ -92,6 +92,21 @@ def test_a_rewritten_ledger_is_caught_against_the_witness(ledger: SqlAuditLedger
     assert named == {f"kept checkpoint {directory / f'{n:012d}.checkpoint'}" for n in (6, 11, 12)}
 
 
+def test_an_unreachable_witness_does_not_stop_appends_and_catches_up(ledger: SqlAuditLedger, tmp_path: Path) -> None:
+    directory = tmp_path / "witness"
+    directory.write_text("a file where the directory should be")  # the mount is gone
+    log = witnessed(ledger, directory)
+    with capture_logs() as logs:
+        for i in range(6):
+            log.append_sync(step_event(i))  # heads at 1 and 6, both committed
+    assert [h.tree_size for h in log.heads()] == [1, 6]
+    failures = [e["event"] for e in logs if e["log_level"] == "error"]
+    assert failures == ["audit.witness_failed"] * 2  # tried once per head signed, not again on every append
+    directory.unlink()  # the mount is back
+    assert log.publish_head_if_due() is None  # the timer's tick: nothing new to sign, the backlog goes out
+    assert [k.text for k in read_witness_dir(directory)] == [h.checkpoint for h in log.heads()]
+
+
 def test_a_witness_never_takes_a_second_checkpoint_for_a_size(ledger: SqlAuditLedger, tmp_path: Path) -> None:
     directory = tmp_path / "witness"
     log = witnessed(ledger, directory)
