@@ -156,16 +156,20 @@ class Beliefs(Frozen):
 
 
 def _window(previous: Beliefs | Memory | None, history: Sequence[Snapshot], snapshot: Snapshot) -> tuple[Sample, ...]:
+    horizon = snapshot.observed_at.timestamp() - WINDOW_SECONDS
+
     samples: dict[datetime, Sample] = {}
     entries: set[str] = set()
     if previous is not None and previous.twin_id == snapshot.twin_id:
         for s in previous.window:
-            samples[s.at] = s
-            entries.update(s.external, s.missing)
+            if s.at.timestamp() >= horizon:
+                samples[s.at] = s
+                entries.update(s.external, s.missing)
     snaps = [
         snap
         for snap in (*history, snapshot)
-        if snap.twin_id == snapshot.twin_id and snap.observed_at <= snapshot.observed_at
+        if snap.twin_id == snapshot.twin_id
+        and horizon <= snap.observed_at.timestamp() <= snapshot.observed_at.timestamp()
     ]
     # An entry node is one that carried external load at some point of the window; only its gaps
     # are unknowns (a node that never reports external load has none).
@@ -178,9 +182,7 @@ def _window(previous: Beliefs | Memory | None, history: Sequence[Snapshot], snap
             external={n: v for n, v in reported.items() if v > 0},
             missing=tuple(sorted(n for n in entries if n not in reported)),
         )
-    horizon = snapshot.observed_at.timestamp() - WINDOW_SECONDS
-    kept = [samples[t] for t in sorted(samples) if t.timestamp() >= horizon]
-    return tuple(kept[-MAX_SAMPLES:])
+    return tuple(samples[t] for t in sorted(samples))[-MAX_SAMPLES:]
 
 
 LEVEL_SAMPLES = 3

@@ -128,3 +128,12 @@ def test_reported_zero_contradicted_by_observed_arrivals_blocks_downstream_scale
     assert not beliefs.node("recommendations").trusted and not beliefs.node("db").trusted
     decision = decide(AgentState(), s, Desires())
     assert scale_downs(decision) == []
+
+
+def test_load_that_ended_before_the_window_is_not_a_gap() -> None:
+    # The entry carried load 20 minutes ago and has reported none since: that is history, not a gap.
+    old = shop(650.0, 0.0)
+    recent = [shop(None, 1200.0 + i * STEP) for i in range(4)]
+    beliefs = revise(None, recent[-1], [old, *recent[:-1]])
+    assert not [i for i in beliefs.data_issues if i.problem == "missing_load"]
+    assert beliefs.node("gateway").trusted and beliefs.node("gateway").external_rate == 0.0
