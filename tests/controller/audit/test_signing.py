@@ -145,3 +145,12 @@ def test_a_public_key_that_is_not_the_key_files_is_refused(tmp_path: Path) -> No
     public = write_public(tmp_path / "audit.pub", Ed25519PrivateKey.generate())
     with pytest.raises(ConfigurationError, match="does not match TWINOPS_AUDIT_PUBLIC_KEY"):
         SqlAuditLedger.from_settings(Settings(home=tmp_path / "home", audit_public_key=public))
+
+
+def test_production_with_postgres_still_keeps_the_key_out_of_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_key(home / "audit.key")
+    settings = Settings(home=home, database_url="postgresql+psycopg://twinops@db.invalid/twinops", mode="production")
+    # Refused before any connection is tried: home holds the rest of twinops' state, whatever the database.
+    with pytest.raises(ConfigurationError, match="inside the data directory"):
+        SqlAuditLedger.from_settings(settings)
