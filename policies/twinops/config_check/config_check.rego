@@ -65,6 +65,8 @@ window_settings := {"name": "name", "start": "time", "end": "time"}
 
 window_optional := {"required_approvals": "count", "approver_groups": "groups"}
 
+window_keys := {k | some k, _ in object.union(window_settings, window_optional)}
+
 expected := {
 	"number": "a number >= 0",
 	"count": "a whole number >= 0",
@@ -208,6 +210,19 @@ errors contains r if {
 	r := problem(sprintf("safety.freeze_windows[%d].%s", [i, key]), kind, v)
 }
 
+# A misspelt optional key (required_approval) would silently leave the window's quorum at its default.
+errors contains r if {
+	some i, w in windows
+	is_object(w)
+	some key in object.keys(w) - window_keys
+	setting := sprintf("safety.freeze_windows[%d].%s", [i, key])
+	r := {
+		"code": "config_invalid",
+		"msg": sprintf("setting twinops.config.%s is not a known setting of a freeze window", [setting]),
+		"details": {"setting": setting, "expected": sprintf("one of %v", [sort(window_keys)]), "got": "unknown"},
+	}
+}
+
 errors contains r if {
 	some i, w in windows
 	is_object(w)
@@ -314,6 +329,7 @@ _time(v) if {
 
 _window(w) if {
 	is_object(w)
+	count(object.keys(w) - window_keys) == 0
 	_name(object.get(w, "name", null))
 	_time(object.get(w, "start", null))
 	_time(object.get(w, "end", null))

@@ -294,6 +294,11 @@ test_freeze_window_that_is_not_an_object_refuses if {
 	t_refused(t_replace(t_config, ["safety", "freeze_windows"], ["2025-12-24"]), "safety.freeze_windows[0]")
 }
 
+test_misspelt_freeze_window_key_refuses if {
+	cfg := t_replace(t_config, ["safety", "freeze_windows", 0, "required_approval"], 3)
+	t_refused(cfg, "safety.freeze_windows[0].required_approval")
+}
+
 test_empty_freeze_window_list_is_fine if {
 	count(errors) == 0 with data.twinops.config.safety.freeze_windows as []
 }

@@ -219,3 +219,22 @@ async def test_the_regorus_gate_denies_a_bad_config_handed_past_the_loader(data:
     assert any(r.code == "config_invalid" and r.details["setting"].startswith(setting) for r in safety.deny)
     assert approval.counts is False and approval.quorum_met is False
     assert any(r.details.get("setting", "").startswith(setting) for r in approval.reasons)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("safety", "freeze_windows", 0, "required_approval"), ("safety", "max_twin_age_secs"), ("approval", "group")],
+    ids=_setting,
+)
+def test_loader_refuses_a_misspelt_setting(make_bundle: MakeBundle, path: Path_) -> None:
+    # A typo in an optional key would silently leave its default in force.
+    with pytest.raises(PolicyConfigError, match="not a known setting") as info:
+        load_bundle(_write(make_bundle, _edit(path, 3)))
+    assert info.value.settings == [_setting(path)]
+
+
+def test_rego_refuses_a_misspelt_freeze_window_key(engine: regorus.Engine) -> None:
+    data = _edit(("safety", "freeze_windows", 0, "required_approval"), 3)
+    safety = _decide(engine, data, SAFETY_QUERY, SAFETY_IN)
+    assert safety["allow"] is False
+    assert [r["details"]["setting"] for r in safety["deny"]] == ["safety.freeze_windows[0].required_approval"]
