@@ -1,7 +1,11 @@
 """The twin.v1 state contract: one snapshot of a running system as a service graph.
 
 Every rule from ARCHITECTURE.md is enforced here, and each violation names the
-offending node, edge or field so an operator can fix the document.
+offending node, edge or field so an operator can fix the document. Beyond those rules,
+numbers have sane maxima and edge ratios may not amplify traffic without bound, so that
+everything computed from a valid snapshot later (demand through the graph, capacity,
+trends, plans) stays finite. Any input, even binary or hostile, ends in a Snapshot or a
+SnapshotError.
 """
 
 from __future__ import annotations
@@ -334,8 +338,9 @@ SCHEMA_PATH_PARTS = ("schema", "twin.v1.json")
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a twin.v1 snapshot, as checked into twin/schema/twin.v1.json.
 
-    Graph rules (unique ids, known edge ends, acyclic, min <= max) are beyond JSON Schema
-    and are enforced by `parse_snapshot`.
+    Graph rules (unique ids, known edge ends, acyclic, min <= max, traffic amplification at
+    most MAX_AMPLIFICATION) are beyond JSON Schema and are enforced by `parse_snapshot`; field
+    types and bounds are the same in both (strict: no numeric strings, no booleans as numbers).
     """
     schema = Snapshot.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
