@@ -256,7 +256,7 @@ def cases() -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
             "safety",
             "agent proposes at the first instant of the example year-end freeze",
             safety(now="2025-12-24T00:00:00Z"),
-            s_expect(False, "low", 2, False, ["sre"], ["change_freeze"]),
+            s_expect(False, "low", 2, False, ["sre", "sre-leads"], ["change_freeze"]),
         ),
         (
             "safety_freeze_end_exclusive",
@@ -268,9 +268,9 @@ def cases() -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
         (
             "safety_freeze_human",
             "safety",
-            "a human may propose during a freeze, with two approvals",
+            "a human may propose during a freeze, with two approvals; the window's sre-leads are asked too",
             safety(now="2025-12-28T09:00:00Z", requester={"kind": "human", "id": "alice"}),
-            s_expect(True, "low", 2, False, ["sre"]),
+            s_expect(True, "low", 2, False, ["sre", "sre-leads"]),
         ),
         (
             "safety_rate_limited",

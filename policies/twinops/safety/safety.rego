@@ -260,9 +260,13 @@ required_approvals := 0 if {
 	auto_approve
 } else := max(approval_floors)
 
+# During a freeze the window's own groups are asked too (the approval policy needs their quorum).
 approver_groups := sort({g |
 	some t in action_types
 	some g in object.get(data.twinops.config.approval.groups_by_action, t, [])
+} | {g |
+	some w in active_freezes
+	some g in object.get(w, "approver_groups", [])
 })
 
 allow if {

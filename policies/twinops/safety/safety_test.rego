@@ -360,6 +360,13 @@ test_freeze_window_may_ask_for_more_approvals if {
 	d := t_decision(inp) with data.twinops.config.safety.freeze_windows as w
 	d.allow
 	d.required_approvals == 3
+	d.approver_groups == ["sre", "sre-leads"]
+}
+
+test_freeze_window_groups_are_not_asked_outside_it if {
+	w := [object.union(t_freeze[0], {"approver_groups": ["sre-leads"]})]
+	d := t_decision(t_at(t_base, "2026-11-26T12:00:00Z")) with data.twinops.config.safety.freeze_windows as w
+	d.approver_groups == ["sre"]
 }
 
 # --- re-evaluated at the moment of action ---------------------------------------
