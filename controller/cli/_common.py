@@ -33,11 +33,15 @@ def one_line(text: str) -> str:
 
 
 def load_snapshot_file(path: Path) -> Snapshot:
-    """Read a twin.v1 snapshot file or exit with the validation problems."""
+    """Read a twin.v1 snapshot file or exit with the validation problems.
+
+    Bytes go to the validator undecoded: a file that is not UTF-8 is a validation error naming
+    the offset, not a traceback.
+    """
     from twin.contract import SnapshotError, parse_snapshot
 
     try:
-        return parse_snapshot(path.read_text(encoding="utf-8"))
+        return parse_snapshot(path.read_bytes())
     except OSError as exc:
         fail(f"{path}: {exc.strerror or exc}")
     except SnapshotError as exc:

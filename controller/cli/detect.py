@@ -11,9 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from agents import Beliefs, Desires, Detection, FindingKind, detect, revise
-from controller.cli._common import console, load_history_file, print_json
+from controller.cli._common import console, load_history_file, load_snapshot_file, print_json
 from controller.cli.plan import cli_desires, with_target
-from controller.cli.twin import read_snapshot_file
 from twin.contract import Snapshot
 
 
@@ -112,7 +111,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     ) -> None:
         """Find saturated, at-risk and predicted nodes (and latency / data problems); name the constraint."""
-        snap = read_snapshot_file(snapshot)
+        snap = load_snapshot_file(snapshot)
         wanted = cli_desires(desires, target_utilization)
         beliefs, detection = run_detection(snap, None, load_history_file(history), wanted)
         result = detection_json(detection, snap)

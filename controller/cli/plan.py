@@ -19,8 +19,7 @@ from agents import (
     decide,
     load_desires,
 )
-from controller.cli._common import console, fail, load_history_file, print_json
-from controller.cli.twin import read_snapshot_file
+from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json
 from twin.actions import RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction
 from twin.contract import Snapshot
 
@@ -216,7 +215,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     ) -> None:
         """Propose the cheapest safe fix: actions, predicted effect, what stays unmet, and why."""
-        snap = read_snapshot_file(snapshot)
+        snap = load_snapshot_file(snapshot)
         decision = run_agent(snap, load_history_file(history), cli_desires(desires, target_utilization))
         result = plan_result(decision, snap)
         if as_json:

@@ -10,9 +10,9 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.table import Table
 
-from controller.cli._common import console, fail, load_history_file, print_json
+from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json
 from twin.actions import Action, describe
-from twin.contract import Snapshot, SnapshotError, parse_snapshot, render_json_schema
+from twin.contract import Snapshot, render_json_schema
 from twin.graph import snapshot_flow
 from twin.history import write_history
 from twin.scenario import load_scenario
@@ -47,20 +47,6 @@ def parse_action(text: str) -> Action:
         f"action {text!r}: expected 'scale NODE N', 'rate_limit NODE RPS|none', 'restart NODE' "
         "or 'shift_traffic SOURCE TARGET=RATIO ...'"
     )
-
-
-def read_snapshot_file(path: Path) -> Snapshot:
-    """Read a twin.v1 snapshot file, or exit 2 with one line naming the problem.
-
-    Bytes go to the validator undecoded, so a file that is not UTF-8 is a validation error
-    naming the offset, not a traceback.
-    """
-    try:
-        return parse_snapshot(path.read_bytes())
-    except OSError as exc:
-        fail(f"{path}: {exc.strerror or exc}")
-    except SnapshotError as exc:
-        fail(f"{path}: {exc}")
 
 
 def state_table(snap: Snapshot, title: str | None = None) -> Table:
@@ -105,7 +91,7 @@ def validate(file: Annotated[Path, typer.Argument(help="snapshot .json or histor
         snaps = load_history_file(file)
         console.print(f"{file}: valid twin.v1 history, {len(snaps)} snapshots")
     else:
-        snap = read_snapshot_file(file)
+        snap = load_snapshot_file(file)
         console.print(f"{file}: valid twin.v1 snapshot of {snap.twin_id!r}, {len(snap.nodes)} nodes")
 
 
