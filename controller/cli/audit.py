@@ -246,6 +246,13 @@ def verify(
             reader = LedgerReader.open(settings, _verifier(key_file, name=settings.audit_origin))
         except (AuditError, ConfigurationError) as exc:
             fail(str(exc))
+        if key_file is None and settings.audit_public_key is None:
+            err_console.print(
+                f"note: checked with the key at {settings.resolved_signing_key}; whoever can replace the database "
+                "can often replace that too: pass --public-key (obtained independently) and --witness",
+                highlight=False,
+                soft_wrap=True,
+            )
         try:
             _print_report(reader.verify(kept_checkpoints=checkpoints), "ledger", len(checkpoints))
         finally:

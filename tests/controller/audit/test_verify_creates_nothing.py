@@ -116,9 +116,11 @@ def test_an_existing_ledger_still_verifies_with_the_key_beside_it_or_a_given_one
     before = everything_under(tmp_path)
     code, out = verify()
     assert code == 0 and flat("OK ledger: 1 events") in out
+    assert flat(f"note: checked with the key at {tmp_path / 'home' / 'audit.key'}") in out  # not independent
     key = tmp_path / "audit.pub"
     key.write_text(ledger.signer.verifier_key)
-    assert verify("--public-key", str(key))[0] == 0
+    code, out = verify("--public-key", str(key))
+    assert code == 0 and "note:" not in out
     other = _public_key_file(tmp_path / "other")
     code, out = verify("--public-key", str(other))
     assert code == 1 and flat("no signature by key") in out
