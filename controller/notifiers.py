@@ -76,7 +76,7 @@ class LogNotifier:
 
 
 class ConsoleNotifier:
-    """Hands each notification to `write` as one sentence: `[warning] title: text (remediation id)`."""
+    """Hands each notification to `write` as one sentence: `[warning] title: text (remediation id, if any)`."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self.write = write
@@ -85,7 +85,8 @@ class ConsoleNotifier:
         """Write the sentence; never fails."""
         n = notification
         text = " ".join(n.text.split())
-        self.write(f"[{n.severity}] {n.title}" + (f": {text}" if text else "") + f" ({n.remediation_id})")
+        about = f" ({n.remediation_id})" if n.remediation_id else ""
+        self.write(f"[{n.severity}] {n.title}" + (f": {text}" if text else "") + about)
 
 
 def _escape(text: str) -> str:

@@ -7,6 +7,10 @@ variable or the default applies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -49,7 +53,12 @@ async def _serve_forever(settings: Settings, log_file: Path) -> None:
     from controller.worker import Services, running_worker, worker_options
 
     # Temporal first: when it cannot be had, nothing else (policy engine processes) is started.
-    async with TemporalRuntime(settings) as rt:
+    # The dev server inherits our stdout/stderr; point them at its own log while it is spawned,
+    # so its banner and logs stay off the console.
+    with _output_of_children_to(settings.home / "temporal-server.log"):
+        await (rt := TemporalRuntime(settings)).start()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(rt.stop)
         info = rt.info
         assert info is not None
         services = Services.from_settings(settings)
@@ -65,7 +74,8 @@ async def _serve_forever(settings: Settings, log_file: Path) -> None:
                     console.print(f"Temporal UI:       [bold]{info.ui_url}[/]")
                 if info.database:
                     console.print(f"state:             {info.database}")
-                console.print(f"log:               {log_file}")
+                console.print(f"log:               {log_file}", soft_wrap=True)
+                console.print(f"Temporal's log:    {settings.home / 'temporal-server.log'}", soft_wrap=True)
                 console.print(f"worker:            task queue {queue}")
                 console.print(
                     f"agent loop:        {loop_id} (twin {settings.twin_id}, every {settings.tick_seconds:g}s)"
@@ -78,6 +88,26 @@ async def _serve_forever(settings: Settings, log_file: Path) -> None:
             close = getattr(services.gate, "aclose", None)
             if close is not None:
                 await close()
+
+
+@contextlib.contextmanager
+def _output_of_children_to(path: Path) -> Iterator[None]:
+    """Processes started inside this block write their stdout and stderr to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with path.open("ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _say(line: str) -> None:
