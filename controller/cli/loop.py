@@ -265,15 +265,15 @@ def print_state(state: RemediationState, entry: InboxEntry, to: Console = consol
         out(f"  step {step.index}: {_describe(step.action)} ({done}{undo})", highlight=False, overflow="fold")
 
 
-def _print_result(result: ApprovalResult) -> None:
+def approval_sentence(proposal_id: str, result: ApprovalResult) -> str:
+    """What `approve` tells the approver, in one sentence: counted or not, and what is still needed."""
+    why = "; ".join(result.reasons)
     if result.quorum_met:
-        console.print("[green]quorum met[/]: execution starts")
-    elif result.counted:
-        console.print(f"approval counted; {result.still_needed} more needed")
-    else:
-        console.print("[yellow]not counted[/]")
-    for reason in result.reasons:
-        console.print(f"  - {reason}", highlight=False)
+        return f"approved proposal {proposal_id}: quorum met, execution starts"
+    if result.counted:
+        needed = f"still needed: {why}" if why else f"{result.still_needed} more needed"
+        return f"approval counted for proposal {proposal_id} ({len(result.approvals)} so far); {needed}"
+    return f"approval not counted for proposal {proposal_id}: {why or 'no reason given'}"
 
 
 def _reason(reason: str) -> str:
@@ -323,8 +323,6 @@ def register(app: typer.Typer) -> None:
         comment: Annotated[str, typer.Option("--comment")] = "",
     ) -> None:
         """Approve a proposal as the user of TWINOPS_TOKEN."""
-        from controller.approvals import ApprovalRefusedError
-
         settings = _settings()
         token = _token(settings)
         stores = _stores(settings)
@@ -333,10 +331,7 @@ def register(app: typer.Typer) -> None:
         async def go() -> ApprovalResult:
             return await (await _service(settings, stores)).approve(token, full, comment)
 
-        try:
-            _print_result(_run(go))
-        except ApprovalRefusedError as exc:
-            fail(str(exc))
+        console.print(approval_sentence(full, _run(go)), highlight=False, soft_wrap=True)
 
     @app.command()
     def reject(

@@ -152,3 +152,18 @@ class _SHOW:
     def __rich_console__(self, console: Console, options: Any) -> Any:
         cli_loop.print_state(self.s, self.e, console)
         return []
+
+
+def test_approve_says_in_one_sentence_what_is_still_needed() -> None:
+    from workflows import ApprovalResult
+
+    counted = ApprovalResult(
+        counted=True, quorum_met=False, approvals=["alice"], still_needed=1, reasons=["an approver from team edge"]
+    )
+    assert cli_loop.approval_sentence("p-1", counted) == (
+        "approval counted for proposal p-1 (1 so far); still needed: an approver from team edge"
+    )
+    refused = ApprovalResult(counted=False, quorum_met=False, approvals=[], still_needed=2, reasons=["not in sre"])
+    assert cli_loop.approval_sentence("p-1", refused) == "approval not counted for proposal p-1: not in sre"
+    met = ApprovalResult(counted=True, quorum_met=True, approvals=["alice", "bob"], still_needed=0)
+    assert cli_loop.approval_sentence("p-1", met) == "approved proposal p-1: quorum met, execution starts"
