@@ -1,8 +1,9 @@
 """The approval service: the one place that sends approvals, rejections and cancellations.
 
 It takes an API token, resolves the principal, checks the role, finds the proposal's
-workflow through the inbox and sends the Temporal Update. The CLI, the HTTP API and
-the demo all come through here; nothing else talks to a RemediationWorkflow's updates.
+workflow through the inbox, signs the decision with the service's Ed25519 key and sends
+the Temporal Update. The workflow counts only decisions this key signed, so the CLI, the
+HTTP API and the demo all come through here; an Update sent to Temporal directly is refused.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import structlog
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from controller.decision_signer import DecisionSigner
 from controller.errors import NotFoundError, TwinopsError
 from controller.identity import Identities, Role, require
 from controller.inbox import SqlApprovalInbox
 from workflows import ApprovalResult, ApproveInput, Principal, RejectInput, RemediationState, RemediationWorkflow
+from workflows.contracts import CancelInput, SignedDecision
+from workflows.decisions import DecisionKind
 from workflows.ports import InboxEntry
 
 log = structlog.get_logger(__name__)
@@ -30,10 +34,18 @@ class ApprovalRefusedError(TwinopsError):
 class ApprovalService:
     """Approve, reject, cancel and inspect proposals on behalf of an authenticated principal."""
 
-    def __init__(self, client: Client, inbox: SqlApprovalInbox, identities: Identities) -> None:
+    def __init__(self, client: Client, inbox: SqlApprovalInbox, identities: Identities, signer: DecisionSigner) -> None:
         self.client = client
         self.inbox = inbox
         self.identities = identities
+        self.signer = signer
+
+    async def _sign(self, kind: DecisionKind, entry: InboxEntry, principal: Principal, text: str) -> SignedDecision:
+        # The plan hash comes from the workflow itself: the signature binds the exact plan being decided.
+        state = await self._query(entry)
+        return self.signer.sign(
+            kind, proposal_id=entry.proposal_id, plan_hash=state.plan_hash, principal=principal, text=text
+        )
 
     async def _authorize(self, token: str, role: Role, proposal: str) -> tuple[Principal, InboxEntry]:
         principal = await asyncio.to_thread(self.identities.resolve, token)
@@ -45,9 +57,12 @@ class ApprovalService:
         """Approve as the token's principal; returns whether it counted and what is still needed."""
         principal, entry = await self._authorize(token, Role.APPROVER, proposal)
         handle = self.client.get_workflow_handle(entry.workflow_id)
+        signed = await self._sign("approve", entry, principal, comment)
         result: ApprovalResult = await self._update(
             entry,
-            handle.execute_update(RemediationWorkflow.approve, ApproveInput(principal=principal, comment=comment)),
+            handle.execute_update(
+                RemediationWorkflow.approve, ApproveInput(principal=principal, comment=comment, signed=signed)
+            ),
         )
         log.info("approval.sent", proposal_id=entry.proposal_id, by=principal.id, counted=result.counted)
         return result
@@ -56,17 +71,36 @@ class ApprovalService:
         """Reject as the token's principal, with a reason."""
         principal, entry = await self._authorize(token, Role.APPROVER, proposal)
         handle = self.client.get_workflow_handle(entry.workflow_id)
+        signed = await self._sign("reject", entry, principal, reason)
         result: ApprovalResult = await self._update(
-            entry, handle.execute_update(RemediationWorkflow.reject, RejectInput(principal=principal, reason=reason))
+            entry,
+            handle.execute_update(
+                RemediationWorkflow.reject, RejectInput(principal=principal, reason=reason, signed=signed)
+            ),
         )
         log.info("rejection.sent", proposal_id=entry.proposal_id, by=principal.id)
         return result
 
-    async def cancel(self, token: str, proposal: str) -> InboxEntry:
-        """Cancel a remediation (executed steps are compensated by the workflow)."""
+    async def cancel(self, token: str, proposal: str, reason: str) -> InboxEntry:
+        """Cancel a remediation, naming who and why (executed steps are compensated by the workflow)."""
+        if not reason.strip():
+            raise ValueError("a cancel needs a reason (it goes into the audit trail)")
         principal, entry = await self._authorize(token, Role.APPROVER, proposal)
+        handle = self.client.get_workflow_handle(entry.workflow_id)
+        signed = await self._sign("cancel", entry, principal, reason)
+        # First the attribution (signed, kept in the trail), then Temporal's cancel, which carries no identity.
         try:
-            await self.client.get_workflow_handle(entry.workflow_id).cancel()
+            await handle.execute_update(
+                RemediationWorkflow.request_cancel, CancelInput(principal=principal, reason=reason, signed=signed)
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            message = getattr(cause, "message", None) or str(cause or exc)
+            raise ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {message}") from exc
+        except RPCError as exc:
+            raise self._rpc_error(entry, exc) from exc
+        try:
+            await handle.cancel()
         except RPCError as exc:
             raise self._rpc_error(entry, exc) from exc
         log.info("cancel.sent", proposal_id=entry.proposal_id, by=principal.id)
@@ -75,6 +109,9 @@ class ApprovalService:
     async def state(self, token: str, proposal: str) -> RemediationState:
         """The live state of a proposal's workflow (any authenticated user)."""
         _, entry = await self._authorize(token, Role.VIEWER, proposal)
+        return await self._query(entry)
+
+    async def _query(self, entry: InboxEntry) -> RemediationState:
         try:
             state: RemediationState = await self.client.get_workflow_handle(entry.workflow_id).query(
                 RemediationWorkflow.state

@@ -43,7 +43,7 @@ SCENARIOS = REPO_ROOT / "twin" / "scenarios"
 DEMO_DESIRES = Path(__file__).with_name("demo_desires.yaml")
 DEMO_SRES = (("dana", "edge"), ("sam", "payments"), ("pat", "personalization"), ("lee", "web"))
 TICK_SECONDS = 2.0
-VERIFICATION_WINDOW_SECONDS = 4.0
+VERIFICATION_WINDOW_SECONDS = 6.0
 WAIT_SECONDS = 60.0
 
 
@@ -116,7 +116,9 @@ async def _run_part(
     )
     services = Services.from_settings(settings, simulator=simulator)
     assert isinstance(services.inbox, SqlApprovalInbox)
-    approvals = ApprovalService(client, services.inbox, Identities(create_engine(settings.resolved_database_url)))
+    approvals = ApprovalService(
+        client, services.inbox, Identities(create_engine(settings.resolved_database_url)), services.signer
+    )
     queue = f"demo-{part.scenario.removesuffix('.yaml')}-{now.strftime('%H%M%S')}"
     console.rule(part.title)
     async with running_worker(client, queue, services, **worker_options(settings)):

@@ -92,6 +92,9 @@ approval_inbox = Table(
     Column("required_approvals", Integer(), nullable=False, server_default="0"),
     Column("approvals", JSON(), nullable=False),
     Column("reasons", JSON(), nullable=False),
+    Column("plan", Text(), nullable=False, server_default=""),
+    Column("approver_groups", JSON(), nullable=False, server_default="[]"),
+    Column("pending", JSON(), nullable=False, server_default="[]"),
     Index("ix_approval_inbox_status", "status", "created_at"),
 )
 """One row per proposal: the approval queue."""
@@ -99,7 +102,7 @@ approval_inbox = Table(
 _T = approval_inbox.c
 # Written on every upsert; created_at keeps its first value.
 _UPDATED = ("workflow_id", "twin_id", "status", "risk", "target", "summary", "updated_at", "deadline",
-            "required_approvals", "approvals", "reasons")  # fmt: skip
+            "required_approvals", "approvals", "reasons", "plan", "approver_groups", "pending")  # fmt: skip
 
 
 def _entry(row: Row[Any]) -> InboxEntry:
@@ -116,6 +119,9 @@ def _entry(row: Row[Any]) -> InboxEntry:
         required_approvals=row.required_approvals,
         approvals=list(row.approvals),
         reasons=list(row.reasons),
+        plan=row.plan,
+        approver_groups=list(row.approver_groups),
+        pending=list(row.pending),
     )
 
 
@@ -143,13 +149,20 @@ class SqlApprovalInbox:
         insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
         stmt = insert(approval_inbox).values(values)
         closed = [s.value for s in CLOSED_STATUSES]
-        same_run = _T.workflow_id == stmt.excluded.workflow_id
-        # The same workflow may move between open statuses and close, but never reopen (a late retry).
-        # A *new* workflow for the same proposal (the problem came back after the last run ended)
-        # replaces a closed entry, and only a closed one: an old run's late write cannot clobber it.
+        # A run is its workflow id *and* its start time (`created_at`): the agent re-proposes the same
+        # plan under the same workflow id (the id derives from the plan), so the id alone cannot tell
+        # runs apart. Temporal runs one workflow id at a time, so a later start under the same id means
+        # the earlier run has ended (even if killed before it could close its entry): it replaces it.
+        same_id = _T.workflow_id == stmt.excluded.workflow_id
+        same_run = and_(same_id, _T.created_at == stmt.excluded.created_at)
+        later_run = and_(same_id, _T.created_at < stmt.excluded.created_at)
+        # The same run may move between open statuses and close, but never reopen (a late retry). An
+        # earlier run's late write is ignored. Another workflow for the same proposal replaces a closed
+        # entry, and only a closed one.
         guard = or_(
             and_(same_run, _T.status.not_in(closed)) if entry.status in OPEN_STATUSES else same_run,
-            and_(not_(same_run), _T.status.in_(closed)),
+            later_run,
+            and_(not_(same_id), _T.status.in_(closed)),
         )
         updates: dict[str, Any] = {name: stmt.excluded[name] for name in _UPDATED}
         updates["created_at"] = case((same_run, _T.created_at), else_=stmt.excluded.created_at)

@@ -23,6 +23,7 @@ def agent_loop_input(settings: Settings, services: Services, **overrides: object
         ),
         "latency_slo_ms": dict(services.desires.latency_slo_ms),
         "cooldown_seconds": services.desires.cooldown_seconds,
+        "approval_key": services.signer.public_key_b64,
     }
     fields.update(overrides)
     return AgentLoopInput.model_validate(fields)

@@ -28,9 +28,11 @@ from temporalio.worker import (
 )
 
 from agents import Desires, load_desires
+from controller.action_history import LedgerActionHistory
 from controller.actuators import make_actuator
 from controller.audit import NotifierWitness, SqlAuditLedger
 from controller.db import create_engine, migrate
+from controller.decision_signer import DecisionSigner
 from controller.errors import ConfigurationError
 from controller.inbox import SqlApprovalInbox
 from controller.live_twin import WallClockSimulatorSource
@@ -99,6 +101,8 @@ class Services:
     desires: Desires
     simulator: Simulator | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    signer: DecisionSigner = field(default_factory=DecisionSigner.generate)
+    """The approval service's key: its public half goes into every workflow input and checks old runs."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, simulator: Simulator | None = None) -> Services:
@@ -117,19 +121,29 @@ class Services:
             twin=twin,
             desires=load_desires(desires_text),
             simulator=sim,
+            signer=DecisionSigner.from_file(settings.resolved_approval_key),
         )
 
 
 def activities_of(services: Services) -> Sequence[Any]:
     """The bound activity methods a worker registers."""
     rem = RemediationActivities(
-        services.ledger, services.gate, services.inbox, services.actuator, services.notifier, services.twin
+        services.ledger,
+        services.gate,
+        services.inbox,
+        services.actuator,
+        services.notifier,
+        services.twin,
+        approval_key=services.signer.public_key_b64,
+        history=LedgerActionHistory(services.ledger) if isinstance(services.ledger, SqlAuditLedger) else None,
     )
     agent = AgentActivities(services.twin, services.desires)
     return [
         rem.record_event,
         rem.evaluate_safety,
         rem.evaluate_approval,
+        rem.recheck_safety,
+        rem.check_decision,
         rem.update_inbox,
         rem.apply_step,
         rem.compensate_step,

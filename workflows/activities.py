@@ -8,19 +8,21 @@ cause chained, so Temporal retries what may pass and stops on what never will.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from agents import AgentState, Desires, DroppedIntention, Proposal, decide
+from agents import AgentState, Desires, DroppedIntention, Proposal, SuppressedPlan, decide
 from twin.contract import Snapshot
 from twin.sources import TwinSource, TwinSourceError
 from workflows.audit import AuditEventConflict, AuditEventInput, AuditLedger
-from workflows.contracts import StepInput, VerifyInput, VerifyResult
+from workflows.contracts import DecisionCheckInput, StepInput, VerifyInput, VerifyResult
+from workflows.decisions import check_decision
 from workflows.policy import ApprovalDecision, ApprovalInput, PolicyGate, SafetyDecision, SafetyInput
 from workflows.ports import (
+    ActionHistory,
     Actuator,
     ActuatorError,
     ApprovalInbox,
@@ -37,15 +39,27 @@ ACTUATOR_REJECTED = "ActuatorRejected"
 TWIN_UNAVAILABLE = "TwinUnavailable"
 AUDIT_CONFLICT = "AuditConflict"
 NOTIFIER_REJECTED = "NotifierRejected"
+DELIBERATION_FAILED = "DeliberationFailed"
 
 
 HEARTBEAT_EVERY_SECONDS = 2.0
+RECENT_ACTIONS_WINDOW = timedelta(hours=24)
+"""How far back the moment-of-action check reads the ledger's actions (covers any rate-limit window)."""
 
 
 async def _heartbeat(detail: str) -> None:
     while True:
         activity.heartbeat(detail)
         await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
+
+
+class SafetyRecheck(BaseModel):
+    """The safety policy asked again at the moment of action: what it was asked, what it said."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: SafetyInput
+    decision: SafetyDecision
 
 
 class RemediationActivities:
@@ -59,6 +73,9 @@ class RemediationActivities:
         actuator: Actuator,
         notifier: Notifier,
         twin: TwinSource,
+        *,
+        approval_key: str | None = None,
+        history: ActionHistory | None = None,
     ) -> None:
         self.ledger = ledger
         self.gate = gate
@@ -66,6 +83,9 @@ class RemediationActivities:
         self.actuator = actuator
         self.notifier = notifier
         self.twin = twin
+        self.approval_key = approval_key
+        """Base64 public key of the approval service (checks decisions of runs without one in their input)."""
+        self.history = history
 
     @activity.defn
     async def record_event(self, event: AuditEventInput) -> int:
@@ -80,6 +100,50 @@ class RemediationActivities:
     async def evaluate_safety(self, input: SafetyInput) -> SafetyDecision:
         """Ask the safety policy; the gate itself fails closed, so this never raises a deny."""
         return await self.gate.evaluate_safety(input)
+
+    @activity.defn
+    async def recheck_safety(self, input: SafetyInput) -> SafetyRecheck:
+        """The safety policy at the moment of action: now, a fresh twin's age, the actions taken since."""
+        try:
+            snapshot = await self.twin.latest()
+        except TwinSourceError as exc:
+            raise ApplicationError(str(exc), type=TWIN_UNAVAILABLE) from exc
+        now = datetime.now(UTC)
+        history = list(input.history)
+        if self.history is not None:
+            nodes = sorted({n.id for n in input.proposal.nodes})
+            seen = {(h.at, h.node, h.action_type) for h in history}
+            for record in await self.history.actions_since(nodes, now - RECENT_ACTIONS_WINDOW):
+                if (record.at, record.node, record.action_type) not in seen:
+                    history.append(record)
+        asked = input.model_copy(
+            update={
+                "now": now,
+                "snapshot_age_seconds": max(0.0, (now - snapshot.observed_at).total_seconds()),
+                "history": history,
+            }
+        )
+        return SafetyRecheck(input=asked, decision=await self.gate.evaluate_safety(asked))
+
+    @activity.defn
+    async def check_decision(self, input: DecisionCheckInput) -> str | None:
+        """Check a signed decision against this worker's approval key; None when it is good, else why not."""
+        if self.approval_key is None:
+            return "this worker has no approval key configured: no decision can be checked"  # fail closed
+        try:
+            check_decision(
+                input.signed,
+                public_key_b64=self.approval_key,
+                kind=input.kind,
+                proposal_id=input.proposal_id,
+                plan_hash=input.plan_hash,
+                principal=input.principal,
+                text=input.text,
+                now=datetime.now(UTC),
+            )
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     @activity.defn
     async def evaluate_approval(self, input: ApprovalInput) -> ApprovalDecision:
@@ -158,6 +222,8 @@ class DeliberateResult(BaseModel):
     new_state: AgentState
     proposals: tuple[Proposal, ...] = ()
     dropped_intentions: tuple[DroppedIntention, ...] = ()
+    suppressed: tuple[SuppressedPlan, ...] = ()
+    """Plans held back because a human said no to them (who, why, until when)."""
 
 
 class AgentActivities:
@@ -179,9 +245,18 @@ class AgentActivities:
     async def deliberate(self, input: DeliberateInput) -> DeliberateResult:
         """Run one BDI tick (pure) on the snapshot: revise, detect, deliberate, plan."""
         # The activity may read the clock (its result is recorded); it only feeds the staleness check.
-        decision = decide(input.state, input.snapshot, self.desires, history=input.history, now=datetime.now(UTC))
+        try:
+            decision = decide(input.state, input.snapshot, self.desires, history=input.history, now=datetime.now(UTC))
+        except (ValueError, ArithmeticError, RecursionError) as exc:
+            # The same snapshot fails the same way every time: do not retry, let the loop skip the tick.
+            raise ApplicationError(
+                f"deliberation failed on the snapshot observed at {input.snapshot.observed_at.isoformat()}: {exc}",
+                type=DELIBERATION_FAILED,
+                non_retryable=True,
+            ) from exc
         return DeliberateResult(
             new_state=decision.new_state,
             proposals=decision.proposals,
             dropped_intentions=decision.dropped_intentions,
+            suppressed=decision.suppressed,
         )

@@ -16,13 +16,22 @@ from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from agents import AgentState, Proposal, settle
+    from agents import AgentState, Proposal, SuppressedPlan, decline, settle
     from twin.contract import Snapshot
     from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities
     from workflows.audit import AuditEventInput, EscalatedPayload, EventKind
     from workflows.contracts import RemediationInput, RemediationResult, Stage, Timeouts
     from workflows.policy import ActionRecord, Requester, action_node
-    from workflows.remediation import AUDIT_RETRY, AUDIT_TIMEOUT, RemediationWorkflow
+    from workflows.ports import Notification, NotificationKind
+    from workflows.remediation import (
+        AUDIT_RETRY,
+        AUDIT_TIMEOUT,
+        NOTIFY_RETRY,
+        NOTIFY_TIMEOUT,
+        RemediationWorkflow,
+    )
+
+PATCH_SURVIVE_TICK = "0.2.0-survive-a-failing-tick"
 
 SNAPSHOT_TIMEOUT = timedelta(seconds=30)
 SNAPSHOT_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
@@ -46,6 +55,8 @@ class AgentLoopInput(BaseModel):
     """Cool-down per node after a remediation ends (from the desires)."""
     loop_breaker_window_seconds: float = 86400.0
     loop_breaker_rollbacks: int = 2
+    approval_key: str | None = None
+    """Base64 Ed25519 public key of the approval service, handed to every remediation started."""
     max_ticks: int | None = None
     """Stop after this many ticks (demos and tests); None runs until cancelled."""
     # Carried across continue-as-new:
@@ -71,6 +82,9 @@ class AgentLoopStatus(BaseModel):
     last_error: str | None
     proposals_started: int
     results: list[RemediationResult]
+    failed_ticks: int = 0
+    suppressed: list[SuppressedPlan] = Field(default_factory=list)
+    """Plans the agent holds back because a human rejected or cancelled them."""
 
 
 _OUTCOMES = {Stage.COMPLETED: "verified", Stage.ROLLED_BACK: "rolled_back", Stage.FAILED: "rolled_back"}
@@ -94,6 +108,8 @@ class AgentLoopWorkflow:
         self._started = 0
         self._results: list[RemediationResult] = []
         self._events = 0
+        self._failed_ticks = 0
+        self._suppressed: tuple[SuppressedPlan, ...] = ()
 
     @workflow.query
     def status(self) -> AgentLoopStatus:
@@ -106,6 +122,8 @@ class AgentLoopWorkflow:
             last_error=self._last_error,
             proposals_started=self._started,
             results=list(self._results[-20:]),
+            failed_ticks=self._failed_ticks,
+            suppressed=list(self._suppressed),
         )
 
     @workflow.signal
@@ -115,6 +133,19 @@ class AgentLoopWorkflow:
             if wid.endswith(result.proposal_id):
                 del self._open[node]
         self._results.append(result)
+        if result.decided_by is not None and result.stage in (Stage.REJECTED, Stage.CANCELLED):
+            # A human said no: remember it (before settling, which forgets the intention and its evidence),
+            # so the same plan is not proposed again until the situation is materially worse or time passes.
+            self._state = decline(
+                self._state,
+                node=result.target,
+                plan_hash=result.plan_hash,
+                outcome="rejected" if result.stage == Stage.REJECTED else "cancelled",
+                at=workflow.now(),
+                reason=result.decision_reason or "",
+                by=result.decided_by,
+                actions=list(result.actions),
+            )
         self._state = settle(self._state, result.proposal_id, workflow.now(), self._input.cooldown_seconds)
         outcome = _OUTCOMES.get(result.stage)
         if outcome is None:
@@ -170,14 +201,23 @@ class AgentLoopWorkflow:
             workflow.logger.warning("tick %d: no snapshot: %s", self._ticks, self._last_error)
             return
         self._last_observed = snapshot.observed_at
-        decision = await workflow.execute_activity_method(
-            AgentActivities.deliberate,
-            DeliberateInput(state=self._state, snapshot=snapshot, history=self._history[-HISTORY_KEPT:]),
-            start_to_close_timeout=DELIBERATE_TIMEOUT,
-            retry_policy=DELIBERATE_RETRY,
-        )
+        survive = workflow.patched(PATCH_SURVIVE_TICK)
+        try:
+            decision = await workflow.execute_activity_method(
+                AgentActivities.deliberate,
+                DeliberateInput(state=self._state, snapshot=snapshot, history=self._history[-HISTORY_KEPT:]),
+                start_to_close_timeout=DELIBERATE_TIMEOUT,
+                retry_policy=DELIBERATE_RETRY,
+            )
+        except ActivityError as err:
+            if not survive:
+                raise  # a run from before 0.2.0 replays its old behaviour (it failed here)
+            # One odd snapshot must not end the loop: record it, tell someone, skip the tick.
+            await self._tick_failed(snapshot, str(err.cause or err))
+            return
         self._history = [*self._history, snapshot][-HISTORY_KEPT:]
         self._state = decision.new_state
+        self._suppressed = decision.suppressed
         for dropped in decision.dropped_intentions:
             wid = f"remediation-{dropped.intention.id}"
             if wid in self._open.values():
@@ -215,6 +255,7 @@ class AgentLoopWorkflow:
                     timeouts=self._input.timeouts,
                     recent_actions=[a for a in self._actions if a.node in nodes],
                     latency_slo_ms={k: v for k, v in self._input.latency_slo_ms.items() if k in nodes},
+                    approval_key=self._input.approval_key,
                 ),
                 id=workflow_id,
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -225,6 +266,50 @@ class AgentLoopWorkflow:
         self._started += 1
         for n in nodes:
             self._open[n] = workflow_id
+
+    async def _tick_failed(self, snapshot: Snapshot, message: str) -> None:
+        self._last_error = message
+        self._failed_ticks += 1
+        workflow.logger.warning("tick %d failed, skipped: %s", self._ticks, message)
+        self._events += 1
+        info = workflow.info()
+        loop_id = f"agent-loop/{self._input.twin_id}"
+        await workflow.execute_activity_method(
+            RemediationActivities.record_event,
+            AuditEventInput(
+                event_id=f"{info.workflow_id}/{info.run_id}/tick-failed/{self._events:03d}",
+                time=workflow.now(),
+                remediation_id=loop_id,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                actor=f"agent:{self._input.agent_name}",
+                kind=EventKind.ESCALATED,
+                target_nodes=(),
+                payload=EscalatedPayload(
+                    to="on-call",
+                    reason=f"agent loop tick {self._ticks} skipped: {message}",
+                    details={"observed_at": snapshot.observed_at.isoformat(), "tick": self._ticks},
+                ),
+            ),
+            start_to_close_timeout=AUDIT_TIMEOUT,
+            retry_policy=AUDIT_RETRY,
+        )
+        try:
+            await workflow.execute_activity_method(
+                RemediationActivities.notify,
+                Notification(
+                    kind=NotificationKind.LOOP_TICK_FAILED,
+                    remediation_id=loop_id,
+                    title=f"Agent loop tick skipped: {self._input.twin_id}",
+                    text=message,
+                    severity="warning",
+                    fields={"twin": self._input.twin_id, "tick": str(self._ticks)},
+                ),
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("notification of the failed tick %d failed", self._ticks)
 
     async def _escalate(self, proposal: Proposal) -> None:
         self._events += 1

@@ -6,11 +6,12 @@ starters and the tests agree on them.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from agents import Proposal
 from twin.actions import Action
@@ -53,6 +54,12 @@ class RemediationInput(_Message):
     """How much worse than before (relative) a node may look after the fix before it counts as worse."""
     notify_parent: bool = True
     """Signal the parent agent loop (if any) with the outcome when done."""
+    approval_key: str | None = None
+    """Base64 Ed25519 public key of the approval service: only decisions it signed count.
+
+    None only in runs started by release 0.1.0, before decisions were signed; those check
+    the signature through an activity against the worker's configured key instead.
+    """
 
 
 class Stage(StrEnum):
@@ -95,11 +102,35 @@ class Principal(_Message):
     team: str | None = None
 
 
+class SignedDecision(_Message):
+    """One human decision on one proposal, signed by the approval service (see workflows.decisions)."""
+
+    kind: Literal["approve", "reject", "cancel"]
+    proposal_id: str
+    plan_hash: str
+    principal: Principal
+    text: str = ""
+    """The approval comment, the rejection or cancellation reason."""
+    issued_at: AwareDatetime
+    nonce: str = Field(min_length=16)
+    key_id: str = ""
+    """Fingerprint of the signing key; informational, the key itself comes from the workflow input."""
+    signature: str = ""
+    """Base64 Ed25519 signature over `signing_bytes()`."""
+
+    def signing_bytes(self) -> bytes:
+        """The canonical bytes signed: every field but the signature, sorted keys, no whitespace."""
+        body = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class ApproveInput(_Message):
     """Argument of the `approve` update."""
 
     principal: Principal
     comment: str = ""
+    signed: SignedDecision | None = None
+    """The approval service's signature over this decision; unsigned approvals are refused."""
 
 
 class RejectInput(_Message):
@@ -107,6 +138,27 @@ class RejectInput(_Message):
 
     principal: Principal
     reason: str = Field(min_length=1)
+    signed: SignedDecision | None = None
+    """The approval service's signature over this decision; unsigned rejections are refused."""
+
+
+class CancelInput(_Message):
+    """Argument of the `request_cancel` update: who cancels and why, sent before Temporal's cancel."""
+
+    principal: Principal
+    reason: str = Field(min_length=1)
+    signed: SignedDecision | None = None
+
+
+class DecisionCheckInput(_Message):
+    """Check a signed decision against the worker's approval key (runs started before keys were in inputs)."""
+
+    signed: SignedDecision | None
+    kind: Literal["approve", "reject", "cancel"]
+    proposal_id: str
+    plan_hash: str
+    principal: Principal
+    text: str
 
 
 class ApprovalResult(_Message):
@@ -140,6 +192,18 @@ class RemediationState(_Message):
     deadline: datetime | None = None
     steps_done: list[StepState] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+    """The plan, step by step."""
+    policy_reasons: list[str] = Field(default_factory=list)
+    """What the safety policy said (deny reasons), in words."""
+    approver_groups: list[str] = Field(default_factory=list)
+    """Groups an approver must belong to (from the safety decision)."""
+    pending: list[str] = Field(default_factory=list)
+    """The approval policy's words on what the quorum still lacks (groups, owning team)."""
+    still_needed: int | None = None
+    """Approvals still needed, as the approval policy counts them (None before the first answer)."""
+    cancelled_by: str | None = None
+    plan_hash: str = ""
 
 
 class RemediationResult(_Message):
@@ -153,6 +217,9 @@ class RemediationResult(_Message):
     reasons: list[str] = Field(default_factory=list)
     steps_applied: int = 0
     compensations_failed: int = 0
+    decided_by: str | None = None
+    """Who rejected or cancelled it (None when nobody did, or a release before 0.2.0 ran it)."""
+    decision_reason: str | None = None
 
 
 class VerifyInput(_Message):

@@ -7,6 +7,7 @@ ledger's `workflows.audit.AuditLedger`, the twin's `twin.sources.TwinSource`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
@@ -14,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin.actions import Action
+from workflows.policy import ActionRecord
 
 
 class _Message(BaseModel):
@@ -56,6 +58,10 @@ class NotificationKind(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"
     COMPLETED = "completed"
     LOOP_BREAKER = "loop_breaker"
+    POLICY_DENIED = "policy_denied"
+    AUTO_APPROVED = "auto_approved"
+    """Sent before an auto-approved plan runs, so someone can still cancel it."""
+    LOOP_TICK_FAILED = "loop_tick_failed"
     AUDIT_CHECKPOINT = "audit_checkpoint"  # a signed audit head, published where a database rewrite cannot reach
 
 
@@ -119,6 +125,11 @@ class InboxEntry(_Message):
     required_approvals: int = 0
     approvals: list[str] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
+    plan: str = ""
+    """The actions in words."""
+    approver_groups: list[str] = Field(default_factory=list)
+    pending: list[str] = Field(default_factory=list)
+    """What the quorum still lacks, in the approval policy's words."""
 
 
 @runtime_checkable
@@ -127,4 +138,13 @@ class ApprovalInbox(Protocol):
 
     async def upsert(self, entry: InboxEntry) -> None:
         """Insert or replace the entry for `entry.proposal_id`."""
+        ...
+
+
+@runtime_checkable
+class ActionHistory(Protocol):
+    """What has been done to the estate lately (from the audit trail), for checks at the moment of action."""
+
+    async def actions_since(self, nodes: Sequence[str], since: datetime) -> list[ActionRecord]:
+        """Actions started on any of `nodes` at or after `since`, oldest first."""
         ...

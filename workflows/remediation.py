@@ -44,9 +44,13 @@ with workflow.unsafe.imports_passed_through():
         VerificationFailedPayload,
         VerifiedPayload,
     )
+    from workflows.contracts import TERMINAL_STAGES as TERMINAL
     from workflows.contracts import (
         ApprovalResult,
         ApproveInput,
+        CancelInput,
+        DecisionCheckInput,
+        Principal,
         RejectInput,
         RemediationInput,
         RemediationResult,
@@ -58,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyResult,
         actor_of,
     )
+    from workflows.decisions import DecisionKind, check_decision
     from workflows.policy import (
         AffectedNode,
         ApprovalInput,
@@ -69,6 +74,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.policy import Proposal as PolicyProposal
     from workflows.ports import InboxEntry, InboxStatus, Notification, NotificationKind
+
+# Patches: each marks a change to the commands a run issues (see CHANGELOG.md). A run that
+# began before the patch replays the old path; new runs take the new one.
+PATCH_LEGACY_DECISION_CHECK = "0.2.0-check-decision-of-unkeyed-run"
+PATCH_RECHECK_SAFETY = "0.2.0-recheck-safety-before-first-step"
+PATCH_NOTIFY_DENIED = "0.2.0-notify-policy-denied"
+PATCH_NOTIFY_AUTO_APPROVED = "0.2.0-notify-auto-approved"
 
 AUDIT_TIMEOUT = timedelta(seconds=30)
 # The trail must not lose an event: retry until the ledger answers (a conflict is non-retryable).
@@ -131,7 +143,15 @@ class RemediationWorkflow:
         self._reasons: list[str] = []
         self._events = 0
         self._compensations_failed = 0
+        # One decision at a time: an approval awaits the policy activity, and a second approval
+        # (or a reject) interleaving there would be counted against a stale list of approvals.
         self._lock = asyncio.Lock()
+        self._pending: list[str] = []
+        self._still_needed: int | None = None
+        self._nonces: set[str] = set()
+        self._cancel_request: CancelInput | None = None
+        self._decided: tuple[str, str] | None = None
+        """(who, why) of a human rejection or cancellation: the agent must not ask again at once."""
 
     # ---- queries, updates, signals -------------------------------------------------------
 
@@ -147,6 +167,13 @@ class RemediationWorkflow:
             deadline=self._deadline,
             steps_done=list(self._steps),
             reasons=list(self._reasons),
+            actions=list(self._input.proposal.actions),
+            policy_reasons=[r.msg for r in self._decision.deny] if self._decision else [],
+            approver_groups=list(self._decision.approver_groups) if self._decision else [],
+            pending=list(self._pending),
+            still_needed=self._still_needed,
+            cancelled_by=self._cancel_request.principal.id if self._cancel_request else None,
+            plan_hash=self._input.proposal.plan_hash,
         )
 
     @workflow.update
@@ -156,6 +183,9 @@ class RemediationWorkflow:
             assert self._decision is not None and self._expires_at is not None
             if self._verdict is not None or self._stage not in _PENDING:
                 return self._approval_result(False, [f"proposal is no longer pending (stage {self._stage.value})"])
+            refused = await self._check_unkeyed("approve", input.principal, input.comment, input.signed)
+            if refused is not None:
+                return self._approval_result(False, [refused])
             principal = input.principal
             decision = await workflow.execute_activity_method(
                 RemediationActivities.evaluate_approval,
@@ -174,8 +204,12 @@ class RemediationWorkflow:
             if self._verdict is not None or self._stage not in _PENDING:
                 # Expired (or decided) while the policy was asked: too late to count.
                 return self._approval_result(False, [f"proposal is no longer pending (stage {self._stage.value})"])
+            self._pending = [r.msg for r in decision.pending]
+            self._still_needed = decision.still_needed
             if not decision.counts:
                 return self._approval_result(False, [r.msg for r in decision.reasons], decision.still_needed)
+            if input.signed is not None:
+                self._nonces.add(input.signed.nonce)
             self._approvals.append(
                 PriorApproval(
                     approver=Approver(id=principal.id, roles=list(principal.roles), team=principal.team or ""),
@@ -188,7 +222,11 @@ class RemediationWorkflow:
                     by=principal.id,
                     comment=input.comment,
                     rule=f"twinops.approval.decision@{decision.bundle_revision}",
-                    details={"quorum_met": decision.quorum_met, "still_needed": decision.still_needed},
+                    details={
+                        "quorum_met": decision.quorum_met,
+                        "still_needed": decision.still_needed,
+                        "signed_decision": input.signed.model_dump(mode="json") if input.signed else None,
+                    },
                 ),
                 actor=f"user:{principal.id}",
             )
@@ -201,6 +239,7 @@ class RemediationWorkflow:
     @approve.validator
     def _validate_approve(self, input: ApproveInput) -> None:
         self._validate_decision_call(input.principal.id)
+        self._validate_signature("approve", input.principal, input.comment, input.signed)
         if any(a.approver.id == input.principal.id for a in self._approvals):
             raise ValueError(f"{input.principal.id!r} has already approved proposal {self._input.proposal.id!r}")
 
@@ -210,10 +249,19 @@ class RemediationWorkflow:
         async with self._lock:
             if self._verdict is not None or self._stage not in _PENDING:
                 return self._approval_result(False, [f"proposal is no longer pending (stage {self._stage.value})"])
+            refused = await self._check_unkeyed("reject", input.principal, input.reason, input.signed)
+            if refused is not None:
+                return self._approval_result(False, [refused])
             self._reasons.append(f"rejected by {input.principal.id}: {input.reason}")
+            self._decided = (input.principal.id, input.reason)
             await self._record(
                 EventKind.REJECTED,
-                RejectedPayload(by=input.principal.id, comment=input.reason, rule="twinops.reject"),
+                RejectedPayload(
+                    by=input.principal.id,
+                    comment=input.reason,
+                    rule="twinops.reject",
+                    details={"signed_decision": input.signed.model_dump(mode="json") if input.signed else None},
+                ),
                 actor=f"user:{input.principal.id}",
             )
             self._verdict = "rejected"
@@ -222,6 +270,21 @@ class RemediationWorkflow:
     @reject.validator
     def _validate_reject(self, input: RejectInput) -> None:
         self._validate_decision_call(input.principal.id)
+        self._validate_signature("reject", input.principal, input.reason, input.signed)
+
+    @workflow.update
+    async def request_cancel(self, input: CancelInput) -> None:
+        """Name who cancels and why; the approval service then cancels the workflow through Temporal."""
+        refused = await self._check_unkeyed("cancel", input.principal, input.reason, input.signed)
+        if refused is not None:
+            raise ApplicationError(refused, type="DecisionRefused", non_retryable=True)
+        self._cancel_request = input
+
+    @request_cancel.validator
+    def _validate_request_cancel(self, input: CancelInput) -> None:
+        if self._stage in TERMINAL:
+            raise ValueError(f"proposal {self._input.proposal.id!r} has ended (stage {self._stage.value})")
+        self._validate_signature("cancel", input.principal, input.reason, input.signed)
 
     @workflow.signal
     def withdraw(self, reason: str) -> None:
@@ -229,6 +292,46 @@ class RemediationWorkflow:
         if self._verdict is None and self._stage in _PENDING:
             self._reasons.append(f"withdrawn: {reason}")
             self._verdict = "withdrawn"
+
+    def _validate_signature(self, kind: DecisionKind, principal: Principal, text: str, signed: Any) -> None:
+        """Refuse a decision the approval service did not sign (checked here when the run has its key)."""
+        key = self._input.approval_key
+        if key is None:
+            return  # a run from before keys were in inputs: the handler checks through an activity
+        p = self._input.proposal
+        try:
+            check_decision(
+                signed,
+                public_key_b64=key,
+                kind=kind,
+                proposal_id=p.id,
+                plan_hash=p.plan_hash,
+                principal=principal,
+                text=text,
+                now=workflow.now(),
+            )
+            if signed.nonce in self._nonces:
+                raise ValueError("this signed decision was used already")
+        except ValueError as exc:
+            workflow.logger.warning("refused %s claimed by %r on %s: %s", kind, principal.id, p.id, exc)
+            raise
+
+    async def _check_unkeyed(self, kind: DecisionKind, principal: Principal, text: str, signed: Any) -> str | None:
+        """For runs without a key in their input, check the signature against the worker's key; None if good."""
+        if self._input.approval_key is not None or not workflow.patched(PATCH_LEGACY_DECISION_CHECK):
+            return None
+        p = self._input.proposal
+        problem: str | None = await workflow.execute_activity_method(
+            RemediationActivities.check_decision,
+            DecisionCheckInput(
+                signed=signed, kind=kind, proposal_id=p.id, plan_hash=p.plan_hash, principal=principal, text=text
+            ),
+            start_to_close_timeout=POLICY_TIMEOUT,
+            retry_policy=POLICY_RETRY,
+        )
+        if problem is not None:
+            workflow.logger.warning("refused %s by %s on %s: %s", kind, principal.id, p.id, problem)
+        return problem
 
     def _validate_decision_call(self, who: str) -> None:
         pid = self._input.proposal.id
@@ -261,11 +364,29 @@ class RemediationWorkflow:
         try:
             await self._lifecycle()
         except asyncio.CancelledError:
-            # An SRE cancelled: undo what ran, record it, and end as cancelled.
+            # Cancelled: undo what ran, record who asked and why, and end as cancelled.
             self._stage = Stage.CANCELLED
-            await self._record(EventKind.CANCELLED, CancelledPayload(by="system", reason="workflow cancelled"))
+            request = self._cancel_request
+            if request is not None:
+                by, reason, actor = request.principal.id, request.reason, f"user:{request.principal.id}"
+                signed = request.signed.model_dump(mode="json") if request.signed else None
+            else:
+                # Cancelled through Temporal directly, not through the approval service: nobody vouches.
+                by, reason, actor, signed = (
+                    "unknown",
+                    "cancelled through Temporal without an attributed request",
+                    "system",
+                    None,
+                )
+            self._reasons.append(f"cancelled by {by}: {reason}")
+            self._decided = (by, reason)
+            await self._record(
+                EventKind.CANCELLED,
+                CancelledPayload(by=by, reason=reason, details={"signed_decision": signed}),
+                actor=actor,
+            )
             await self._compensate()
-            await self._finish(Stage.CANCELLED, "cancelled", "cancelled by an operator")
+            await self._finish(Stage.CANCELLED, "cancelled", f"cancelled by {by}: {reason}")
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
@@ -312,6 +433,8 @@ class RemediationWorkflow:
         )
         if not decision.allow:
             self._reasons.extend(r.msg for r in decision.deny)
+            if workflow.patched(PATCH_NOTIFY_DENIED):
+                await self._notify(NotificationKind.POLICY_DENIED, "Denied by policy", "warning")
             await self._finish(Stage.DENIED, "denied", "denied by policy: " + "; ".join(self._reasons))
             return
 
@@ -345,6 +468,8 @@ class RemediationWorkflow:
                 ),
                 actor="system",
             )
+            if workflow.patched(PATCH_NOTIFY_AUTO_APPROVED):
+                await self._notify(NotificationKind.AUTO_APPROVED, "Auto-approved: about to run", "info")
         else:
             await self._notify(NotificationKind.APPROVAL_REQUESTED, "Approval requested", "warning")
             if not await self._wait_verdict(t.approval_seconds):
@@ -375,6 +500,9 @@ class RemediationWorkflow:
                 await self._finish(Stage.CANCELLED, "cancelled", "; ".join(self._reasons))
                 return
 
+        # The moment of action: freeze windows, twin age and rate limits are checked again now.
+        if workflow.patched(PATCH_RECHECK_SAFETY) and not await self._recheck_safety():
+            return
         self._stage = Stage.EXECUTING
         await self._inbox(InboxStatus.EXECUTING)
         if not await self._execute():
@@ -406,6 +534,64 @@ class RemediationWorkflow:
         await self._notify(NotificationKind.ROLLED_BACK, "Remediation rolled back", "warning")
         await self._finish(Stage.ROLLED_BACK, "rolled_back", reason)
 
+    async def _recheck_safety(self) -> bool:
+        """Ask the safety policy again with the time, a fresh twin and the action history of now."""
+        p = self._input.proposal
+        asked = SafetyInput(
+            proposal=policy_proposal(p),
+            snapshot_age_seconds=0.0,
+            history=list(self._input.recent_actions),
+            now=workflow.now(),
+            requester=self._input.requester,
+        )
+        try:
+            recheck = await workflow.execute_activity_method(
+                RemediationActivities.recheck_safety,
+                asked,
+                start_to_close_timeout=POLICY_TIMEOUT,
+                retry_policy=POLICY_RETRY,
+            )
+        except ActivityError as err:
+            # No fresh twin or no policy answer at the moment of action: fail closed.
+            message = f"the twin or the policy could not be read at the moment of action: {err.cause or err}"
+            await self._record(
+                EventKind.POLICY_EVALUATED,
+                PolicyEvaluatedPayload(
+                    input_digest=_digest(asked),
+                    allow=False,
+                    decision={"deny": [{"code": "recheck_failed", "msg": message}]},
+                    bundle_revision="",
+                    bundle_sha256="0" * 64,
+                    engine=None,
+                    details={"phase": "execution"},
+                ),
+                actor="system",
+            )
+            return await self._deny_at_action([message])
+        decision = recheck.decision
+        await self._record(
+            EventKind.POLICY_EVALUATED,
+            PolicyEvaluatedPayload(
+                input_digest=_digest(recheck.input),
+                allow=decision.allow,
+                decision=decision.model_dump(mode="json"),
+                bundle_revision=decision.bundle_revision,
+                bundle_sha256=decision.bundle_sha256 or "0" * 64,
+                engine=decision.engine,
+                details={"phase": "execution", "snapshot_age_seconds": recheck.input.snapshot_age_seconds},
+            ),
+            actor="system",
+        )
+        if decision.allow:
+            return True
+        return await self._deny_at_action([r.msg for r in decision.deny])
+
+    async def _deny_at_action(self, reasons: list[str]) -> bool:
+        self._reasons.extend(reasons)
+        await self._notify(NotificationKind.POLICY_DENIED, "Denied at the moment of action", "warning")
+        await self._finish(Stage.DENIED, "denied", "denied at the moment of action: " + "; ".join(reasons))
+        return False
+
     async def _wait_verdict(self, seconds: float) -> bool:
         try:
             await workflow.wait_condition(lambda: self._verdict is not None, timeout=timedelta(seconds=seconds))
@@ -420,7 +606,12 @@ class RemediationWorkflow:
             step_id = f"step-{index}"
             await self._record(
                 EventKind.STEP_STARTED,
-                StepStartedPayload(step_id=step_id, action=action.model_dump(mode="json"), idempotency_key=key),
+                StepStartedPayload(
+                    step_id=step_id,
+                    action=action.model_dump(mode="json"),
+                    idempotency_key=key,
+                    details={"plan_hash": self._input.proposal.plan_hash},
+                ),
                 targets=(action_node(action),),
             )
             try:
@@ -569,6 +760,8 @@ class RemediationWorkflow:
             reasons=list(self._reasons),
             steps_applied=len(self._steps),
             compensations_failed=self._compensations_failed,
+            decided_by=self._decided[0] if self._decided else None,
+            decision_reason=self._decided[1] if self._decided else None,
         )
 
     async def _tell_parent(self) -> None:
@@ -627,6 +820,9 @@ class RemediationWorkflow:
                 required_approvals=d.required_approvals if d else 0,
                 approvals=[a.approver.id for a in self._approvals],
                 reasons=list(self._reasons),
+                plan="; ".join(describe(a) for a in p.actions),
+                approver_groups=list(d.approver_groups) if d else [],
+                pending=list(self._pending),
             ),
             start_to_close_timeout=INBOX_TIMEOUT,
             retry_policy=INBOX_RETRY,

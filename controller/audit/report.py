@@ -360,8 +360,11 @@ def _decision(record: AuditRecord) -> dict[str, Any]:
         needed = details.get("still_needed")
         quorum = "quorum met" if details["quorum_met"] else f"{_num(needed)} more needed"
     # Signed approvals: the approval service's signature, where the event carries one.
+    signed = details.get("signed_decision")
     signature = p.get("signature", details.get("signature"))
-    skip = frozenset({"quorum_met", "still_needed", "signature"})
+    if signature is None and isinstance(signed, dict):
+        signature = {"key": signed.get("key_id"), "issued": signed.get("issued_at"), "sig": signed.get("signature")}
+    skip = frozenset({"quorum_met", "still_needed", "signature", "signed_decision"})
     return {
         "time": _when(record.time),
         "kind": record.kind.value,

@@ -92,15 +92,13 @@ async def test_upsert_updates_and_keeps_created_at(inbox: SqlApprovalInbox) -> N
     later = entry(
         "p-aaaa1111",
         InboxStatus.ESCALATED,
-        minute=30,  # a different created_at must not move the entry in the queue
         deadline=T0 + timedelta(hours=2),
         approvals=["alice"],
         reasons=["approval timed out"],
         risk="medium",
     )
     await inbox.upsert(later)
-    got = inbox.get("p-aaaa1111")
-    assert got == later.model_copy(update={"created_at": T0})
+    assert inbox.get("p-aaaa1111") == later
 
 
 async def test_concurrent_upserts_of_one_proposal(inbox: SqlApprovalInbox, engine: Engine) -> None:
@@ -213,3 +211,27 @@ def test_models_match_the_migration(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
         assert compare_metadata(context, declared) == []
+
+
+async def test_a_rerun_under_the_same_workflow_id_replaces_the_closed_entry(inbox: SqlApprovalInbox) -> None:
+    """The agent re-proposes the same plan under the same workflow id: only the start time tells runs apart."""
+    await inbox.upsert(entry("p-same", InboxStatus.REJECTED))
+    rerun = entry("p-same", InboxStatus.PENDING, minute=5, plan="scale checkout 4 -> 7", pending=["1 more from sre"])
+    await inbox.upsert(rerun)
+    got = inbox.get("p-same")
+    assert (got.status, got.created_at) == (InboxStatus.PENDING, rerun.created_at)
+    assert (got.plan, got.pending) == ("scale checkout 4 -> 7", ["1 more from sre"])
+    assert [e.proposal_id for e in inbox.list()] == ["p-same"], "a live request is always in the queue"
+    # The first run's late retry (same workflow id, its own start time) must not close the new run's entry.
+    await inbox.upsert(entry("p-same", InboxStatus.REJECTED))
+    assert inbox.get("p-same").status == InboxStatus.PENDING
+    # The new run itself moves on as usual.
+    await inbox.upsert(entry("p-same", InboxStatus.EXECUTING, minute=5))
+    assert inbox.get("p-same").status == InboxStatus.EXECUTING
+
+
+async def test_a_rerun_replaces_the_open_entry_of_a_killed_run(inbox: SqlApprovalInbox) -> None:
+    """A run terminated while pending never closed its entry; the next run of that workflow id takes it over."""
+    await inbox.upsert(entry("p-killed", InboxStatus.PENDING))
+    await inbox.upsert(entry("p-killed", InboxStatus.PENDING, minute=10, approvals=[]))
+    assert inbox.get("p-killed").created_at == T0 + timedelta(minutes=10)

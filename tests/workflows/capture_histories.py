@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle
 
-from tests.workflows.conftest import Stack, eventually
+from tests.workflows.conftest import Stack, eventually, signed_update
 from tests.workflows.history_store import write_history
 from tests.workflows.test_remediation import ALICE, BOB, CAROL, FAST, approve_until_quorum, start, wait_stage
 from twin.actions import Action, ScaleAction
-from workflows import AgentLoopInput, AgentLoopWorkflow, RejectInput, RemediationWorkflow, Stage, Timeouts
+from workflows import AgentLoopInput, AgentLoopWorkflow, RemediationWorkflow, Stage, Timeouts
 from workflows.ports import Actuator, StepOutcome
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ async def _save(handle: WorkflowHandle[Any, Any], name: str) -> None:
 async def test_capture_completed(stack: Stack) -> None:
     handle = await start(stack, stack.proposal())
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
-    await approve_until_quorum(handle, ALICE, BOB, CAROL)
+    await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
     assert (await handle.result()).stage == Stage.COMPLETED
     await _save(handle, "remediation_completed")
 
@@ -46,7 +46,7 @@ async def test_capture_rolled_back(stack: Stack) -> None:
     slo = {a.node: 0.001 for a in proposal.actions if isinstance(a, ScaleAction)}
     handle = await start(stack, proposal, latency_slo_ms=slo)
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
-    await approve_until_quorum(handle, ALICE, BOB, CAROL)
+    await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
     assert (await handle.result()).stage == Stage.ROLLED_BACK
     await _save(handle, "remediation_rolled_back")
 
@@ -61,7 +61,7 @@ async def test_capture_awaiting_approval(stack: Stack) -> None:
 async def test_capture_partly_approved(stack: Stack) -> None:
     handle = await start(stack, stack.proposal())
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
-    first = await approve_until_quorum(handle, ALICE)
+    first = await approve_until_quorum(stack, handle, ALICE)
     assert first[0].counted
     await _save(handle, "remediation_partly_approved")
     await handle.terminate("captured")
@@ -77,7 +77,7 @@ async def test_capture_escalated(stack: Stack) -> None:
 async def test_capture_verifying(stack: Stack) -> None:
     handle = await start(stack, stack.proposal(), timeouts=Timeouts(verification_window_seconds=3600))
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
-    await approve_until_quorum(handle, ALICE, BOB, CAROL)
+    await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
     await wait_stage(handle, Stage.VERIFYING)
     await _save(handle, "remediation_verifying")
     await handle.terminate("captured")
@@ -110,7 +110,7 @@ async def test_capture_mid_compensation(stack: Stack) -> None:
         slo = {a.node: 0.001 for a in proposal.actions if isinstance(a, ScaleAction)}
         handle = await start(stack, proposal, latency_slo_ms=slo)
         await wait_stage(handle, Stage.AWAITING_APPROVAL)
-        await approve_until_quorum(handle, ALICE, BOB, CAROL)
+        await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
         await asyncio.wait_for(held.holding.wait(), 30)
         await wait_stage(handle, Stage.COMPENSATING)
         await _save(handle, "remediation_mid_compensation")
@@ -131,7 +131,7 @@ async def test_capture_denied(stack: Stack) -> None:
 async def test_capture_rejected(stack: Stack) -> None:
     handle = await start(stack, stack.proposal())
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
-    await handle.execute_update(RemediationWorkflow.reject, RejectInput(principal=ALICE, reason="not now"))
+    await signed_update(stack.services.signer, handle, "reject", ALICE, "not now")
     assert (await handle.result()).stage == Stage.REJECTED
     await _save(handle, "remediation_rejected")
 
@@ -145,7 +145,7 @@ async def test_capture_expired(stack: Stack) -> None:
 async def test_capture_cancelled(stack: Stack) -> None:
     handle = await start(stack, stack.proposal(), timeouts=Timeouts(verification_window_seconds=600))
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
-    await approve_until_quorum(handle, ALICE, BOB, CAROL)
+    await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
     await wait_stage(handle, Stage.VERIFYING)
     await handle.cancel()
     with pytest.raises(Exception):  # noqa: B017 - a cancelled workflow fails its result, whatever the SDK wraps it in
@@ -169,13 +169,16 @@ def _loop_input(**fields: object) -> AgentLoopInput:
 
 async def test_capture_agent_loop_finished(stack: Stack) -> None:
     handle = await stack.client.start_workflow(
-        AgentLoopWorkflow.run, _loop_input(max_ticks=3), id=f"loop-{uuid.uuid4()}", task_queue=stack.task_queue
+        AgentLoopWorkflow.run,
+        _loop_input(max_ticks=3, approval_key=stack.services.signer.public_key_b64),
+        id=f"loop-{uuid.uuid4()}",
+        task_queue=stack.task_queue,
     )
     status = await handle.result()
     for wid in set(status.open.values()):
         child = stack.client.get_workflow_handle(wid)
         await eventually(lambda c=child: c.query(RemediationWorkflow.state), lambda s: s.stage in _PENDING)
-        await child.execute_update(RemediationWorkflow.reject, RejectInput(principal=ALICE, reason="capture over"))
+        await signed_update(stack.services.signer, child, "reject", ALICE, "capture over")
         await child.result()
     await _save(handle, "agent_loop")
 
@@ -186,7 +189,10 @@ _PENDING = (Stage.AWAITING_APPROVAL, Stage.ESCALATED)
 async def test_capture_agent_loop_mid_run(stack: Stack) -> None:
     """The loop while it runs (no max_ticks), with a child waiting for approval, then after it settled."""
     handle = await stack.client.start_workflow(
-        AgentLoopWorkflow.run, _loop_input(), id=f"loop-{uuid.uuid4()}", task_queue=stack.task_queue
+        AgentLoopWorkflow.run,
+        _loop_input(approval_key=stack.services.signer.public_key_b64),
+        id=f"loop-{uuid.uuid4()}",
+        task_queue=stack.task_queue,
     )
     status = await eventually(
         lambda: handle.query(AgentLoopWorkflow.status), lambda s: bool(s.open) and s.ticks_done >= 2
@@ -194,7 +200,7 @@ async def test_capture_agent_loop_mid_run(stack: Stack) -> None:
     child = stack.client.get_workflow_handle(next(iter(status.open.values())))
     await eventually(lambda: child.query(RemediationWorkflow.state), lambda s: s.stage in _PENDING)
     await _save(handle, "agent_loop_mid_run")
-    await child.execute_update(RemediationWorkflow.reject, RejectInput(principal=ALICE, reason="capture over"))
+    await signed_update(stack.services.signer, child, "reject", ALICE, "capture over")
     await child.result()
     await eventually(lambda: handle.query(AgentLoopWorkflow.status), lambda s: not s.open and bool(s.results))
     await _save(handle, "agent_loop_after_child")

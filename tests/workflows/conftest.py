@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -22,12 +22,14 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from agents import AgentState, Desires, Proposal, decide
+from controller.decision_signer import DecisionSigner
 from controller.live_twin import WallClockSimulatorSource, live_scenario
 from controller.runtime import TemporalRuntime
 from controller.settings import REPO_ROOT, Settings
 from controller.worker import Services, build_worker
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
+from workflows.contracts import ApproveInput, CancelInput, Principal, RejectInput
 from workflows.ports import Notification
 
 T = TypeVar("T")
@@ -132,3 +134,28 @@ async def stage_of(handle: WorkflowHandle[Any, Any]) -> str:
 
     state = await handle.query(RemediationWorkflow.state)
     return state.stage.value
+
+
+async def signed_update(
+    signer: DecisionSigner,
+    handle: WorkflowHandle[Any, Any],
+    kind: Literal["approve", "reject", "cancel"],
+    principal: Principal,
+    text: str = "",
+) -> Any:
+    """Send a decision as the approval service does: signed over the workflow's own proposal and plan."""
+    from workflows import RemediationWorkflow
+
+    state = await handle.query(RemediationWorkflow.state)
+    signed = signer.sign(kind, proposal_id=state.proposal_id, plan_hash=state.plan_hash, principal=principal, text=text)
+    if kind == "approve":
+        return await handle.execute_update(
+            RemediationWorkflow.approve, ApproveInput(principal=principal, comment=text, signed=signed)
+        )
+    if kind == "reject":
+        return await handle.execute_update(
+            RemediationWorkflow.reject, RejectInput(principal=principal, reason=text, signed=signed)
+        )
+    return await handle.execute_update(
+        RemediationWorkflow.request_cancel, CancelInput(principal=principal, reason=text, signed=signed)
+    )

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.workflows.conftest import Stack, eventually
-from workflows import AgentLoopInput, AgentLoopWorkflow, RejectInput, RemediationWorkflow, Stage, Timeouts
+from tests.workflows.conftest import Stack, eventually, signed_update
+from workflows import AgentLoopInput, AgentLoopWorkflow, RemediationWorkflow, Stage, Timeouts
 from workflows.contracts import Principal
 from workflows.policy import ActionRecord
 
@@ -30,7 +30,10 @@ def loop_input(**fields: object) -> AgentLoopInput:
 
 async def test_loop_starts_one_remediation_per_node(stack: Stack) -> None:
     handle = await stack.client.start_workflow(
-        AgentLoopWorkflow.run, loop_input(), id=f"loop-{uuid.uuid4()}", task_queue=stack.task_queue
+        AgentLoopWorkflow.run,
+        loop_input(approval_key=stack.services.signer.public_key_b64),
+        id=f"loop-{uuid.uuid4()}",
+        task_queue=stack.task_queue,
     )
     status = await handle.result()
     assert status.ticks_done == TICKS
@@ -39,9 +42,7 @@ async def test_loop_starts_one_remediation_per_node(stack: Stack) -> None:
     assert len(child_ids) == 1 and {"gateway", "checkout"} <= set(status.open)
     child = stack.client.get_workflow_handle(child_ids.pop())
     await eventually(lambda: child.query(RemediationWorkflow.state), lambda s: s.stage == Stage.AWAITING_APPROVAL)
-    await child.execute_update(
-        RemediationWorkflow.reject, RejectInput(principal=Principal(id="alice", roles=["sre"]), reason="test over")
-    )
+    await signed_update(stack.services.signer, child, "reject", Principal(id="alice", roles=["sre"]), "test over")
     await child.result()
 
 
@@ -58,7 +59,7 @@ async def test_loop_breaker_stops_a_plan_rolled_back_twice(stack: Stack) -> None
     ] * 2
     handle = await stack.client.start_workflow(
         AgentLoopWorkflow.run,
-        loop_input(actions=rolled_back),
+        loop_input(actions=rolled_back, approval_key=stack.services.signer.public_key_b64),
         id=f"loop-{uuid.uuid4()}",
         task_queue=stack.task_queue,
     )

@@ -44,7 +44,7 @@ async def twinops(
     )
 
 
-async def started(stack: Stack, verification_seconds: float = 1) -> tuple[WorkflowHandle[Any, RemediationResult], str]:
+async def started(stack: Stack, verification_seconds: float = 15) -> tuple[WorkflowHandle[Any, RemediationResult], str]:
     proposal = stack.proposal()
     handle = await stack.client.start_workflow(
         RemediationWorkflow.run,
@@ -52,6 +52,7 @@ async def started(stack: Stack, verification_seconds: float = 1) -> tuple[Workfl
             proposal=proposal,
             requester=Requester(kind="agent", id="bdi"),
             timeouts=Timeouts(verification_window_seconds=verification_seconds),
+            approval_key=stack.services.signer.public_key_b64,
         ),
         id=f"remediation-{proposal.id}-{uuid.uuid4().hex[:6]}",
         task_queue=stack.task_queue,
@@ -115,8 +116,12 @@ async def test_reject_and_cancel_through_the_cli(stack: Stack, temporal: Tempora
     await eventually(lambda: stage_of(handle), lambda s: s == "verifying")
     shown = await twinops(stack, temporal, tokens["victor"], "show", proposal_id, "--json")
     assert json.loads(shown.stdout)["stage"] == "verifying"
-    cancelled = await twinops(stack, temporal, tokens["alice"], "cancel", proposal_id)
+    cancelled = await twinops(stack, temporal, tokens["alice"], "cancel", proposal_id, "--reason", "sale started")
     assert cancelled.returncode == 0, cancelled.stderr
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert stack.simulator.snapshot().node("gateway").replicas == 4
+    cancel_events = [r for r in await stack.services.ledger.trail(proposal_id) if r.kind.value == "cancelled"]
+    assert [(r.actor, r.payload["by"], r.payload["reason"]) for r in cancel_events] == [
+        ("user:alice", "alice", "sale started")
+    ], "the trail names who cancelled and why"

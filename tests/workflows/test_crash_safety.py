@@ -22,12 +22,13 @@ import pytest
 
 from agents import AgentState, decide, load_desires
 from controller.audit import SqlAuditLedger
+from controller.decision_signer import DecisionSigner
 from controller.runtime import TemporalRuntime
 from controller.settings import Settings
 from controller.worker import Services, build_worker
-from tests.workflows.conftest import eventually, make_simulator, policies_without_freezes, stage_of
+from tests.workflows.conftest import eventually, make_simulator, policies_without_freezes, signed_update, stage_of
 from tests.workflows.estate_server import EstateServer
-from workflows import ApproveInput, Principal, RemediationInput, RemediationResult, RemediationWorkflow, Stage, Timeouts
+from workflows import Principal, RemediationInput, RemediationResult, RemediationWorkflow, Stage, Timeouts
 from workflows.policy import Requester
 
 pytestmark = pytest.mark.integration
@@ -76,6 +77,8 @@ async def test_worker_killed_mid_step_applies_every_step_once(
     workflow_id = f"remediation-{proposal.id}-{uuid.uuid4().hex[:6]}"
     estate.hold_keys = {f"{workflow_id}/step/0"}
 
+    # The worker process signs nothing but checks with this key; the test plays the approval service.
+    signer = DecisionSigner.from_file(Settings(home=tmp_path).resolved_approval_key)
     log = tmp_path / "worker.log"
     first = _worker(env, queue, log)
     try:
@@ -87,13 +90,14 @@ async def test_worker_killed_mid_step_applies_every_step_once(
                 # While the worker is dead, step 0 (gateway) is in and step 1 (checkout) is not, so the
                 # hidden checkout saturates and queues: the window lets that queue drain before verifying.
                 timeouts=Timeouts(approval_seconds=120, expiry_seconds=120, verification_window_seconds=15),
+                approval_key=signer.public_key_b64,
             ),
             id=workflow_id,
             task_queue=queue,
         )
         await eventually(lambda: stage_of(handle), lambda s: s == "awaiting_approval", 60)
         for principal in APPROVERS:
-            vote = await handle.execute_update(RemediationWorkflow.approve, ApproveInput(principal=principal))
+            vote = await signed_update(signer, handle, "approve", principal)
             if vote.quorum_met:
                 break
         # The estate has applied step 0 and holds the answer: the worker dies before it hears it.
@@ -142,7 +146,8 @@ async def test_dev_server_restart_while_waiting_for_approval(tmp_path: Path) -> 
             RemediationInput(
                 proposal=proposal,
                 requester=Requester(kind="agent", id="bdi"),
-                timeouts=Timeouts(approval_seconds=300, expiry_seconds=300, verification_window_seconds=1),
+                timeouts=Timeouts(approval_seconds=300, expiry_seconds=300, verification_window_seconds=5),
+                approval_key=services.signer.public_key_b64,
             ),
             id=workflow_id,
             task_queue=queue,
@@ -153,7 +158,7 @@ async def test_dev_server_restart_while_waiting_for_approval(tmp_path: Path) -> 
         handle = rt.client.get_workflow_handle(workflow_id, result_type=RemediationResult)
         assert await stage_of(handle) == "awaiting_approval"
         for principal in APPROVERS:
-            result = await handle.execute_update(RemediationWorkflow.approve, ApproveInput(principal=principal))
+            result = await signed_update(services.signer, handle, "approve", principal)
             if result.quorum_met:
                 break
         outcome = await asyncio.wait_for(handle.result(), timeout=60)
