@@ -276,6 +276,13 @@ def approval_sentence(proposal_id: str, result: ApprovalResult) -> str:
     return f"approval not counted for proposal {proposal_id}: {why or 'no reason given'}"
 
 
+async def close_services(services: Any) -> None:
+    """Stop what the services started (the policy engine's processes) before the process leaves."""
+    close = getattr(services.gate, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def _reason(reason: str) -> str:
     if not reason.strip():
         fail("--reason: say why (it is recorded in the audit trail)")
@@ -299,9 +306,12 @@ def register(app: typer.Typer) -> None:
             client = await connect(settings)
             services = Services.from_settings(settings)
             queue = task_queue or settings.temporal_task_queue
-            async with running_worker(client, queue, services, **worker_options(settings)):
-                console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
-                await wait_for_shutdown()
+            try:
+                async with running_worker(client, queue, services, **worker_options(settings)):
+                    console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
+                    await wait_for_shutdown()
+            finally:
+                await close_services(services)
 
         _run(serve)
 

@@ -47,6 +47,7 @@ def _verbose(ctx: typer.Context) -> bool:
 
 
 async def _serve_forever(settings: Settings, log_file: Path) -> None:
+    from controller.cli.loop import close_services, wait_for_shutdown
     from controller.loop import start_agent_loop
     from controller.notifiers import ConsoleNotifier, FanoutNotifier
     from controller.runtime import TemporalRuntime
@@ -81,13 +82,9 @@ async def _serve_forever(settings: Settings, log_file: Path) -> None:
                     f"agent loop:        {loop_id} (twin {settings.twin_id}, every {settings.tick_seconds:g}s)"
                 )
                 console.print("watch the queue with `twinops queue`; Ctrl-C stops the stack.")
-                from controller.cli.loop import wait_for_shutdown
-
                 await wait_for_shutdown()
         finally:
-            close = getattr(services.gate, "aclose", None)
-            if close is not None:
-                await close()
+            await close_services(services)
 
 
 @contextlib.contextmanager
