@@ -101,16 +101,25 @@ def _root(
     ] = False,
 ) -> None:
     """twinops: closed-loop remediation controller."""
-    from controller.settings import load_settings
-    from controller.telemetry import configure
-
+    # Logging is configured once, by `main` (the edge), not here: in-process callers (tests) keep theirs.
     ctx.obj = {"verbose": verbose}
-    configure(load_settings(), verbose=verbose)
+
+
+def _global_options(argv: list[str]) -> list[str]:
+    """The options before the command word (`twinops --verbose queue` -> ["--verbose"])."""
+    options = []
+    for arg in argv:
+        if not arg.startswith("-"):
+            break
+        options.append(arg)
+    return options
 
 
 def _run() -> int:
-    from controller.telemetry import shutdown_tracing, span
+    from controller.settings import load_settings
+    from controller.telemetry import configure, shutdown_tracing, span
 
+    configure(load_settings(), verbose="--verbose" in _global_options(sys.argv[1:]))
     words = [a for a in sys.argv[1:4] if not a.startswith("-")][:2]
     try:
         with span("twinops " + " ".join(words), command=" ".join(words)):

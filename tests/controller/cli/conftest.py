@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import structlog
+
+from controller.settings import Settings
+from controller.telemetry import configure_logging
 
 # The live-stack fixtures of the workflow tests (a worker on a fresh task queue over fresh stores).
 from tests.workflows.conftest import scenario, stack  # noqa: F401 - fixtures for test_decisions
@@ -25,3 +32,11 @@ def twinops(home: Path, *args: str, timeout: float = 60, **variables: str) -> su
     return subprocess.run(
         [str(TWINOPS), *args], env=cli_env(home, **variables), capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_stderr(tmp_path: Path) -> Iterator[None]:
+    """Logging as `main` configures it (stderr, warnings and up), so in-process commands keep stdout clean."""
+    configure_logging(Settings(home=tmp_path, log_format="json"))
+    yield
+    structlog.reset_defaults()

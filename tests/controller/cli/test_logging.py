@@ -66,3 +66,16 @@ def test_the_log_file_gets_every_event_and_file_only_events_stay_off_stderr(tmp_
     emit()
     assert events(log_file.read_text()) == ["approval.sent", "policy.fail_closed", "notification"]
     assert events(stderr.getvalue()) == ["approval.sent", "policy.fail_closed"]
+
+
+@pytest.mark.parametrize(("argv", "level"), [(["--verbose", "--help"], "Info"), (["--help"], "Warning")])
+def test_the_global_verbose_option_sets_what_stderr_shows(
+    argv: list[str], level: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: Stderr
+) -> None:
+    import controller.cli
+
+    monkeypatch.setattr("sys.argv", ["twinops", *argv])
+    monkeypatch.setenv("TWINOPS_HOME", str(tmp_path))
+    monkeypatch.delenv("TWINOPS_LOG_LEVEL", raising=False)
+    assert controller.cli._run() == 0
+    assert structlog.get_config()["wrapper_class"].__name__ == f"BoundLoggerFilteringAt{level}"
