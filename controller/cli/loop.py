@@ -131,17 +131,19 @@ def requirement(
     two required and the quorum still open, so the policy's own words on what is
     missing (`pending`) are shown whenever there are any.
     """
-    given = f"{len(approvals)}/{required}" if compact else f"{len(approvals)} of {required} approvals"
-    if groups:
-        given += " from " + " or ".join(groups)
+    if compact:
+        head = f"{len(approvals)}/{required}"
+    else:
+        source = f" from {' or '.join(groups)}" if groups else ""
+        head = f"{required} required{source}, {len(approvals)} given"
     if met:
-        return given + "; quorum met"
-    if pending:
-        return given + ("; needs " if compact else "; still needed: ") + "; ".join(pending)
-    if still_needed is not None:
-        return given + ("; quorum met" if still_needed == 0 else f"; {still_needed} more needed")
-    missing = max(0, required - len(approvals))
-    return given + (f"; {missing} more needed" if missing else "")
+        return head + ("" if compact else "; quorum met")
+    if not pending:
+        missing = still_needed if still_needed is not None else max(0, required - len(approvals))
+        pending = [f"{missing} more needed"] if missing else []
+    if not pending:
+        return head
+    return head + (" · " if compact else "; still needed: ") + "; ".join(pending)
 
 
 def _entry_requirement(e: InboxEntry, compact: bool = False) -> str:
@@ -238,6 +240,15 @@ def _state_requirement(state: RemediationState, entry: InboxEntry) -> str:
     )
 
 
+def _verdict(state: RemediationState) -> str:
+    stage = state.stage.value
+    if stage in ("proposed", "evaluating"):
+        return "not evaluated yet"
+    if stage == "denied":
+        return "denied"
+    return f"allowed, risk {state.risk or '-'}" + ("" if state.policy_reasons else ", no objections")
+
+
 def print_state(state: RemediationState, entry: InboxEntry, to: Console = console) -> None:
     """`show`: stage, why, the plan in words, the policy's reasons, what approval still needs, steps done."""
     out = to.print
@@ -247,7 +258,7 @@ def print_state(state: RemediationState, entry: InboxEntry, to: Console = consol
     out("plan:" if plan else "plan: (not known yet)")
     for i, line in enumerate(plan, 1):
         out(f"  {i}. {line}", highlight=False, overflow="fold")
-    out("policy:" if state.policy_reasons else "policy: (not evaluated yet)", highlight=False)
+    out(f"policy: {_verdict(state)}", highlight=False)
     for reason in state.policy_reasons:
         out(f"  - {reason}", highlight=False, overflow="fold")
     other = [r for r in state.reasons if r not in state.policy_reasons]

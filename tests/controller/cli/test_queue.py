@@ -65,11 +65,13 @@ def test_a_queue_row_is_one_line_at_80_columns_and_cut_with_an_ellipsis() -> Non
 
 
 def test_the_requirement_names_what_is_still_needed_not_just_a_count() -> None:
-    words = cli_loop.requirement(2, ["alice", "bob", "carol"], groups=["sre"], pending=["an approver from team edge"])
-    assert words == "3 of 2 approvals from sre; still needed: an approver from team edge"
-    assert cli_loop.requirement(2, ["alice"]) == "1 of 2 approvals; 1 more needed"
-    assert cli_loop.requirement(2, ["alice", "bob"], met=True) == "2 of 2 approvals; quorum met"
-    assert cli_loop.requirement(1, [], still_needed=1) == "0 of 1 approvals; 1 more needed"
+    owner = "a high-risk change needs an approval from the owning team ['edge']"
+    words = cli_loop.requirement(2, ["alice", "bob", "carol"], groups=["sre"], pending=[owner])
+    assert words == f"2 required from sre, 3 given; still needed: {owner}"
+    assert cli_loop.requirement(2, ["a", "b", "c"], pending=[owner], compact=True) == f"3/2 · {owner}"
+    assert cli_loop.requirement(2, ["alice"]) == "2 required, 1 given; still needed: 1 more needed"
+    assert cli_loop.requirement(2, ["alice", "bob"], met=True) == "2 required, 2 given; quorum met"
+    assert cli_loop.requirement(1, [], still_needed=0) == "1 required, 0 given"
 
 
 @pytest.fixture
@@ -83,12 +85,12 @@ def inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SqlApprovalInbox:
 
 
 def test_queue_json_keeps_the_full_text_and_the_requirement(inbox: SqlApprovalInbox) -> None:
-    inbox.upsert_sync(entry())
+    inbox.upsert_sync(entry(pending=["an approver from team edge"]))
     result = CliRunner().invoke(app, ["queue", "--json"])
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert row["summary"] == LONG_SUMMARY
-    assert row["requirement"].startswith("3 of 2 approvals")
+    assert row["requirement"] == "2 required, 3 given; still needed: an approver from team edge"
 
 
 def test_queue_table_fits_80_columns(inbox: SqlApprovalInbox) -> None:
@@ -131,7 +133,7 @@ def test_show_prints_the_plan_in_words_the_policy_reasons_and_what_is_needed() -
     text = "\n".join(render(_SHOW(state(), entry(plan="scale gateway -> 8\nrestart checkout")), width=200))
     assert "1. scale gateway -> 8" in text and "2. restart checkout" in text
     assert "owning team edge must approve" in text
-    assert "1 of 2 approvals" in text
+    assert "approvals: 2 required from sre, 1 given; still needed: an approver from team edge" in text
     assert "step 0: scale gateway -> 8" in text and "undo: scale gateway -> 4" in text
     assert "{" not in text, "no Python dicts"
 
@@ -139,7 +141,7 @@ def test_show_prints_the_plan_in_words_the_policy_reasons_and_what_is_needed() -
 def test_show_json_has_the_plan_and_requirement_in_words() -> None:
     data = cli_loop.state_json(state(), entry(plan="scale gateway -> 8\nrestart checkout"))
     assert data["plan"] == ["scale gateway -> 8", "restart checkout"]
-    assert data["requirement"].startswith("1 of 2 approvals")
+    assert data["requirement"].startswith("2 required from sre, 1 given; still needed: ")
     assert data["summary"] == LONG_SUMMARY
 
 
