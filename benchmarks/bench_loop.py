@@ -361,7 +361,13 @@ async def _twin_to_inbox(client: Client, home: Path, policies: Path) -> dict[str
                 60,
                 "awaiting approval",
             )
-            await child.execute_update(RemediationWorkflow.reject, RejectInput(principal=SRE, reason="benchmark"))
+            state = await child.query(RemediationWorkflow.state)
+            signed = st.services.signer.sign(
+                "reject", proposal_id=state.proposal_id, plan_hash=state.plan_hash, principal=SRE, text="benchmark"
+            )
+            await child.execute_update(
+                RemediationWorkflow.reject, RejectInput(principal=SRE, reason="benchmark", signed=signed)
+            )
             st.simulator.apply(ScaleAction(node=node, replicas=4))
             freed = node not in (await loop.query(AgentLoopWorkflow.status)).open
             while not freed:  # the parent frees the node when the child's signal arrives
@@ -401,7 +407,12 @@ async def _approval_to_step(client: Client, home: Path, policies: Path) -> dict[
             wid = f"remediation-{proposal.id}"
             handle = await client.start_workflow(
                 RemediationWorkflow.run,
-                RemediationInput(proposal=proposal, requester=AGENT, timeouts=PATIENT),
+                RemediationInput(
+                    proposal=proposal,
+                    requester=AGENT,
+                    timeouts=PATIENT,
+                    approval_key=st.services.signer.public_key_b64,
+                ),
                 id=wid,
                 task_queue=st.queue,
             )
@@ -411,7 +422,12 @@ async def _approval_to_step(client: Client, home: Path, policies: Path) -> dict[
                 60,
                 "awaiting approval",
             )
-            result = await handle.execute_update(RemediationWorkflow.approve, ApproveInput(principal=SRE))
+            signed = st.services.signer.sign(
+                "approve", proposal_id=proposal.id, plan_hash=proposal.plan_hash, principal=SRE, text=""
+            )
+            result = await handle.execute_update(
+                RemediationWorkflow.approve, ApproveInput(principal=SRE, signed=signed)
+            )
             approved = time.time()
             assert result.quorum_met, result
             outcome = await handle.result()
@@ -496,7 +512,13 @@ async def _throughput(client: Client, home: Path, policies: Path, deadline: floa
             mine = p.model_copy(update={"id": f"{p.id}-{run}-{k:04d}"})
             return lambda: client.start_workflow(
                 RemediationWorkflow.run,
-                RemediationInput(proposal=mine, requester=AGENT, timeouts=PATIENT, notify_parent=False),
+                RemediationInput(
+                    proposal=mine,
+                    requester=AGENT,
+                    timeouts=PATIENT,
+                    notify_parent=False,
+                    approval_key=st.services.signer.public_key_b64,
+                ),
                 id=f"remediation-{mine.id}",
                 task_queue=st.queue,
             )

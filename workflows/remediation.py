@@ -582,9 +582,26 @@ class RemediationWorkflow:
             ),
             actor="system",
         )
-        if decision.allow:
-            return True
-        return await self._deny_at_action([r.msg for r in decision.deny])
+        if not decision.allow:
+            return await self._deny_at_action([r.msg for r in decision.deny])
+        short = self._requirement_gap(decision)
+        if short is not None:
+            return await self._deny_at_action([short])
+        return True
+
+    def _requirement_gap(self, now: SafetyDecision) -> str | None:
+        """Why the approvals given no longer suffice under the policy of now (a freeze began), or None."""
+        if now.auto_approve:
+            return None
+        groups = set(now.approver_groups)
+        counted = [a for a in self._approvals if not groups or groups & set(a.approver.roles)]
+        if len(counted) >= now.required_approvals:
+            return None
+        wanted = f" from {', '.join(sorted(groups))}" if groups else ""
+        return (
+            f"the policy now requires {now.required_approvals} approval(s){wanted} and "
+            f"{len(counted)} of those given qualify; the requirement grew since approval"
+        )
 
     async def _deny_at_action(self, reasons: list[str]) -> bool:
         self._reasons.extend(reasons)

@@ -13,6 +13,7 @@ earlier release.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from typing import Any
 
@@ -177,7 +178,7 @@ async def test_capture_agent_loop_finished(stack: Stack) -> None:
     status = await handle.result()
     for wid in set(status.open.values()):
         child = stack.client.get_workflow_handle(wid)
-        await eventually(lambda c=child: c.query(RemediationWorkflow.state), lambda s: s.stage in _PENDING)
+        await eventually(functools.partial(child.query, RemediationWorkflow.state), lambda s: s.stage in _PENDING)
         await signed_update(stack.services.signer, child, "reject", ALICE, "capture over")
         await child.result()
     await _save(handle, "agent_loop")

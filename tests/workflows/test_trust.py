@@ -6,6 +6,9 @@ ledger, inbox, Rego gate and simulator; only the pager is a recording stand-in.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +19,16 @@ from temporalio import activity
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from agents import AgentState, decide
 from controller.decision_signer import DecisionSigner
-from controller.worker import activities_of, build_worker
-from tests.workflows.conftest import Stack, eventually, signed_update
+from controller.live_twin import WallClockSimulatorSource, live_scenario
+from controller.runtime import TemporalRuntime
+from controller.settings import Settings
+from controller.worker import Services, activities_of, build_worker
+from tests.workflows.conftest import RecordingNotifier, Stack, eventually, policies_without_freezes, signed_update
 from tests.workflows.test_remediation import ALICE, BOB, CAROL, approve_until_quorum, start, wait_stage
+from twin.scenario import Scenario
+from twin.simulator import Simulator
 from twin.sources import FileSource
 from workflows import (
     AgentActivities,
@@ -27,12 +36,15 @@ from workflows import (
     AgentLoopWorkflow,
     ApproveInput,
     Principal,
+    RemediationInput,
     RemediationWorkflow,
     Stage,
     Timeouts,
 )
 from workflows.activities import DeliberateInput, DeliberateResult
 from workflows.contracts import CancelInput
+from workflows.policy import Requester
+from workflows.ports import Notification
 
 pytestmark = pytest.mark.integration
 
@@ -213,7 +225,10 @@ async def test_the_loop_survives_a_failing_tick(stack: Stack) -> None:
         status = await handle.result()
         for wid in set(status.open.values()):
             child = stack.client.get_workflow_handle(wid)
-            await eventually(lambda c=child: c.query(RemediationWorkflow.state), lambda s: s.stage.value != "proposed")
+            await eventually(
+                functools.partial(child.query, RemediationWorkflow.state),
+                lambda s: s.stage in (Stage.AWAITING_APPROVAL, Stage.ESCALATED),
+            )
             await signed_update(stack.services.signer, child, "reject", ALICE, "test over")
             await child.result()
     assert status.ticks_done == 3 and status.failed_ticks == 1, status
@@ -247,3 +262,78 @@ async def test_a_rejected_plan_is_not_proposed_again_by_the_loop(stack: Stack) -
     await handle.terminate("test over")
     assert status.proposals_started == 1 and not status.open, status
     assert status.suppressed and status.suppressed[0].by == "alice", status.suppressed
+
+
+def _quiet_estate() -> Simulator:
+    """Ten independent standard-tier services, one at risk: its fix is low risk and auto-approved."""
+    ids = [f"svc-{i}" for i in range(10)]
+    scenario = Scenario.model_validate(
+        {
+            "twin_id": "shop",
+            "start": datetime.now(UTC),
+            "seed": 1,
+            "noise": 0.0,
+            "duration": 7200,
+            "nodes": [
+                {"id": n, "kind": "service", "replicas": 3 if n == "svc-0" else 4, "capacity_per_replica": 100.0,
+                 "min_replicas": 1, "max_replicas": 12, "tags": {"team": "shop", "tier": "standard"}}
+                for n in ids
+            ],
+            "edges": [],
+            "load": {n: [{"kind": "constant", "rate": 260.0}] for n in ids},
+        }
+    )  # fmt: skip
+    return Simulator(live_scenario(scenario, datetime.now(UTC)))
+
+
+class _SlowPager(RecordingNotifier):
+    """A pager that takes its time over the auto-approval notice (the freeze begins meanwhile)."""
+
+    async def notify(self, notification: Notification) -> None:
+        await super().notify(notification)
+        if notification.kind.value == "auto_approved":
+            await asyncio.sleep(4)
+
+
+async def test_execution_is_denied_when_a_freeze_began_after_approval(tmp_path: Path) -> None:
+    """Auto-approved before a freeze, about to run after it began: the check at the moment of action denies."""
+    policies = policies_without_freezes(tmp_path / "policies")
+    data = json.loads((policies / "data.json").read_text())
+    begins = datetime.now(UTC) + timedelta(seconds=3)
+    data["twinops"]["config"]["safety"]["freeze_windows"] = [
+        {
+            "name": "starts-during-the-test",
+            "start": begins.isoformat().replace("+00:00", "Z"),
+            "end": (begins + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+            "required_approvals": 2,
+            "approver_groups": ["sre-leads"],
+        }
+    ]
+    (policies / "data.json").write_text(json.dumps(data))
+    settings = Settings(home=tmp_path, temporal_ui=False, policies_dir=policies)
+    simulator = _quiet_estate()
+    services = Services.from_settings(settings, simulator=simulator)
+    pager = _SlowPager()
+    services.notifier = pager
+    source = WallClockSimulatorSource(simulator)
+    source.advance()
+    proposal = decide(AgentState(), simulator.snapshot(), services.desires, now=datetime.now(UTC)).proposals[0]
+    async with TemporalRuntime(settings) as rt, build_worker(rt.client, "freeze", services):
+        handle = await rt.client.start_workflow(
+            RemediationWorkflow.run,
+            RemediationInput(
+                proposal=proposal,
+                requester=Requester(kind="agent", id="bdi"),
+                approval_key=services.signer.public_key_b64,
+            ),
+            id=f"remediation-{proposal.id}",
+            task_queue="freeze",
+        )
+        result = await asyncio.wait_for(handle.result(), 60)
+    trail = [r.kind.value for r in await services.ledger.trail(proposal.id)]
+    assert "approved" in trail, ("auto-approved before the freeze began", result.reasons)
+    assert result.stage == Stage.DENIED and result.steps_applied == 0, result
+    assert any("freeze" in r for r in result.reasons), result.reasons
+    assert "step_started" not in trail
+    assert pager.kinds()[-1] == "policy_denied"
+    assert simulator.snapshot().node("svc-0").replicas == 3
