@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich import box
+from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from controller.audit import (
     InclusionProof,
@@ -85,6 +89,13 @@ def _summary(record: AuditRecord) -> str:
             return f"{verdict} (bundle {p.get('bundle_revision')}, sha256 {str(p.get('bundle_sha256'))[:12]}…)"
         case EventKind.APPROVED | EventKind.REJECTED:
             return f"by {p.get('by')} rule {p.get('rule')}: {p.get('comment') or ''}".rstrip(": ")
+        case EventKind.APPROVAL_REQUESTED:
+            details = p.get("details") or {}
+            groups = " or ".join(details.get("approver_groups") or []) or "any approver"
+            return (
+                f"{p.get('required_approvals')} approval(s) from {groups}, risk {details.get('risk', '-')}, "
+                f"expires {p.get('expires_at')}"
+            )
         case EventKind.STEP_STARTED | EventKind.COMPENSATION_STARTED:
             return f"{p.get('step_id')}: {json.dumps(p.get('action'), sort_keys=True)}"
         case EventKind.STEP_FAILED | EventKind.COMPENSATION_FAILED:
@@ -97,16 +108,47 @@ def _summary(record: AuditRecord) -> str:
             return text if len(text) <= 200 else text[:199] + "…"  # cut visibly; --json has it all
 
 
-def _table(records: list[AuditRecord], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for column in ("seq", "time (UTC)", "kind", "actor", "nodes"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("what", overflow="fold", ratio=1, min_width=24)
+WIDE = 120
+"""From this width the timeline is a table; below it each event is a line with its text beneath."""
+
+
+def _timeline(records: list[AuditRecord], title: str) -> RenderableType:
+    """The timeline fit to the terminal; `--json` has every field in full."""
+    days = {r.time.date() for r in records}
+    one_day = len(days) == 1
+    if one_day:
+        title = f"{title} ({next(iter(days)).isoformat()}, UTC)"
+    when = "%H:%M:%S" if one_day else "%m-%d %H:%M:%S"
+    if console.width >= WIDE:
+        return _table(records, title, when)
+    lines: list[RenderableType] = [Text(title, style="italic")]
+    for r in records:
+        style = _KIND_STYLE.get(r.kind.value, "")
+        head = Text.assemble(
+            f"{r.seq:>4} {r.time.strftime(when)} ",
+            (r.kind.value, style),
+            f"  {r.actor}  {', '.join(r.target_nodes)}",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        lines += [head, Padding(Text(_summary(r), overflow="fold"), (0, 0, 0, 5))]
+    return Group(*lines)
+
+
+def _table(records: list[AuditRecord], title: str, when: str) -> Table:
+    table = Table(
+        title=title, title_justify="left", expand=True, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+    )
+    table.add_column("seq", no_wrap=True, justify="right")
+    table.add_column("time", no_wrap=True)
+    for column, width in (("kind", 20), ("actor", 20), ("nodes", 24)):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=width)
+    table.add_column("what", overflow="fold", ratio=1, min_width=30)
     for r in records:
         style = _KIND_STYLE.get(r.kind.value, "")
         table.add_row(
             str(r.seq),
-            r.time.strftime("%Y-%m-%d %H:%M:%S"),
+            r.time.strftime(when),
             f"[{style}]{r.kind.value}[/]" if style else r.kind.value,
             r.actor,
             ", ".join(r.target_nodes),
@@ -129,7 +171,7 @@ def show(
     if as_json:
         print_json([r.model_dump(mode="json") for r in trail])
         return
-    console.print(_table(trail, f"Remediation {remediation_id}"))
+    console.print(_timeline(trail, f"Remediation {remediation_id}"))
 
 
 @app.command()
@@ -155,7 +197,7 @@ def query(
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
         return
-    console.print(_table(records, f"{len(records)} event(s)"))
+    console.print(_timeline(records, f"{len(records)} event(s)"))
 
 
 @app.command()
