@@ -83,13 +83,32 @@ class _Stores:
             fail(str(exc))
 
 
-def _stores(settings: Settings) -> _Stores:
+def _stores(settings: Settings, *, migrate_first: bool = True) -> _Stores:
     from controller.db import create_engine, migrate
     from controller.inbox import SqlApprovalInbox
 
     engine = create_engine(settings.resolved_database_url)
-    migrate(engine)
+    if migrate_first:
+        migrate(engine)
     return _Stores(engine, SqlApprovalInbox(engine))
+
+
+def _list_entries(settings: Settings, include_closed: bool) -> list[InboxEntry]:
+    """The queue, migrating only when the read fails (no schema yet, or an older one).
+
+    Reads select every column by name, so a schema behind the code fails the read; Alembic
+    (a fifth of a second to load and check) is then paid once, not on every `queue`.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from controller.db import migrate
+
+    stores = _stores(settings, migrate_first=False)
+    try:
+        return stores.inbox.list(include_closed=include_closed)
+    except SQLAlchemyError:
+        migrate(stores.engine)
+        return stores.inbox.list(include_closed=include_closed)
 
 
 async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
@@ -332,7 +351,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
     ) -> None:
         """List proposals waiting for approval (or every proposal with --all)."""
-        entries = _stores(_settings()).inbox.list(include_closed=all_)
+        entries = _list_entries(_settings(), include_closed=all_)
         if as_json:
             print_json([{**e.model_dump(mode="json"), "requirement": _entry_requirement(e)} for e in entries])
         else:

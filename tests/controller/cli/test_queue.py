@@ -169,3 +169,27 @@ def test_approve_says_in_one_sentence_what_is_still_needed() -> None:
     assert cli_loop.approval_sentence("p-1", refused) == "approval not counted for proposal p-1: not in sre"
     met = ApprovalResult(counted=True, quorum_met=True, approvals=["alice", "bob"], still_needed=0)
     assert cli_loop.approval_sentence("p-1", met) == "approved proposal p-1: quorum met, execution starts"
+
+
+def test_queue_on_a_fresh_home_creates_the_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWINOPS_HOME", str(tmp_path / "fresh"))
+    monkeypatch.delenv("TWINOPS_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(app, ["queue", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+
+
+def test_queue_on_a_current_schema_does_not_load_alembic(inbox: SqlApprovalInbox, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    inbox.upsert_sync(entry())
+    probe = (
+        "import sys\nsys.argv = ['twinops', 'queue', '--json']\nfrom controller.cli import _run\n"
+        "code = _run()\nprint(code, 'alembic' in sys.modules, file=sys.stderr)"
+    )
+    env = {**os.environ, "TWINOPS_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert done.stderr.split()[-2:] == ["0", "False"], done.stderr
+    assert [e["proposal_id"] for e in json.loads(done.stdout)] == [entry().proposal_id]
