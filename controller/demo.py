@@ -28,7 +28,7 @@ from controller.errors import ConflictError
 from controller.identity import Identities
 from controller.inbox import SqlApprovalInbox
 from controller.live_twin import live_scenario
-from controller.loop import start_agent_loop
+from controller.loop import start_agent_loop, stop_agent_loop
 from controller.runtime import TemporalRuntime
 from controller.settings import REPO_ROOT, Settings
 from controller.telemetry import configure_logging
@@ -131,6 +131,7 @@ async def _run_part(
             task_queue=queue,
             twin_id=f"{simulator.snapshot().twin_id}-{part.scenario.removesuffix('.yaml')}",
             tick_seconds=TICK_SECONDS,
+            replace_running=True,
         )
         entry = await _wait_entry(services.inbox, now, part.target, seen)
         seen.add(entry.proposal_id)
@@ -145,7 +146,9 @@ async def _run_part(
         )
         await _approve_until_quorum(console, approvals, tokens, entry)
         result: RemediationResult = await asyncio.wait_for(handle.result(), timeout=WAIT_SECONDS)
-        await client.get_workflow_handle(loop_id).cancel()
+        # Cancelled *and ended* while its worker runs: a loop left running here would be adopted by the
+        # next demo, on a task queue nobody serves any more.
+        await stop_agent_loop(client, loop_id)
         with_status = "green" if result.stage.value == part.expect else "red"
         console.print(
             f"outcome: [{with_status}]{result.stage.value}[/] (expected {part.expect}); "

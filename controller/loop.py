@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -30,9 +32,19 @@ def agent_loop_input(settings: Settings, services: Services, **overrides: object
 
 
 async def start_agent_loop(
-    client: Client, settings: Settings, services: Services, *, task_queue: str | None = None, **overrides: object
+    client: Client,
+    settings: Settings,
+    services: Services,
+    *,
+    task_queue: str | None = None,
+    replace_running: bool = False,
+    **overrides: object,
 ) -> str:
-    """Start the twin's loop (one per twin: an already running loop is kept). Returns its workflow id."""
+    """Start the twin's loop (one per twin) and return its workflow id.
+
+    An already running loop is kept, unless `replace_running`: a run-once task queue (the demo's)
+    must not adopt a loop left running on another queue, where no worker will ever pick it up.
+    """
     loop_input = agent_loop_input(settings, services, **overrides)
     workflow_id = f"agent-loop-{loop_input.twin_id}"
     await client.start_workflow(
@@ -40,6 +52,20 @@ async def start_agent_loop(
         loop_input,
         id=workflow_id,
         task_queue=task_queue or settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_conflict_policy=(
+            WorkflowIDConflictPolicy.TERMINATE_EXISTING if replace_running else WorkflowIDConflictPolicy.USE_EXISTING
+        ),
     )
     return workflow_id
+
+
+async def stop_agent_loop(client: Client, workflow_id: str, *, wait_seconds: float = 15.0) -> None:
+    """Cancel a loop and wait until it has ended (while its worker still runs); terminate it if it will not."""
+    handle = client.get_workflow_handle(workflow_id)
+    await handle.cancel()
+    try:
+        await asyncio.wait_for(handle.result(), timeout=wait_seconds)
+    except TimeoutError:
+        await handle.terminate("did not end within its cancellation grace period")
+    except Exception:
+        return
