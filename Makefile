@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy twin agents workflows controller tests benchmarks
+	$(BIN)/mypy twinops twin agents workflows controller tests benchmarks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest
