@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from twinops import TwinopsError
+
 SCHEMA_VERSION: Literal["twin.v1"] = "twin.v1"
 
 # Sane maxima: far above any real estate, low enough that every product the flow
@@ -64,7 +66,7 @@ Count = Annotated[int, Strict(), Field(ge=0, le=MAX_REPLICAS), BeforeValidator(_
 ObservedAt = Annotated[AwareDatetime, BeforeValidator(_no_timestamp_number)]
 
 
-class SnapshotError(ValueError):
+class SnapshotError(TwinopsError, ValueError):
     """A twin document that does not satisfy twin.v1; the message names what is wrong."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from twin.contract import Snapshot, SnapshotError, parse_snapshot
+from twinops import TwinopsError
 
 
-class HistoryError(ValueError):
+class HistoryError(TwinopsError, ValueError):
     """A history file that is not one twin's snapshots in time order; names the line."""
 
 

@@ -40,6 +40,7 @@ import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from twin.contract import Edge, NodeKind, find_cycle
+from twinops import TwinopsError
 
 __all__ = [
     "BadRelease",
@@ -63,7 +64,7 @@ NonNegative = Annotated[float, Field(ge=0.0)]
 Seconds = Annotated[float, Field(ge=0.0)]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(TwinopsError, ValueError):
     """A scenario that cannot be simulated; the message names each offending field."""
 
     def __init__(self, problems: list[str], source: str = "scenario") -> None:

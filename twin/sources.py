@@ -13,9 +13,10 @@ from typing import Protocol, runtime_checkable
 
 from twin.contract import Snapshot, SnapshotError, parse_snapshot
 from twin.history import read_history
+from twinops import TwinopsError
 
 
-class TwinSourceError(RuntimeError):
+class TwinSourceError(TwinopsError, RuntimeError):
     """No usable snapshot: unreachable source, invalid body, or data too old to act on."""
 
 

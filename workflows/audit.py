@@ -23,6 +23,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from twinops import TwinopsError
+
 __all__ = [
     "ACTOR_PATTERN",
     "PAYLOAD_MODELS",
@@ -354,7 +356,7 @@ class AuditRecord(AuditEventInput):
         return AuditEventInput.model_validate(self.model_dump(exclude={"seq", "leaf_hash"}))
 
 
-class AuditEventConflict(Exception):  # noqa: N818 - named for what happened, like the port's other nouns
+class AuditEventConflict(TwinopsError):  # noqa: N818 - named for what happened, like the port's other nouns
     """Raised by `AuditLedger.append` when an event id is already recorded with different content.
 
     Retrying cannot help: an activity turns it into a non-retryable failure. The SQL

@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin.actions import Action
+from twinops import TwinopsError
 from workflows.policy import ActionRecord
 
 
@@ -31,7 +32,7 @@ class StepOutcome(_Message):
     detail: str = ""
 
 
-class ActuatorError(RuntimeError):
+class ActuatorError(TwinopsError, RuntimeError):
     """The estate refused the action (permanent) or could not be reached (transient)."""
 
     def __init__(self, message: str, *, permanent: bool) -> None:
@@ -76,7 +77,7 @@ class Notification(_Message):
     fields: dict[str, str] = Field(default_factory=dict)
 
 
-class NotifierError(RuntimeError):
+class NotifierError(TwinopsError, RuntimeError):
     """A notification could not be delivered; `permanent` when retrying cannot help."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:

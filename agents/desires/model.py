@@ -12,11 +12,12 @@ from pydantic import Field, ValidationError, model_validator
 from agents._frozen import Frozen
 from twin.contract import Node
 from twin.graph import DEFAULT_TARGET_UTILIZATION
+from twinops import TwinopsError
 
 Utilization = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
-class DesiresError(ValueError):
+class DesiresError(TwinopsError, ValueError):
     """A desires document that does not validate; the message names each bad field."""
 
 
