@@ -6,7 +6,7 @@ WebhookNotifier   a Slack-compatible incoming webhook (Slack, Mattermost, Rocket
 FanoutNotifier    several of the above at once
 make_notifier     picks one from settings (`TWINOPS_NOTIFIER`)
 
-A notifier raises `NotificationError` when delivery fails, so the activity retries it.
+A notifier raises `NotifierError` when delivery fails, so the activity retries it.
 Delivery is therefore at least once: a retried fan-out may repeat a message to a target that
 already had it, which is better than an escalation nobody saw.
 """
@@ -20,7 +20,7 @@ from typing import Any, Final
 import httpx
 import structlog
 
-from controller.errors import ConfigurationError, TwinopsError
+from controller.errors import ConfigurationError
 from controller.settings import Settings
 from workflows.ports import Notification, Notifier, NotifierError
 
@@ -28,7 +28,6 @@ __all__ = [
     "ConsoleNotifier",
     "FanoutNotifier",
     "LogNotifier",
-    "NotificationError",
     "WebhookNotifier",
     "make_notifier",
     "slack_body",
@@ -46,13 +45,6 @@ _BLOCKS_MAX: Final = 50
 _LOG_METHOD: Final = {"info": "info", "warning": "warning", "critical": "error"}
 
 _log = structlog.get_logger(__name__)
-
-
-class NotificationError(TwinopsError, NotifierError):
-    """A notification could not be delivered; `permanent` when retrying cannot help (e.g. 404)."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        NotifierError.__init__(self, message, permanent=permanent)
 
 
 class LogNotifier:
@@ -171,16 +163,16 @@ class WebhookNotifier:
         await self.aclose()
 
     async def notify(self, notification: Notification) -> None:
-        """Deliver `notification`; raise `NotificationError` unless the webhook answers 2xx."""
+        """Deliver `notification`; raise `NotifierError` unless the webhook answers 2xx."""
         host = httpx.URL(self.url).host
         try:
             response = await self._client.post(self.url, json=slack_body(notification))
         except httpx.TransportError as exc:
-            raise NotificationError(f"notification {notification.kind.value}: {host} unreachable: {exc!r}") from exc
+            raise NotifierError(f"notification {notification.kind.value}: {host} unreachable: {exc!r}") from exc
         if not response.is_success:
             status = response.status_code
             permanent = 400 <= status < 500 and status not in (408, 429)
-            raise NotificationError(
+            raise NotifierError(
                 f"notification {notification.kind.value}: {host} answered {status}: {response.text[:200]}",
                 permanent=permanent,
             )
@@ -205,7 +197,7 @@ class FanoutNotifier:
         message = f"{len(failures)} of {len(self.notifiers)} notifiers failed: " + "; ".join(
             f"{n!r}: {error}" for n, error in failures
         )
-        raise NotificationError(message, permanent=permanent) from failures[0][1]
+        raise NotifierError(message, permanent=permanent) from failures[0][1]
 
 
 def make_notifier(settings: Settings) -> Notifier:

@@ -13,13 +13,12 @@ from controller.errors import ConfigurationError
 from controller.notifiers import (
     FanoutNotifier,
     LogNotifier,
-    NotificationError,
     WebhookNotifier,
     make_notifier,
     slack_body,
 )
 from controller.settings import Settings
-from workflows.ports import Notification, NotificationKind, Notifier
+from workflows.ports import Notification, NotificationKind, Notifier, NotifierError
 
 URL = "https://hooks.example/services/T000/B000/XXXX"
 
@@ -152,7 +151,7 @@ async def test_webhook_notifier_posts_the_slack_body() -> None:
 
 @pytest.mark.parametrize(("status", "permanent"), [(500, False), (503, False), (429, False), (404, True), (400, True)])
 async def test_webhook_notifier_raises_on_non_2xx(status: int, permanent: bool) -> None:
-    with pytest.raises(NotificationError, match=str(status)) as caught:
+    with pytest.raises(NotifierError, match=str(status)) as caught:
         await webhook(lambda _: httpx.Response(status, text="invalid_blocks")).notify(ESCALATED)
     assert caught.value.permanent is permanent
 
@@ -161,7 +160,7 @@ async def test_webhook_notifier_raises_when_unreachable() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    with pytest.raises(NotificationError, match="unreachable") as caught:
+    with pytest.raises(NotifierError, match="unreachable") as caught:
         await webhook(handler).notify(ESCALATED)
     assert caught.value.permanent is False
 
@@ -188,9 +187,9 @@ class _Recording:
 
 
 async def test_fanout_tells_everyone_even_when_one_fails() -> None:
-    ok, broken, also_ok = _Recording(), _Recording(NotificationError("pager down")), _Recording()
+    ok, broken, also_ok = _Recording(), _Recording(NotifierError("pager down")), _Recording()
 
-    with pytest.raises(NotificationError, match=r"1 of 3 notifiers failed: .*pager down") as caught:
+    with pytest.raises(NotifierError, match=r"1 of 3 notifiers failed: .*pager down") as caught:
         await FanoutNotifier([ok, broken, also_ok]).notify(ESCALATED)
 
     assert ok.received == broken.received == also_ok.received == [ESCALATED]
