@@ -1,27 +1,64 @@
-"""The controller's exception tree. Messages name the offending thing.
+"""twinops' exception tree, drawn whole, and the controller's part of it. Messages name the offending thing.
 
-TwinopsError
+Every error twinops raises on purpose derives from `TwinopsError`, so `except TwinopsError`
+catches them all and the CLI prints each as one line. The root lives in `twinops`, below
+every layer, because workflows/ and the layers under it may not import controller/ and yet
+raise into the same tree. A class lives beside what raises it: [module] names where, when
+that is not here; "also a ..." names its second base.
+
+TwinopsError                     the root, re-exported here                       [twinops.errors]
+ ├── SnapshotError               not a valid twin.v1 document (also a ValueError)  [twin.contract]
+ ├── HistoryError                not one twin's snapshots in time order (also a ValueError)  [twin.history]
+ ├── ScenarioError               a scenario that cannot be simulated (also a ValueError)  [twin.scenario]
+ ├── TwinSourceError             no fresh, valid snapshot; fail closed (also a RuntimeError)  [twin.sources]
+ │    └── StaleSnapshotError     the newest snapshot is too old to act on         [twin.sources]
+ ├── DesiresError                a desires document that does not validate (also a ValueError)  [agents.desires.model]
+ ├── ActuatorError               estate refused (`permanent`) or unreachable (also a RuntimeError)  [workflows.ports]
+ ├── NotifierError               not delivered; may be `permanent` (also a RuntimeError)  [workflows.ports]
+ ├── AuditEventConflict          an event id already recorded with other content  [workflows.audit]
  ├── ConfigurationError          settings or files that make no sense
  ├── RuntimeUnavailableError     Temporal dev server binary missing / not ready
- ├── TwinUnavailableError        no fresh, valid twin snapshot (fail closed: no action)
  ├── PolicyError                 policy engine failed (the gate turns it into deny)
  │    ├── PolicyEvaluationError  no usable decision; `code` names why (policy_timeout, ...)
  │    └── PolicyConfigError      the bundle's data.json lacks a setting or mistypes it; names it
  ├── AuditError                  audit ledger problems
  │    ├── LedgerConflictError    same event id appended with different content
+ │    │    └── EventConflictError  what the SQL ledger raises (also an AuditEventConflict)  [controller.audit.ledger]
  │    └── LedgerIntegrityError   verification found tampering
  ├── NotFoundError               unknown id (remediation, event, user, playbook)
  │    └── AmbiguousIdError       an id prefix that matches more than one thing
  ├── ConflictError               the thing already exists (a user name taken)
+ ├── ApprovalRefusedError        the workflow refused an approval call            [controller.approvals]
  ├── AuthenticationError         unknown or revoked API token, disabled user (also a PermissionError)
  └── AuthorizationError          authenticated, but the role is too low (also a PermissionError)
+
+Outside the tree, on purpose (tests/controller/test_errors.py holds the same list):
+- `controller.policy.engine_process.EngineError`: the engine's child process imports only the
+  standard library and regorus; `controller.policy.engine` turns it into PolicyEvaluationError.
+- `controller.policy.engine_pool._AbandonedError`: a private signal for a request nobody waits
+  for any more; it never reaches a caller.
 """
 
 from __future__ import annotations
 
+from twinops import TwinopsError
 
-class TwinopsError(Exception):
-    """Base of every error twinops raises on purpose."""
+__all__ = [
+    "AmbiguousIdError",
+    "AuditError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "ConfigurationError",
+    "ConflictError",
+    "LedgerConflictError",
+    "LedgerIntegrityError",
+    "NotFoundError",
+    "PolicyConfigError",
+    "PolicyError",
+    "PolicyEvaluationError",
+    "RuntimeUnavailableError",
+    "TwinopsError",
+]
 
 
 class ConfigurationError(TwinopsError):
@@ -30,10 +67,6 @@ class ConfigurationError(TwinopsError):
 
 class RuntimeUnavailableError(TwinopsError):
     """The workflow engine could not be started or reached."""
-
-
-class TwinUnavailableError(TwinopsError):
-    """No fresh, valid twin snapshot could be had; no action may be taken."""
 
 
 class PolicyError(TwinopsError):
