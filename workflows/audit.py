@@ -360,7 +360,7 @@ class AuditEventConflict(TwinopsError):  # noqa: N818 - named for what happened,
     """Raised by `AuditLedger.append` when an event id is already recorded with different content.
 
     Retrying cannot help: an activity turns it into a non-retryable failure. The SQL
-    ledger raises `controller.errors.LedgerConflictError`, which is also one of these.
+    ledger raises `controller.audit.EventConflictError`, a `LedgerConflictError` that is also one of these.
     """
 
 
