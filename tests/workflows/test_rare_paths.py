@@ -7,6 +7,7 @@ are set up exactly rather than raced.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -167,7 +168,7 @@ async def test_second_approval_waits_for_the_policy_answer_to_the_first(temporal
         await wait_stage(handle, Stage.AWAITING_APPROVAL)
         door = gate.hold("approval")
         first = await r.send(handle, "approve", ALICE)
-        await door.arrived.wait()
+        await asyncio.wait_for(door.arrived.wait(), 10)
         second = await r.send(handle, "approve", BOB)
         # Bob's approval is accepted but queued behind Alice's: the policy has been asked once.
         assert len(gate.approval_inputs) == 1
@@ -190,7 +191,7 @@ async def test_reject_arriving_while_an_approval_is_asked_comes_too_late(tempora
         await wait_stage(handle, Stage.AWAITING_APPROVAL)
         door = gate.hold("approval")
         approval = await r.send(handle, "approve", ALICE)
-        await door.arrived.wait()
+        await asyncio.wait_for(door.arrived.wait(), 10)
         rejection = await r.send(handle, "reject", BOB, "not during the sale")
         door.release()
         alice, bob = await approval.result(), await rejection.result()
@@ -211,7 +212,7 @@ async def test_approval_held_by_the_policy_across_expiry_does_not_count(temporal
         await wait_stage(handle, Stage.ESCALATED)
         door = gate.hold("approval")
         approval = await r.send(handle, "approve", ALICE)
-        await door.arrived.wait()
+        await asyncio.wait_for(door.arrived.wait(), 10)
         await wait_stage(handle, Stage.EXPIRED)
         door.release()
         alice = await approval.result()
