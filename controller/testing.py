@@ -437,7 +437,7 @@ class FakeTwinSource:
     """Stands in for the simulator, file and HTTP twin sources (the `TwinSource` port).
 
     Returns `snapshot`, or raises it when it is a `TwinSourceError` (no fresh twin). With an
-    `estate`, the snapshot shows the estate's replica counts now, so a scale-up verifies;
+    `estate`, it is observed now with the estate's replica counts, so a scale-up verifies;
     without one, the twin never changes and a fix cannot verify. Set `snapshot` to change it.
     """
 
