@@ -42,20 +42,17 @@ def _subclasses(cls: type[BaseException]) -> set[type[BaseException]]:
 
 
 def ours() -> dict[str, type[BaseException]]:
-    """Every exception class defined in our packages, by qualified name (classes made in functions included).
+    """Every exception class defined in our packages, by qualified name (a function's own classes once it ran).
 
-    Temporal's workflow sandbox re-imports our modules, so a class may exist twice; the copy
-    the module holds wins, and both sides of every check go by name.
+    Temporal's workflow sandbox re-imports our modules, so a class may exist twice; the copies
+    agree on names, and every check here goes by name.
     """
     _import_everything()
-    found: dict[str, type[BaseException]] = {}
-    for cls in _subclasses(BaseException):
-        if cls.__module__.split(".")[0] in PACKAGES:
-            live = getattr(sys.modules.get(cls.__module__), cls.__qualname__, None) is cls
-            found.setdefault(f"{cls.__module__}.{cls.__qualname__}", cls)
-            if live:
-                found[f"{cls.__module__}.{cls.__qualname__}"] = cls
-    return found
+    return {
+        f"{cls.__module__}.{cls.__qualname__}": cls
+        for cls in _subclasses(BaseException)
+        if cls.__module__.split(".")[0] in PACKAGES
+    }
 
 
 def is_root(cls: type) -> bool:
