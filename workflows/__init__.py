@@ -3,7 +3,6 @@
 from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities
 from workflows.agent_loop import AgentLoopInput, AgentLoopStatus, AgentLoopWorkflow
 from workflows.contracts import (
-    TASK_QUEUE,
     ApprovalResult,
     ApproveInput,
     Principal,
@@ -18,7 +17,6 @@ from workflows.remediation import RemediationWorkflow, policy_proposal
 from workflows.verification import check_goals
 
 __all__ = [
-    "TASK_QUEUE",
     "AgentActivities",
     "AgentLoopInput",
     "AgentLoopStatus",

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -19,24 +19,23 @@ with workflow.unsafe.imports_passed_through():
     from agents import AgentState, Proposal, SuppressedPlan, decline, settle
     from twin.contract import Snapshot
     from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities
-    from workflows.audit import AuditEventInput, EscalatedPayload, EventKind
-    from workflows.contracts import RemediationInput, RemediationResult, Stage, Timeouts
+    from workflows.audit import EscalatedPayload, EventKind
+    from workflows.contracts import RemediationInput, RemediationResult, Stage, Timeouts, remediation_workflow_id
     from workflows.policy import ActionRecord, Requester, action_node
     from workflows.ports import Notification, NotificationKind
-    from workflows.remediation import (
-        AUDIT_RETRY,
-        AUDIT_TIMEOUT,
+    from workflows.recording import AuditRecorder
+    from workflows.remediation import RemediationWorkflow
+    from workflows.timeouts import (
+        DELIBERATE_RETRY,
+        DELIBERATE_TIMEOUT,
         NOTIFY_RETRY,
         NOTIFY_TIMEOUT,
-        RemediationWorkflow,
+        SNAPSHOT_RETRY,
+        SNAPSHOT_TIMEOUT,
     )
 
 PATCH_SURVIVE_TICK = "0.2.0-survive-a-failing-tick"
 
-SNAPSHOT_TIMEOUT = timedelta(seconds=30)
-SNAPSHOT_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
-DELIBERATE_TIMEOUT = timedelta(seconds=60)
-DELIBERATE_RETRY = RetryPolicy(maximum_attempts=3)
 HISTORY_KEPT = 60
 """Snapshots carried for trends (the agent's window is 15 min: 60 ticks at the default 15 s)."""
 
@@ -107,7 +106,10 @@ class AgentLoopWorkflow:
         self._last_error: str | None = None
         self._started = 0
         self._results: list[RemediationResult] = []
-        self._events = 0
+        # One counter for every event this run writes (loop breaker, failed ticks): ids stay unique.
+        self._recorder = AuditRecorder(
+            remediation_id=f"agent-loop/{input.twin_id}", actor=f"agent:{input.agent_name}", targets=()
+        )
         self._failed_ticks = 0
         self._suppressed: tuple[SuppressedPlan, ...] = ()
 
@@ -130,7 +132,7 @@ class AgentLoopWorkflow:
     def remediation_finished(self, result: RemediationResult) -> None:
         """A child finished: free its node and remember the outcome for the rules."""
         for node, wid in list(self._open.items()):
-            if wid.endswith(result.proposal_id):
+            if wid == remediation_workflow_id(result.proposal_id):
                 del self._open[node]
         self._results.append(result)
         if result.decided_by is not None and result.stage in (Stage.REJECTED, Stage.CANCELLED):
@@ -219,7 +221,7 @@ class AgentLoopWorkflow:
         self._state = decision.new_state
         self._suppressed = decision.suppressed
         for dropped in decision.dropped_intentions:
-            wid = f"remediation-{dropped.intention.id}"
+            wid = remediation_workflow_id(dropped.intention.id)
             if wid in self._open.values():
                 await workflow.get_external_workflow_handle(wid).signal(
                     RemediationWorkflow.withdraw, f"the agent reconsidered ({dropped.reason}): {dropped.detail}"
@@ -245,7 +247,7 @@ class AgentLoopWorkflow:
                 self._escalated.add(key)
                 await self._escalate(proposal)
             return
-        workflow_id = f"remediation-{proposal.id}"
+        workflow_id = remediation_workflow_id(proposal.id)
         try:
             await workflow.start_child_workflow(
                 RemediationWorkflow.run,
@@ -271,28 +273,15 @@ class AgentLoopWorkflow:
         self._last_error = message
         self._failed_ticks += 1
         workflow.logger.warning("tick %d failed, skipped: %s", self._ticks, message)
-        self._events += 1
-        info = workflow.info()
         loop_id = f"agent-loop/{self._input.twin_id}"
-        await workflow.execute_activity_method(
-            RemediationActivities.record_event,
-            AuditEventInput(
-                event_id=f"{info.workflow_id}/{info.run_id}/tick-failed/{self._events:03d}",
-                time=workflow.now(),
-                remediation_id=loop_id,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                actor=f"agent:{self._input.agent_name}",
-                kind=EventKind.ESCALATED,
-                target_nodes=(),
-                payload=EscalatedPayload(
-                    to="on-call",
-                    reason=f"agent loop tick {self._ticks} skipped: {message}",
-                    details={"observed_at": snapshot.observed_at.isoformat(), "tick": self._ticks},
-                ),
+        await self._recorder.record(
+            EventKind.ESCALATED,
+            EscalatedPayload(
+                to="on-call",
+                reason=f"agent loop tick {self._ticks} skipped: {message}",
+                details={"observed_at": snapshot.observed_at.isoformat(), "tick": self._ticks},
             ),
-            start_to_close_timeout=AUDIT_TIMEOUT,
-            retry_policy=AUDIT_RETRY,
+            series="tick-failed",
         )
         try:
             await workflow.execute_activity_method(
@@ -312,28 +301,17 @@ class AgentLoopWorkflow:
             workflow.logger.warning("notification of the failed tick %d failed", self._ticks)
 
     async def _escalate(self, proposal: Proposal) -> None:
-        self._events += 1
-        info = workflow.info()
-        await workflow.execute_activity_method(
-            RemediationActivities.record_event,
-            AuditEventInput(
-                event_id=f"{info.workflow_id}/{info.run_id}/loop-breaker/{self._events:03d}",
-                time=workflow.now(),
-                remediation_id=proposal.id,
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                actor=f"agent:{self._input.agent_name}",
-                kind=EventKind.ESCALATED,
-                target_nodes=(proposal.target,),
-                payload=EscalatedPayload(
-                    to="on-call",
-                    reason=(
-                        f"loop breaker: plan {proposal.plan_hash} for {proposal.target} was rolled back "
-                        f"{self._input.loop_breaker_rollbacks} times within "
-                        f"{self._input.loop_breaker_window_seconds:g}s; not proposing it again"
-                    ),
+        await self._recorder.record(
+            EventKind.ESCALATED,
+            EscalatedPayload(
+                to="on-call",
+                reason=(
+                    f"loop breaker: plan {proposal.plan_hash} for {proposal.target} was rolled back "
+                    f"{self._input.loop_breaker_rollbacks} times within "
+                    f"{self._input.loop_breaker_window_seconds:g}s; not proposing it again"
                 ),
             ),
-            start_to_close_timeout=AUDIT_TIMEOUT,
-            retry_policy=AUDIT_RETRY,
+            remediation_id=proposal.id,
+            targets=(proposal.target,),
+            series="loop-breaker",
         )

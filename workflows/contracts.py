@@ -1,7 +1,7 @@
 """Messages of the workflows: inputs, results, update arguments and the live state query.
 
-The task queue name and every timeout default live here too, so the worker, the
-starters and the tests agree on them.
+Every timeout default lives here too, so the worker, the starters and the tests agree on
+them (the task queue name is a setting: `Settings.temporal_task_queue`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from agents import Proposal
 from twin.actions import Action
 from workflows.policy import ActionRecord, Requester
 
-TASK_QUEUE = "twinops"
-
 
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -33,6 +31,11 @@ class Timeouts(_Message):
     """Escalated this long without quorum: expire."""
     verification_window_seconds: float = Field(default=60.0, ge=0)
     """Time the estate gets to settle before the goals are checked."""
+
+
+def remediation_workflow_id(proposal_id: str) -> str:
+    """The workflow id of a proposal's remediation: one open run per proposal (the agent loop's)."""
+    return f"remediation-{proposal_id}"
 
 
 def actor_of(requester: Requester) -> str:

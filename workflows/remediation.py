@@ -1,36 +1,37 @@
 """RemediationWorkflow: one proposal from policy check to verified fix or rollback.
 
-proposed -> policy (deny ends it) -> inbox -> approvals (Update, validated, counted by
-the approval policy) or auto-approval -> steps (idempotency key per step, compensation
-pushed on a stack) -> verification window (durable timer) -> verify -> completed, or
-compensations in reverse -> rolled back. Every state change writes one audit event.
+Phases, each a method: record the proposal and evaluate the safety policy (deny ends it)
+-> request approval (inbox, notification) and await the verdict: approvals arrive as
+signed, validated Updates counted by the approval policy, or the policy auto-approves;
+no quorum in time escalates, then expires -> check again at the moment of action ->
+execute the steps (idempotency key per step, compensation pushed on a stack) -> wait the
+verification window (durable timer), verify, and settle: completed, or compensations in
+reverse -> rolled back. Every state change writes one audit event.
 
-Deterministic: time from `workflow.now()`, ids from the workflow id, no I/O.
+Deterministic: time from `workflow.now()`, ids from the workflow id, no I/O. Changes to
+the commands it issues ship behind `workflow.patched` (see CHANGELOG.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from agents import Proposal
-    from twin.actions import Action, describe
-    from workflows.activities import ACTUATOR_REJECTED, RemediationActivities
+    from twin.actions import describe
+    from workflows.activities import RemediationActivities
+    from workflows.approval_book import PENDING_STAGES, ApprovalBook, approver_of
     from workflows.audit import (
         ApprovalRequestedPayload,
         ApprovedPayload,
-        AuditEventInput,
         CancelledPayload,
-        CompensatedPayload,
-        CompensationFailedPayload,
-        CompensationStartedPayload,
         CompletedPayload,
         EscalatedPayload,
         EventKind,
@@ -38,9 +39,6 @@ with workflow.unsafe.imports_passed_through():
         PolicyEvaluatedPayload,
         ProposedPayload,
         RejectedPayload,
-        StepFailedPayload,
-        StepStartedPayload,
-        StepSucceededPayload,
         VerificationFailedPayload,
         VerifiedPayload,
     )
@@ -56,24 +54,26 @@ with workflow.unsafe.imports_passed_through():
         RemediationResult,
         RemediationState,
         Stage,
-        StepInput,
-        StepState,
         VerifyInput,
         VerifyResult,
         actor_of,
     )
-    from workflows.decisions import DecisionKind, check_decision
-    from workflows.policy import (
-        AffectedNode,
-        ApprovalInput,
-        Approver,
-        PriorApproval,
-        SafetyDecision,
-        SafetyInput,
-        action_node,
-    )
+    from workflows.decisions import DecisionKind
+    from workflows.execution import StepRunner
+    from workflows.policy import AffectedNode, ApprovalInput, SafetyDecision, SafetyInput, action_node
     from workflows.policy import Proposal as PolicyProposal
     from workflows.ports import InboxEntry, InboxStatus, Notification, NotificationKind
+    from workflows.recording import AuditRecorder
+    from workflows.timeouts import (
+        INBOX_RETRY,
+        INBOX_TIMEOUT,
+        NOTIFY_RETRY,
+        NOTIFY_TIMEOUT,
+        POLICY_RETRY,
+        POLICY_TIMEOUT,
+        VERIFY_RETRY,
+        VERIFY_TIMEOUT,
+    )
 
 # Patches: each marks a change to the commands a run issues (see CHANGELOG.md). A run that
 # began before the patch replays the old path; new runs take the new one.
@@ -81,29 +81,23 @@ PATCH_LEGACY_DECISION_CHECK = "0.2.0-check-decision-of-unkeyed-run"
 PATCH_RECHECK_SAFETY = "0.2.0-recheck-safety-before-first-step"
 PATCH_NOTIFY_DENIED = "0.2.0-notify-policy-denied"
 PATCH_NOTIFY_AUTO_APPROVED = "0.2.0-notify-auto-approved"
+PATCH_POLICY_ERROR_DENIES = "0.2.0-policy-error-denies-on-record"
 
-AUDIT_TIMEOUT = timedelta(seconds=30)
-# The trail must not lose an event: retry until the ledger answers (a conflict is non-retryable).
-AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-POLICY_TIMEOUT = timedelta(seconds=15)
-POLICY_RETRY = RetryPolicy(maximum_attempts=3)
-INBOX_TIMEOUT = timedelta(seconds=30)
-INBOX_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-NOTIFY_TIMEOUT = timedelta(seconds=30)
-NOTIFY_RETRY = RetryPolicy(maximum_attempts=5)
-STEP_TIMEOUT = timedelta(minutes=5)
-STEP_HEARTBEAT = timedelta(seconds=10)
-STEP_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=[ACTUATOR_REJECTED])
-COMPENSATION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=8,
-    non_retryable_error_types=[ACTUATOR_REJECTED],
-)
-VERIFY_TIMEOUT = timedelta(seconds=60)
-VERIFY_RETRY = RetryPolicy(maximum_attempts=5)
-
-_PENDING = (Stage.AWAITING_APPROVAL, Stage.ESCALATED)
+_INBOX_STATUS = {
+    Stage.AWAITING_APPROVAL: InboxStatus.PENDING,
+    Stage.ESCALATED: InboxStatus.ESCALATED,
+    Stage.EXECUTING: InboxStatus.EXECUTING,
+    Stage.VERIFYING: InboxStatus.VERIFYING,
+    Stage.COMPENSATING: InboxStatus.EXECUTING,
+    Stage.COMPLETED: InboxStatus.COMPLETED,
+    Stage.ROLLED_BACK: InboxStatus.ROLLED_BACK,
+    Stage.DENIED: InboxStatus.DENIED,
+    Stage.REJECTED: InboxStatus.REJECTED,
+    Stage.EXPIRED: InboxStatus.EXPIRED,
+    Stage.CANCELLED: InboxStatus.CANCELLED,
+    Stage.FAILED: InboxStatus.FAILED,
+}
+"""The queue's status for each stage (the queue shows compensation as still executing)."""
 
 
 def _digest(model: Any) -> str:
@@ -124,55 +118,68 @@ def policy_proposal(p: Proposal) -> PolicyProposal:
     )
 
 
+@dataclass
+class RemediationRun:
+    """Where one remediation stands: the state its phases move and its queries read."""
+
+    stage: Stage = Stage.PROPOSED
+    decision: SafetyDecision | None = None
+    """The safety policy's answer when the proposal was made."""
+    created_at: datetime | None = None
+    deadline: datetime | None = None
+    """When the current wait ends (escalation, then expiry); None once decided."""
+    expires_at: datetime | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
 @workflow.defn
 class RemediationWorkflow:
     """Carries one proposal through policy, approval, execution, verification and rollback."""
 
     @workflow.init
     def __init__(self, input: RemediationInput) -> None:
+        p = input.proposal
         self._input = input
-        self._stage = Stage.PROPOSED
-        self._decision: SafetyDecision | None = None
-        self._approvals: list[PriorApproval] = []
-        self._verdict: Literal["approved", "rejected", "withdrawn"] | None = None
-        self._deadline: datetime | None = None
-        self._expires_at: datetime | None = None
-        self._created_at: datetime | None = None
-        self._steps: list[StepState] = []
-        self._compensations: list[tuple[int, Action]] = []
-        self._reasons: list[str] = []
-        self._events = 0
-        self._compensations_failed = 0
+        self._run = RemediationRun()
+        self._book = ApprovalBook(input)
+        self._recorder = AuditRecorder(
+            remediation_id=p.id,
+            actor=actor_of(input.requester),
+            targets=tuple(sorted({action_node(a) for a in p.actions})),
+        )
+        self._steps = StepRunner(
+            recorder=self._recorder,
+            remediation_id=p.id,
+            plan_hash=p.plan_hash,
+            notify=self._notify,
+            reasons=self._run.reasons,
+            on_compensating=self._compensating,
+        )
         # One decision at a time: an approval awaits the policy activity, and a second approval
         # (or a reject) interleaving there would be counted against a stale list of approvals.
         self._lock = asyncio.Lock()
-        self._pending: list[str] = []
-        self._still_needed: int | None = None
-        self._nonces: set[str] = set()
-        self._cancel_request: CancelInput | None = None
-        self._decided: tuple[str, str] | None = None
-        """(who, why) of a human rejection or cancellation: the agent must not ask again at once."""
 
     # ---- queries, updates, signals -------------------------------------------------------
 
     @workflow.query
     def state(self) -> RemediationState:
-        """Live state: stage, approvals so far, steps done, deadline."""
+        """Live state: stage, approvals so far, what is still needed, steps done, deadline."""
+        run, book, d = self._run, self._book, self._run.decision
         return RemediationState(
             proposal_id=self._input.proposal.id,
-            stage=self._stage,
-            risk=self._decision.risk if self._decision else None,
-            required_approvals=self._decision.required_approvals if self._decision else 0,
-            approvals=[a.approver.id for a in self._approvals],
-            deadline=self._deadline,
-            steps_done=list(self._steps),
-            reasons=list(self._reasons),
+            stage=run.stage,
+            risk=d.risk if d else None,
+            required_approvals=d.required_approvals if d else 0,
+            approvals=book.approver_ids,
+            deadline=run.deadline,
+            steps_done=list(self._steps.steps),
+            reasons=list(run.reasons),
             actions=list(self._input.proposal.actions),
-            policy_reasons=[r.msg for r in self._decision.deny] if self._decision else [],
-            approver_groups=list(self._decision.approver_groups) if self._decision else [],
-            pending=list(self._pending),
-            still_needed=self._still_needed,
-            cancelled_by=self._cancel_request.principal.id if self._cancel_request else None,
+            policy_reasons=[r.msg for r in d.deny] if d else [],
+            approver_groups=list(d.approver_groups) if d else [],
+            pending=list(book.pending),
+            still_needed=book.still_needed,
+            cancelled_by=book.cancel_request.principal.id if book.cancel_request else None,
             plan_hash=self._input.proposal.plan_hash,
         )
 
@@ -180,43 +187,37 @@ class RemediationWorkflow:
     async def approve(self, input: ApproveInput) -> ApprovalResult:
         """Count one approval through the approval policy; on quorum, execution starts."""
         async with self._lock:
-            assert self._decision is not None and self._expires_at is not None
-            if self._verdict is not None or self._stage not in _PENDING:
-                return self._approval_result(False, [f"proposal is no longer pending (stage {self._stage.value})"])
+            run, book = self._run, self._book
+            assert run.decision is not None and run.expires_at is not None
+            if book.verdict is not None or run.stage not in PENDING_STAGES:
+                return self._no_longer_pending()
             refused = await self._check_unkeyed("approve", input.principal, input.comment, input.signed)
             if refused is not None:
-                return self._approval_result(False, [refused])
+                return book.result(False, [refused], run.decision)
             principal = input.principal
             decision = await workflow.execute_activity_method(
                 RemediationActivities.evaluate_approval,
                 ApprovalInput(
-                    approver=Approver(id=principal.id, roles=list(principal.roles), team=principal.team or ""),
+                    approver=approver_of(principal),
                     requester=self._input.requester,
                     proposal=policy_proposal(self._input.proposal),
-                    safety=self._decision,
-                    approvals=list(self._approvals),
+                    safety=run.decision,
+                    approvals=list(book.approvals),
                     now=workflow.now(),
-                    expires_at=self._expires_at,
+                    expires_at=run.expires_at,
                 ),
                 start_to_close_timeout=POLICY_TIMEOUT,
                 retry_policy=POLICY_RETRY,
             )
-            if self._verdict is not None or self._stage not in _PENDING:
+            if book.verdict is not None or run.stage not in PENDING_STAGES:
                 # Expired (or decided) while the policy was asked: too late to count.
-                return self._approval_result(False, [f"proposal is no longer pending (stage {self._stage.value})"])
-            self._pending = [r.msg for r in decision.pending]
-            self._still_needed = decision.still_needed
+                return self._no_longer_pending()
+            book.pending = [r.msg for r in decision.pending]
+            book.still_needed = decision.still_needed
             if not decision.counts:
-                return self._approval_result(False, [r.msg for r in decision.reasons], decision.still_needed)
-            if input.signed is not None:
-                self._nonces.add(input.signed.nonce)
-            self._approvals.append(
-                PriorApproval(
-                    approver=Approver(id=principal.id, roles=list(principal.roles), team=principal.team or ""),
-                    at=workflow.now(),
-                )
-            )
-            await self._record(
+                return book.result(False, [r.msg for r in decision.reasons], run.decision, decision.still_needed)
+            book.count(principal, workflow.now(), input.signed.nonce if input.signed else None)
+            await self._recorder.record(
                 EventKind.APPROVED,
                 ApprovedPayload(
                     by=principal.id,
@@ -231,30 +232,30 @@ class RemediationWorkflow:
                 actor=f"user:{principal.id}",
             )
             if decision.quorum_met:
-                self._verdict = "approved"
+                book.verdict = "approved"
             else:
-                await self._inbox(InboxStatus(self._stage_status()))
-            return self._approval_result(True, [r.msg for r in decision.pending], decision.still_needed)
+                await self._inbox(_INBOX_STATUS.get(run.stage, InboxStatus.PENDING))
+            return book.result(True, [r.msg for r in decision.pending], run.decision, decision.still_needed)
 
     @approve.validator
     def _validate_approve(self, input: ApproveInput) -> None:
-        self._validate_decision_call(input.principal.id)
-        self._validate_signature("approve", input.principal, input.comment, input.signed)
-        if any(a.approver.id == input.principal.id for a in self._approvals):
+        self._validate("approve", input.principal, input.comment, input.signed)
+        if self._book.has_approved(input.principal.id):
             raise ValueError(f"{input.principal.id!r} has already approved proposal {self._input.proposal.id!r}")
 
     @workflow.update
     async def reject(self, input: RejectInput) -> ApprovalResult:
         """Reject the proposal; nothing runs."""
         async with self._lock:
-            if self._verdict is not None or self._stage not in _PENDING:
-                return self._approval_result(False, [f"proposal is no longer pending (stage {self._stage.value})"])
+            run, book = self._run, self._book
+            if book.verdict is not None or run.stage not in PENDING_STAGES:
+                return self._no_longer_pending()
             refused = await self._check_unkeyed("reject", input.principal, input.reason, input.signed)
             if refused is not None:
-                return self._approval_result(False, [refused])
-            self._reasons.append(f"rejected by {input.principal.id}: {input.reason}")
-            self._decided = (input.principal.id, input.reason)
-            await self._record(
+                return book.result(False, [refused], run.decision)
+            run.reasons.append(f"rejected by {input.principal.id}: {input.reason}")
+            book.decided = (input.principal.id, input.reason)
+            await self._recorder.record(
                 EventKind.REJECTED,
                 RejectedPayload(
                     by=input.principal.id,
@@ -264,13 +265,12 @@ class RemediationWorkflow:
                 ),
                 actor=f"user:{input.principal.id}",
             )
-            self._verdict = "rejected"
-            return self._approval_result(False, ["rejected"])
+            book.verdict = "rejected"
+            return book.result(False, ["rejected"], run.decision)
 
     @reject.validator
     def _validate_reject(self, input: RejectInput) -> None:
-        self._validate_decision_call(input.principal.id)
-        self._validate_signature("reject", input.principal, input.reason, input.signed)
+        self._validate("reject", input.principal, input.reason, input.signed)
 
     @workflow.update
     async def request_cancel(self, input: CancelInput) -> None:
@@ -278,42 +278,33 @@ class RemediationWorkflow:
         refused = await self._check_unkeyed("cancel", input.principal, input.reason, input.signed)
         if refused is not None:
             raise ApplicationError(refused, type="DecisionRefused", non_retryable=True)
-        self._cancel_request = input
+        self._book.cancel_request = input
 
     @request_cancel.validator
     def _validate_request_cancel(self, input: CancelInput) -> None:
-        if self._stage in TERMINAL:
-            raise ValueError(f"proposal {self._input.proposal.id!r} has ended (stage {self._stage.value})")
-        self._validate_signature("cancel", input.principal, input.reason, input.signed)
+        if self._run.stage in TERMINAL:
+            raise ValueError(f"proposal {self._input.proposal.id!r} has ended (stage {self._run.stage.value})")
+        self._check_signature("cancel", input.principal, input.reason, input.signed)
 
     @workflow.signal
     def withdraw(self, reason: str) -> None:
         """The agent reconsidered: withdraw the proposal if it still waits for approval."""
-        if self._verdict is None and self._stage in _PENDING:
-            self._reasons.append(f"withdrawn: {reason}")
-            self._verdict = "withdrawn"
+        if self._book.verdict is None and self._run.stage in PENDING_STAGES:
+            self._run.reasons.append(f"withdrawn: {reason}")
+            self._book.verdict = "withdrawn"
 
-    def _validate_signature(self, kind: DecisionKind, principal: Principal, text: str, signed: Any) -> None:
-        """Refuse a decision the approval service did not sign (checked here when the run has its key)."""
-        key = self._input.approval_key
-        if key is None:
-            return  # a run from before keys were in inputs: the handler checks through an activity
-        p = self._input.proposal
+    def _validate(self, kind: DecisionKind, principal: Principal, text: str, signed: Any) -> None:
+        self._book.check_call(self._run.stage, principal.id, workflow.now(), self._run.expires_at)
+        self._check_signature(kind, principal, text, signed)
+
+    def _check_signature(self, kind: DecisionKind, principal: Principal, text: str, signed: Any) -> None:
         try:
-            check_decision(
-                signed,
-                public_key_b64=key,
-                kind=kind,
-                proposal_id=p.id,
-                plan_hash=p.plan_hash,
-                principal=principal,
-                text=text,
-                now=workflow.now(),
-            )
-            if signed.nonce in self._nonces:
-                raise ValueError("this signed decision was used already")
+            self._book.check_signature(kind, principal, text, signed, workflow.now())
         except ValueError as exc:
-            workflow.logger.warning("refused %s claimed by %r on %s: %s", kind, principal.id, p.id, exc)
+            # Refused before it reaches the history; logged so a forgery attempt is seen.
+            workflow.logger.warning(
+                "refused %s claimed by %r on %s: %s", kind, principal.id, self._input.proposal.id, exc
+            )
             raise
 
     async def _check_unkeyed(self, kind: DecisionKind, principal: Principal, text: str, signed: Any) -> str | None:
@@ -333,67 +324,45 @@ class RemediationWorkflow:
             workflow.logger.warning("refused %s by %s on %s: %s", kind, principal.id, p.id, problem)
         return problem
 
-    def _validate_decision_call(self, who: str) -> None:
-        pid = self._input.proposal.id
-        if self._stage not in _PENDING:
-            raise ValueError(f"proposal {pid!r} is not pending approval (stage {self._stage.value})")
-        if self._verdict is not None:
-            raise ValueError(f"proposal {pid!r} is already decided ({self._verdict})")
-        if self._expires_at is not None and workflow.now() >= self._expires_at:
-            raise ValueError(f"proposal {pid!r} expired at {self._expires_at.isoformat()}")
-        if not who:
-            raise ValueError("an approver id is required")
+    def _no_longer_pending(self) -> ApprovalResult:
+        verdict = self._book.verdict
+        why = f"already decided ({verdict})" if verdict else f"no longer pending (stage {self._run.stage.value})"
+        return self._book.result(False, [f"proposal is {why}"], self._run.decision)
 
-    def _approval_result(self, counted: bool, reasons: list[str], still_needed: int | None = None) -> ApprovalResult:
-        required = self._decision.required_approvals if self._decision else 0
-        needed = still_needed if still_needed is not None else max(0, required - len(self._approvals))
-        return ApprovalResult(
-            counted=counted,
-            quorum_met=self._verdict == "approved",
-            approvals=[a.approver.id for a in self._approvals],
-            still_needed=0 if self._verdict == "approved" else needed,
-            reasons=reasons,
-        )
-
-    # ---- the run ---------------------------------------------------------------------------
+    # ---- the run: one method per phase -----------------------------------------------------
 
     @workflow.run
     async def run(self, input: RemediationInput) -> RemediationResult:
         """Carry the proposal to its end; see the module docstring."""
-        self._created_at = workflow.now()
+        self._run.created_at = workflow.now()
         try:
             await self._lifecycle()
         except asyncio.CancelledError:
-            # Cancelled: undo what ran, record who asked and why, and end as cancelled.
-            self._stage = Stage.CANCELLED
-            request = self._cancel_request
-            if request is not None:
-                by, reason, actor = request.principal.id, request.reason, f"user:{request.principal.id}"
-                signed = request.signed.model_dump(mode="json") if request.signed else None
-            else:
-                # Cancelled through Temporal directly, not through the approval service: nobody vouches.
-                by, reason, actor, signed = (
-                    "unknown",
-                    "cancelled through Temporal without an attributed request",
-                    "system",
-                    None,
-                )
-            self._reasons.append(f"cancelled by {by}: {reason}")
-            self._decided = (by, reason)
-            await self._record(
-                EventKind.CANCELLED,
-                CancelledPayload(by=by, reason=reason, details={"signed_decision": signed}),
-                actor=actor,
-            )
-            await self._compensate()
-            await self._finish(Stage.CANCELLED, "cancelled", f"cancelled by {by}: {reason}")
+            await self._cancelled()
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
 
     async def _lifecycle(self) -> None:
+        await self._record_proposal()
+        if not await self._evaluate_policy():
+            return
+        if not await self._await_approval():
+            return
+        # The moment of action: freeze windows, twin age and rate limits are checked again now.
+        if workflow.patched(PATCH_RECHECK_SAFETY) and not await self._recheck_safety():
+            return
+        self._run.stage = Stage.EXECUTING
+        await self._inbox(InboxStatus.EXECUTING)
+        if not await self._steps.execute(self._input.proposal.actions):
+            await self._steps.compensate()
+            await self._finish(Stage.FAILED, "failed", "; ".join(self._run.reasons))
+            return
+        await self._verify_and_settle()
+
+    async def _record_proposal(self) -> None:
         p = self._input.proposal
-        await self._record(
+        await self._recorder.record(
             EventKind.PROPOSED,
             ProposedPayload(
                 beliefs={"nodes": [b.model_dump(mode="json") for b in p.beliefs_used]},
@@ -404,25 +373,35 @@ class RemediationWorkflow:
                 intention={"intent": p.intent, "findings": [f.model_dump(mode="json") for f in p.findings]},
             ),
         )
-        self._stage = Stage.EVALUATING
-        safety_input = SafetyInput(
+
+    async def _evaluate_policy(self) -> bool:
+        """Ask the safety policy; True when it allows (a deny is recorded, notified and ends the run)."""
+        p, run = self._input.proposal, self._run
+        run.stage = Stage.EVALUATING
+        asked = SafetyInput(
             proposal=policy_proposal(p),
             snapshot_age_seconds=max(0.0, (workflow.now() - p.observed_at).total_seconds()),
             history=list(self._input.recent_actions),
             now=workflow.now(),
             requester=self._input.requester,
         )
-        decision = await workflow.execute_activity_method(
-            RemediationActivities.evaluate_safety,
-            safety_input,
-            start_to_close_timeout=POLICY_TIMEOUT,
-            retry_policy=POLICY_RETRY,
-        )
-        self._decision = decision
-        await self._record(
+        try:
+            decision = await workflow.execute_activity_method(
+                RemediationActivities.evaluate_safety,
+                asked,
+                start_to_close_timeout=POLICY_TIMEOUT,
+                retry_policy=POLICY_RETRY,
+            )
+        except ActivityError as err:
+            if not workflow.patched(PATCH_POLICY_ERROR_DENIES):
+                raise  # a run from before the patch failed here
+            # The gate should answer a deny itself; if it breaks that promise, this is still a deny, on record.
+            return await self._deny_unanswered(asked, err)
+        run.decision = decision
+        await self._recorder.record(
             EventKind.POLICY_EVALUATED,
             PolicyEvaluatedPayload(
-                input_digest=_digest(safety_input),
+                input_digest=_digest(asked),
                 allow=decision.allow,
                 decision=decision.model_dump(mode="json"),
                 bundle_revision=decision.bundle_revision,
@@ -431,23 +410,47 @@ class RemediationWorkflow:
             ),
             actor="system",
         )
-        if not decision.allow:
-            self._reasons.extend(r.msg for r in decision.deny)
-            if workflow.patched(PATCH_NOTIFY_DENIED):
-                await self._notify(NotificationKind.POLICY_DENIED, "Denied by policy", "warning")
-            await self._finish(Stage.DENIED, "denied", "denied by policy: " + "; ".join(self._reasons))
-            return
+        if decision.allow:
+            return True
+        run.reasons.extend(r.msg for r in decision.deny)
+        if workflow.patched(PATCH_NOTIFY_DENIED):
+            await self._notify(NotificationKind.POLICY_DENIED, "Denied by policy", "warning")
+        await self._finish(Stage.DENIED, "denied", "denied by policy: " + "; ".join(run.reasons))
+        return False
 
+    async def _deny_unanswered(self, asked: SafetyInput, err: ActivityError) -> bool:
+        message = f"the safety policy could not be asked: {err.cause or err}"
+        await self._recorder.record(
+            EventKind.POLICY_EVALUATED,
+            PolicyEvaluatedPayload(
+                input_digest=_digest(asked),
+                allow=False,
+                decision={"deny": [{"code": "policy_unavailable", "msg": message}]},
+                bundle_revision="",
+                bundle_sha256="0" * 64,
+                engine=None,
+            ),
+            actor="system",
+        )
+        self._run.reasons.append(message)
+        await self._notify(NotificationKind.POLICY_DENIED, "Denied: the policy could not be asked", "warning")
+        await self._finish(Stage.DENIED, "denied", "denied by policy: " + message)
+        return False
+
+    async def _await_approval(self) -> bool:
+        """Request approval and wait for the verdict; True when approved (any other end is recorded)."""
+        p, run, book = self._input.proposal, self._run, self._book
+        decision = run.decision
+        assert decision is not None
         t = self._input.timeouts
-        now = workflow.now()
-        self._deadline = now + timedelta(seconds=t.approval_seconds)
-        self._expires_at = self._deadline + timedelta(seconds=t.expiry_seconds)
-        await self._record(
+        run.deadline = workflow.now() + timedelta(seconds=t.approval_seconds)
+        run.expires_at = run.deadline + timedelta(seconds=t.expiry_seconds)
+        await self._recorder.record(
             EventKind.APPROVAL_REQUESTED,
             ApprovalRequestedPayload(
                 approval_id=p.id,
                 required_approvals=decision.required_approvals,
-                expires_at=self._expires_at,
+                expires_at=run.expires_at,
                 summary=p.rationale,
                 details={"risk": decision.risk, "approver_groups": decision.approver_groups},
             ),
@@ -455,11 +458,11 @@ class RemediationWorkflow:
         )
         # Pending only once the request is on record (approvals cannot precede it in the trail), and
         # shown in the queue only once pending (an SRE acting on the entry is never refused).
-        self._stage = Stage.AWAITING_APPROVAL
+        run.stage = Stage.AWAITING_APPROVAL
         await self._inbox(InboxStatus.PENDING)
         if decision.auto_approve:
-            self._verdict = "approved"
-            await self._record(
+            book.verdict = "approved"
+            await self._recorder.record(
                 EventKind.APPROVED,
                 ApprovedPayload(
                     by="system",
@@ -469,70 +472,54 @@ class RemediationWorkflow:
                 actor="system",
             )
             if workflow.patched(PATCH_NOTIFY_AUTO_APPROVED):
+                # Told before it runs, so a human can still cancel it.
                 await self._notify(NotificationKind.AUTO_APPROVED, "Auto-approved: about to run", "info")
-        else:
-            await self._notify(NotificationKind.APPROVAL_REQUESTED, "Approval requested", "warning")
-            if not await self._wait_verdict(t.approval_seconds):
-                self._stage = Stage.ESCALATED
-                self._deadline = self._expires_at
-                await self._record(
-                    EventKind.ESCALATED,
-                    EscalatedPayload(to="on-call", reason=f"no quorum after {t.approval_seconds:g}s"),
-                    actor="system",
-                )
-                await self._inbox(InboxStatus.ESCALATED)
-                await self._notify(NotificationKind.ESCALATED, "Approval overdue: escalated", "critical")
-                if not await self._wait_verdict(t.expiry_seconds):
-                    self._reasons.append("no quorum before the approval expired")
-                    await self._record(
-                        EventKind.EXPIRED,
-                        ExpiredPayload(approval_id=p.id, waited_seconds=t.approval_seconds + t.expiry_seconds),
-                        actor="system",
-                    )
-                    await self._notify(NotificationKind.EXPIRED, "Proposal expired", "warning")
-                    await self._finish(Stage.EXPIRED, "expired", "expired without quorum")
-                    return
-            if self._verdict == "rejected":
-                await self._finish(Stage.REJECTED, "rejected", "; ".join(self._reasons))
-                return
-            if self._verdict == "withdrawn":
-                await self._record(EventKind.CANCELLED, CancelledPayload(by="system", reason="; ".join(self._reasons)))
-                await self._finish(Stage.CANCELLED, "cancelled", "; ".join(self._reasons))
-                return
-
-        # The moment of action: freeze windows, twin age and rate limits are checked again now.
-        if workflow.patched(PATCH_RECHECK_SAFETY) and not await self._recheck_safety():
-            return
-        self._stage = Stage.EXECUTING
-        await self._inbox(InboxStatus.EXECUTING)
-        if not await self._execute():
-            await self._compensate()
-            await self._finish(Stage.FAILED, "failed", "; ".join(self._reasons))
-            return
-
-        self._stage = Stage.VERIFYING
-        await self._inbox(InboxStatus.VERIFYING)
-        await workflow.sleep(timedelta(seconds=t.verification_window_seconds))
-        verdict = await self._verify()
-        if verdict is not None and verdict.met and not verdict.worse:
-            await self._record(
-                EventKind.VERIFIED,
-                VerifiedPayload(goal={"predicted": safety_input.proposal.predicted}, observed=verdict.nodes),
-                actor="system",
+            return True
+        await self._notify(NotificationKind.APPROVAL_REQUESTED, "Approval requested", "warning")
+        if not await self._wait_verdict(t.approval_seconds) and not await self._escalate_then_wait():
+            return False
+        if book.verdict == "rejected":
+            await self._finish(Stage.REJECTED, "rejected", "; ".join(run.reasons))
+            return False
+        if book.verdict == "withdrawn":
+            await self._recorder.record(
+                EventKind.CANCELLED, CancelledPayload(by="system", reason="; ".join(run.reasons))
             )
-            await self._notify(NotificationKind.COMPLETED, "Remediation verified", "info")
-            await self._finish(Stage.COMPLETED, "succeeded", "verified: every affected node meets its goal")
-            return
-        reason = "; ".join(verdict.findings) if verdict is not None else "the twin could not be read to verify"
-        self._reasons.append(reason)
-        await self._record(
-            EventKind.VERIFICATION_FAILED,
-            VerificationFailedPayload(reason=reason, observed=verdict.nodes if verdict else {}),
+            await self._finish(Stage.CANCELLED, "cancelled", "; ".join(run.reasons))
+            return False
+        return True
+
+    async def _escalate_then_wait(self) -> bool:
+        """No quorum in time: escalate and wait the expiry period; False (recorded) when it expires too."""
+        p, run = self._input.proposal, self._run
+        t = self._input.timeouts
+        run.stage = Stage.ESCALATED
+        run.deadline = run.expires_at
+        await self._recorder.record(
+            EventKind.ESCALATED,
+            EscalatedPayload(to="on-call", reason=f"no quorum after {t.approval_seconds:g}s"),
             actor="system",
         )
-        await self._compensate()
-        await self._notify(NotificationKind.ROLLED_BACK, "Remediation rolled back", "warning")
-        await self._finish(Stage.ROLLED_BACK, "rolled_back", reason)
+        await self._inbox(InboxStatus.ESCALATED)
+        await self._notify(NotificationKind.ESCALATED, "Approval overdue: escalated", "critical")
+        if await self._wait_verdict(t.expiry_seconds):
+            return True
+        run.reasons.append("no quorum before the approval expired")
+        await self._recorder.record(
+            EventKind.EXPIRED,
+            ExpiredPayload(approval_id=p.id, waited_seconds=t.approval_seconds + t.expiry_seconds),
+            actor="system",
+        )
+        await self._notify(NotificationKind.EXPIRED, "Proposal expired", "warning")
+        await self._finish(Stage.EXPIRED, "expired", "expired without quorum")
+        return False
+
+    async def _wait_verdict(self, seconds: float) -> bool:
+        try:
+            await workflow.wait_condition(lambda: self._book.verdict is not None, timeout=timedelta(seconds=seconds))
+        except TimeoutError:
+            return False
+        return True
 
     async def _recheck_safety(self) -> bool:
         """Ask the safety policy again with the time, a fresh twin and the action history of now."""
@@ -554,7 +541,7 @@ class RemediationWorkflow:
         except ActivityError as err:
             # No fresh twin or no policy answer at the moment of action: fail closed.
             message = f"the twin or the policy could not be read at the moment of action: {err.cause or err}"
-            await self._record(
+            await self._recorder.record(
                 EventKind.POLICY_EVALUATED,
                 PolicyEvaluatedPayload(
                     input_digest=_digest(asked),
@@ -569,7 +556,7 @@ class RemediationWorkflow:
             )
             return await self._deny_at_action([message])
         decision = recheck.decision
-        await self._record(
+        await self._recorder.record(
             EventKind.POLICY_EVALUATED,
             PolicyEvaluatedPayload(
                 input_digest=_digest(recheck.input),
@@ -584,94 +571,44 @@ class RemediationWorkflow:
         )
         if not decision.allow:
             return await self._deny_at_action([r.msg for r in decision.deny])
-        short = self._requirement_gap(decision)
+        short = self._book.requirement_gap(decision)
         if short is not None:
             return await self._deny_at_action([short])
         return True
 
-    def _requirement_gap(self, now: SafetyDecision) -> str | None:
-        """Why the approvals given no longer suffice under the policy of now (a freeze began), or None."""
-        if now.auto_approve:
-            return None
-        groups = set(now.approver_groups)
-        counted = [a for a in self._approvals if not groups or groups & set(a.approver.roles)]
-        if len(counted) >= now.required_approvals:
-            return None
-        wanted = f" from {', '.join(sorted(groups))}" if groups else ""
-        return (
-            f"the policy now requires {now.required_approvals} approval(s){wanted} and "
-            f"{len(counted)} of those given qualify; the requirement grew since approval"
-        )
-
     async def _deny_at_action(self, reasons: list[str]) -> bool:
-        self._reasons.extend(reasons)
+        self._run.reasons.extend(reasons)
         await self._notify(NotificationKind.POLICY_DENIED, "Denied at the moment of action", "warning")
         await self._finish(Stage.DENIED, "denied", "denied at the moment of action: " + "; ".join(reasons))
         return False
 
-    async def _wait_verdict(self, seconds: float) -> bool:
-        try:
-            await workflow.wait_condition(lambda: self._verdict is not None, timeout=timedelta(seconds=seconds))
-        except TimeoutError:
-            return False
-        return True
-
-    async def _execute(self) -> bool:
-        wid = workflow.info().workflow_id
-        for index, action in enumerate(self._input.proposal.actions):
-            key = f"{wid}/step/{index}"
-            step_id = f"step-{index}"
-            await self._record(
-                EventKind.STEP_STARTED,
-                StepStartedPayload(
-                    step_id=step_id,
-                    action=action.model_dump(mode="json"),
-                    idempotency_key=key,
-                    details={"plan_hash": self._input.proposal.plan_hash},
-                ),
-                targets=(action_node(action),),
+    async def _verify_and_settle(self) -> None:
+        """Wait the verification window, check the goals, and complete or roll back."""
+        run = self._run
+        run.stage = Stage.VERIFYING
+        await self._inbox(InboxStatus.VERIFYING)
+        await workflow.sleep(timedelta(seconds=self._input.timeouts.verification_window_seconds))
+        verdict = await self._verify()
+        if verdict is not None and verdict.met and not verdict.worse:
+            predicted = {k: v.model_dump(mode="json") for k, v in self._input.proposal.plan.predicted.items()}
+            await self._recorder.record(
+                EventKind.VERIFIED,
+                VerifiedPayload(goal={"predicted": predicted}, observed=verdict.nodes),
+                actor="system",
             )
-            try:
-                outcome = await workflow.execute_activity_method(
-                    RemediationActivities.apply_step,
-                    StepInput(idempotency_key=key, action=action, remediation_id=self._input.proposal.id),
-                    start_to_close_timeout=STEP_TIMEOUT,
-                    heartbeat_timeout=STEP_HEARTBEAT,
-                    retry_policy=STEP_RETRY,
-                )
-            except ActivityError as err:
-                if is_cancelled_exception(err):
-                    raise asyncio.CancelledError from err
-                cause = err.cause
-                message = str(cause) if cause else str(err)
-                retryable = not (isinstance(cause, ApplicationError) and cause.non_retryable)
-                self._reasons.append(f"{describe(action)} failed: {message}")
-                await self._record(
-                    EventKind.STEP_FAILED,
-                    StepFailedPayload(step_id=step_id, error=message, retryable=retryable),
-                    targets=(action_node(action),),
-                )
-                return False
-            self._steps.append(
-                StepState(
-                    index=index, action=action, idempotency_key=key, applied=outcome.applied, compensation=outcome.undo
-                )
-            )
-            if outcome.undo is not None:
-                self._compensations.append((index, outcome.undo))
-            await self._record(
-                EventKind.STEP_SUCCEEDED,
-                StepSucceededPayload(
-                    step_id=step_id,
-                    result={
-                        "applied": outcome.applied,
-                        "detail": outcome.detail,
-                        "undo": outcome.undo.model_dump(mode="json") if outcome.undo else None,
-                    },
-                ),
-                targets=(action_node(action),),
-            )
-        return True
+            await self._notify(NotificationKind.COMPLETED, "Remediation verified", "info")
+            await self._finish(Stage.COMPLETED, "succeeded", "verified: every affected node meets its goal")
+            return
+        reason = "; ".join(verdict.findings) if verdict is not None else "the twin could not be read to verify"
+        run.reasons.append(reason)
+        await self._recorder.record(
+            EventKind.VERIFICATION_FAILED,
+            VerificationFailedPayload(reason=reason, observed=verdict.nodes if verdict else {}),
+            actor="system",
+        )
+        await self._steps.compensate()
+        await self._notify(NotificationKind.ROLLED_BACK, "Remediation rolled back", "warning")
+        await self._finish(Stage.ROLLED_BACK, "rolled_back", reason)
 
     async def _verify(self) -> VerifyResult | None:
         try:
@@ -688,97 +625,61 @@ class RemediationWorkflow:
         except ActivityError:
             return None  # fail closed: an unverifiable fix is rolled back
 
-    async def _compensate(self) -> None:
-        """Run the compensation stack in reverse, from this one place; failures escalate, never vanish."""
-        if not self._compensations:
-            return
-        self._stage = Stage.COMPENSATING
-        wid = workflow.info().workflow_id
-        while self._compensations:
-            index, undo = self._compensations.pop()
-            step_id = f"step-{index}"
-            node = action_node(undo)
-            await self._record(
-                EventKind.COMPENSATION_STARTED,
-                CompensationStartedPayload(step_id=step_id, action=undo.model_dump(mode="json")),
-                targets=(node,),
+    async def _cancelled(self) -> None:
+        """Cancelled: record who asked and why, undo what ran, and end as cancelled."""
+        run, book = self._run, self._book
+        run.stage = Stage.CANCELLED
+        request = book.cancel_request
+        if request is not None:
+            by, reason, actor = request.principal.id, request.reason, f"user:{request.principal.id}"
+            signed = request.signed.model_dump(mode="json") if request.signed else None
+        else:
+            # Cancelled through Temporal directly, not through the approval service: nobody vouches.
+            by, reason, actor, signed = (
+                "unknown",
+                "cancelled through Temporal without an attributed request",
+                "system",
+                None,
             )
-            try:
-                outcome = await workflow.execute_activity_method(
-                    RemediationActivities.compensate_step,
-                    StepInput(
-                        idempotency_key=f"{wid}/compensate/{index}", action=undo, remediation_id=self._input.proposal.id
-                    ),
-                    start_to_close_timeout=STEP_TIMEOUT,
-                    heartbeat_timeout=STEP_HEARTBEAT,
-                    retry_policy=COMPENSATION_RETRY,
-                )
-            except ActivityError as err:
-                message = str(err.cause) if err.cause else str(err)
-                self._compensations_failed += 1
-                self._reasons.append(f"compensation of {step_id} ({describe(undo)}) failed: {message}")
-                await self._record(
-                    EventKind.COMPENSATION_FAILED,
-                    CompensationFailedPayload(step_id=step_id, error=message),
-                    targets=(node,),
-                )
-                await self._record(
-                    EventKind.ESCALATED,
-                    EscalatedPayload(to="on-call", reason=f"compensation of {step_id} failed: {message}"),
-                    actor="system",
-                )
-                await self._notify(
-                    NotificationKind.COMPENSATION_FAILED, f"Compensation failed: {describe(undo)}", "critical"
-                )
-                continue
-            await self._record(
-                EventKind.COMPENSATED,
-                CompensatedPayload(step_id=step_id, result={"applied": outcome.applied, "detail": outcome.detail}),
-                targets=(node,),
-            )
+        run.reasons.append(f"cancelled by {by}: {reason}")
+        book.decided = (by, reason)
+        await self._recorder.record(
+            EventKind.CANCELLED,
+            CancelledPayload(by=by, reason=reason, details={"signed_decision": signed}),
+            actor=actor,
+        )
+        await self._steps.compensate()
+        await self._finish(Stage.CANCELLED, "cancelled", f"cancelled by {by}: {reason}")
 
     # ---- helpers ---------------------------------------------------------------------------
 
+    def _compensating(self) -> None:
+        self._run.stage = Stage.COMPENSATING
+
     async def _finish(self, stage: Stage, outcome: str, summary: str) -> None:
-        self._stage = stage
-        self._deadline = None
-        await self._inbox(InboxStatus(self._stage_status()))
-        await self._record(
+        self._run.stage = stage
+        self._run.deadline = None
+        await self._inbox(_INBOX_STATUS.get(stage, InboxStatus.PENDING))
+        await self._recorder.record(
             EventKind.COMPLETED,
             CompletedPayload.model_validate({"outcome": outcome, "summary": summary}),
             actor="system",
         )
         await self._tell_parent()
 
-    def _stage_status(self) -> str:
-        return {
-            Stage.AWAITING_APPROVAL: "pending",
-            Stage.ESCALATED: "escalated",
-            Stage.EXECUTING: "executing",
-            Stage.VERIFYING: "verifying",
-            Stage.COMPENSATING: "executing",
-            Stage.COMPLETED: "completed",
-            Stage.ROLLED_BACK: "rolled_back",
-            Stage.DENIED: "denied",
-            Stage.REJECTED: "rejected",
-            Stage.EXPIRED: "expired",
-            Stage.CANCELLED: "cancelled",
-            Stage.FAILED: "failed",
-        }.get(self._stage, "pending")
-
     def _result(self) -> RemediationResult:
-        p = self._input.proposal
+        p, book = self._input.proposal, self._book
         return RemediationResult(
             proposal_id=p.id,
             target=p.target,
             plan_hash=p.plan_hash,
-            stage=self._stage,
+            stage=self._run.stage,
             actions=list(p.actions),
-            reasons=list(self._reasons),
-            steps_applied=len(self._steps),
-            compensations_failed=self._compensations_failed,
-            decided_by=self._decided[0] if self._decided else None,
-            decision_reason=self._decided[1] if self._decided else None,
+            reasons=list(self._run.reasons),
+            steps_applied=len(self._steps.steps),
+            compensations_failed=self._steps.compensations_failed,
+            decided_by=book.decided[0] if book.decided else None,
+            decision_reason=book.decided[1] if book.decided else None,
         )
 
     async def _tell_parent(self) -> None:
@@ -793,35 +694,8 @@ class RemediationWorkflow:
             # The loop may have ended; it re-learns open remediations from its own bookkeeping.
             workflow.logger.warning("could not signal parent %s", parent.workflow_id)
 
-    async def _record(
-        self,
-        kind: EventKind,
-        payload: Any,
-        *,
-        actor: str | None = None,
-        targets: tuple[str, ...] | None = None,
-    ) -> None:
-        self._events += 1
-        info = workflow.info()
-        p = self._input.proposal
-        event = AuditEventInput(
-            event_id=f"{info.workflow_id}/{info.run_id}/{self._events:03d}",
-            time=workflow.now(),
-            remediation_id=p.id,
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            actor=actor or actor_of(self._input.requester),
-            kind=kind,
-            target_nodes=targets if targets is not None else tuple(sorted({action_node(a) for a in p.actions})),
-            payload=payload,
-        )
-        await workflow.execute_activity_method(
-            RemediationActivities.record_event, event, start_to_close_timeout=AUDIT_TIMEOUT, retry_policy=AUDIT_RETRY
-        )
-
     async def _inbox(self, status: InboxStatus) -> None:
-        p = self._input.proposal
-        d = self._decision
+        p, run, d = self._input.proposal, self._run, self._run.decision
         await workflow.execute_activity_method(
             RemediationActivities.update_inbox,
             InboxEntry(
@@ -832,14 +706,14 @@ class RemediationWorkflow:
                 risk=d.risk if d else "unknown",
                 target=p.target,
                 summary=p.rationale,
-                created_at=self._created_at or workflow.now(),
-                deadline=self._deadline,
+                created_at=run.created_at or workflow.now(),
+                deadline=run.deadline,
                 required_approvals=d.required_approvals if d else 0,
-                approvals=[a.approver.id for a in self._approvals],
-                reasons=list(self._reasons),
+                approvals=self._book.approver_ids,
+                reasons=list(run.reasons),
                 plan="; ".join(describe(a) for a in p.actions),
                 approver_groups=list(d.approver_groups) if d else [],
-                pending=list(self._pending),
+                pending=list(self._book.pending),
             ),
             start_to_close_timeout=INBOX_TIMEOUT,
             retry_policy=INBOX_RETRY,
@@ -861,7 +735,7 @@ class RemediationWorkflow:
                     fields={
                         "twin": p.twin_id,
                         "plan": "; ".join(describe(a) for a in p.actions),
-                        "stage": self._stage.value,
+                        "stage": self._run.stage.value,
                     },
                 ),
                 start_to_close_timeout=NOTIFY_TIMEOUT,
