@@ -1,8 +1,10 @@
 """AgentLoopWorkflow: one per twin. Every tick: snapshot -> deliberate -> start remediations.
 
-Never two open remediations for one node; a plan rolled back twice for the same node
-within the loop-breaker window is not proposed again (escalated instead). The loop
-continues-as-new when Temporal suggests it, carrying its bookkeeping forward.
+Never two open remediations for one node. The loop breaker is the safety policy's: the
+loop feeds it the outcomes it records (each remediation's `recent_actions`), and when the
+policy denies a plan under it, the loop holds that plan back for the window the policy
+names instead of proposing it again and again. The loop continues-as-new when Temporal
+suggests it, carrying its bookkeeping forward.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 PATCH_SURVIVE_TICK = "0.2.0-survive-a-failing-tick"
+PATCH_POLICY_LOOP_BREAKER = "0.2.0-loop-breaker-in-policy"
 
 HISTORY_KEPT = 60
 """Snapshots carried for trends (the agent's window is 15 min: 60 ticks at the default 15 s)."""
@@ -53,7 +56,9 @@ class AgentLoopInput(BaseModel):
     cooldown_seconds: float = 300.0
     """Cool-down per node after a remediation ends (from the desires)."""
     loop_breaker_window_seconds: float = 86400.0
+    """How long outcomes are carried across continue-as-new (covers the policy's loop-breaker window)."""
     loop_breaker_rollbacks: int = 2
+    """Used only by runs started before 0.2.0, whose loop breaker was in Python; the policy's rule now."""
     approval_key: str | None = None
     """Base64 Ed25519 public key of the approval service, handed to every remediation started."""
     max_ticks: int | None = None
@@ -65,7 +70,9 @@ class AgentLoopInput(BaseModel):
     """node -> workflow id of its open remediation."""
     actions: list[ActionRecord] = Field(default_factory=list)
     escalated: list[str] = Field(default_factory=list)
-    """`node/plan_hash` pairs already escalated by the loop breaker."""
+    """`node/plan_hash` pairs already escalated by the loop breaker (runs before 0.2.0)."""
+    held: dict[str, datetime] = Field(default_factory=dict)
+    """`node/plan_hash` -> until when the policy's loop breaker holds the plan back."""
     ticks_done: int = 0
 
 
@@ -84,6 +91,8 @@ class AgentLoopStatus(BaseModel):
     failed_ticks: int = 0
     suppressed: list[SuppressedPlan] = Field(default_factory=list)
     """Plans the agent holds back because a human rejected or cancelled them."""
+    held: dict[str, datetime] = Field(default_factory=dict)
+    """Plans the policy's loop breaker holds back (`node/plan_hash` -> until)."""
 
 
 _OUTCOMES = {Stage.COMPLETED: "verified", Stage.ROLLED_BACK: "rolled_back", Stage.FAILED: "rolled_back"}
@@ -101,6 +110,7 @@ class AgentLoopWorkflow:
         self._open = dict(input.open)
         self._actions = list(input.actions)
         self._escalated = set(input.escalated)
+        self._held = dict(input.held)
         self._ticks = input.ticks_done
         self._last_observed: datetime | None = None
         self._last_error: str | None = None
@@ -126,6 +136,7 @@ class AgentLoopWorkflow:
             results=list(self._results[-20:]),
             failed_ticks=self._failed_ticks,
             suppressed=list(self._suppressed),
+            held=dict(self._held),
         )
 
     @workflow.signal
@@ -148,6 +159,10 @@ class AgentLoopWorkflow:
                 by=result.decided_by,
                 actions=list(result.actions),
             )
+        if "loop_breaker" in result.deny_codes and result.hold_seconds:
+            # The policy's loop breaker said no: do not ask again until its window has passed.
+            key = f"{result.target}/{result.plan_hash}"
+            self._held[key] = workflow.now() + timedelta(seconds=result.hold_seconds)
         self._state = settle(self._state, result.proposal_id, workflow.now(), self._input.cooldown_seconds)
         outcome = _OUTCOMES.get(result.stage)
         if outcome is None:
@@ -188,6 +203,7 @@ class AgentLoopWorkflow:
                 "open": dict(self._open),
                 "actions": [a for a in self._actions if a.at >= horizon],
                 "escalated": sorted(self._escalated),
+                "held": {k: until for k, until in self._held.items() if until > workflow.now()},
                 "ticks_done": self._ticks,
             }
         )
@@ -242,7 +258,12 @@ class AgentLoopWorkflow:
         if any(n in self._open for n in nodes):
             return  # never two open remediations for one node
         key = f"{proposal.target}/{proposal.plan_hash}"
-        if self._rollbacks(proposal.target, proposal.plan_hash) >= self._input.loop_breaker_rollbacks:
+        if workflow.patched(PATCH_POLICY_LOOP_BREAKER):
+            until = self._held.get(key)
+            if until is not None and workflow.now() < until:
+                return  # the policy's loop breaker holds this plan back; it was escalated when it said so
+        elif self._rollbacks(proposal.target, proposal.plan_hash) >= self._input.loop_breaker_rollbacks:
+            # A run from before 0.2.0 keeps its Python loop breaker until it continues as new.
             if key not in self._escalated:
                 self._escalated.add(key)
                 await self._escalate(proposal)

@@ -223,6 +223,10 @@ class RemediationResult(_Message):
     decided_by: str | None = None
     """Who rejected or cancelled it (None when nobody did, or a release before 0.2.0 ran it)."""
     decision_reason: str | None = None
+    deny_codes: list[str] = Field(default_factory=list)
+    """The safety policy's reason codes when it denied (at the proposal or at the moment of action)."""
+    hold_seconds: float | None = None
+    """How long the policy asks machines not to propose this plan again (the loop breaker's window)."""
 
 
 class VerifyInput(_Message):

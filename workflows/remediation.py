@@ -82,6 +82,7 @@ PATCH_RECHECK_SAFETY = "0.2.0-recheck-safety-before-first-step"
 PATCH_NOTIFY_DENIED = "0.2.0-notify-policy-denied"
 PATCH_NOTIFY_AUTO_APPROVED = "0.2.0-notify-auto-approved"
 PATCH_POLICY_ERROR_DENIES = "0.2.0-policy-error-denies-on-record"
+PATCH_LOOP_BREAKER_ESCALATES = "0.2.0-loop-breaker-escalates"
 
 _INBOX_STATUS = {
     Stage.AWAITING_APPROVAL: InboxStatus.PENDING,
@@ -130,6 +131,8 @@ class RemediationRun:
     """When the current wait ends (escalation, then expiry); None once decided."""
     expires_at: datetime | None = None
     reasons: list[str] = field(default_factory=list)
+    deny_codes: list[str] = field(default_factory=list)
+    hold_seconds: float | None = None
 
 
 @workflow.defn
@@ -413,10 +416,25 @@ class RemediationWorkflow:
         if decision.allow:
             return True
         run.reasons.extend(r.msg for r in decision.deny)
-        if workflow.patched(PATCH_NOTIFY_DENIED):
+        run.deny_codes = [r.code for r in decision.deny]
+        breaker = next((r for r in decision.deny if r.code == "loop_breaker"), None)
+        if breaker is not None and workflow.patched(PATCH_LOOP_BREAKER_ESCALATES):
+            await self._break_the_loop(breaker.msg, breaker.details)
+        elif workflow.patched(PATCH_NOTIFY_DENIED):
             await self._notify(NotificationKind.POLICY_DENIED, "Denied by policy", "warning")
         await self._finish(Stage.DENIED, "denied", "denied by policy: " + "; ".join(run.reasons))
         return False
+
+    async def _break_the_loop(self, message: str, details: dict[str, Any]) -> None:
+        """The policy's loop breaker said no: escalate to a human, and tell the loop how long to hold off."""
+        hours = details.get("window_hours")
+        self._run.hold_seconds = float(hours) * 3600 if isinstance(hours, int | float) else None
+        await self._recorder.record(
+            EventKind.ESCALATED,
+            EscalatedPayload(to="on-call", reason=f"loop breaker: {message}", details=dict(details)),
+            actor="system",
+        )
+        await self._notify(NotificationKind.LOOP_BREAKER, "Loop breaker: a human must look", "critical")
 
     async def _deny_unanswered(self, asked: SafetyInput, err: ActivityError) -> bool:
         message = f"the safety policy could not be asked: {err.cause or err}"
@@ -570,6 +588,7 @@ class RemediationWorkflow:
             actor="system",
         )
         if not decision.allow:
+            self._run.deny_codes = [r.code for r in decision.deny]
             return await self._deny_at_action([r.msg for r in decision.deny])
         short = self._book.requirement_gap(decision)
         if short is not None:
@@ -680,6 +699,8 @@ class RemediationWorkflow:
             compensations_failed=self._steps.compensations_failed,
             decided_by=book.decided[0] if book.decided else None,
             decision_reason=book.decided[1] if book.decided else None,
+            deny_codes=list(self._run.deny_codes),
+            hold_seconds=self._run.hold_seconds,
         )
 
     async def _tell_parent(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,24 +47,32 @@ async def test_loop_starts_one_remediation_per_node(stack: Stack) -> None:
 
 
 async def test_loop_breaker_stops_a_plan_rolled_back_twice(stack: Stack) -> None:
+    """The policy's loop breaker, fed with the outcomes the loop records, stops the plan; the loop holds it."""
     proposal = stack.proposal()
     rolled_back = [
         ActionRecord(
-            at=datetime.now(UTC),
-            node=proposal.target,
+            at=datetime.now(UTC) - timedelta(hours=hours),
+            node=node,
             action_type="scale",
             plan_hash=proposal.plan_hash,
             outcome="rolled_back",
         )
-    ] * 2
+        for hours in (1, 3)  # two remediations of this plan, each recorded once per action, as the loop does
+        for node in (proposal.target, "checkout")
+    ]
     handle = await stack.client.start_workflow(
         AgentLoopWorkflow.run,
-        loop_input(actions=rolled_back, approval_key=stack.services.signer.public_key_b64),
+        loop_input(actions=rolled_back, approval_key=stack.services.signer.public_key_b64, max_ticks=5),
         id=f"loop-{uuid.uuid4()}",
         task_queue=stack.task_queue,
     )
     status = await handle.result()
-    assert status.proposals_started == 0 and not status.open
+    assert status.proposals_started == 1 and not status.open, "asked once; then held, however many ticks"
+    key = f"{proposal.target}/{proposal.plan_hash}"
+    assert key in status.held and status.held[key] > datetime.now(UTC) + timedelta(hours=23)
+    (child,) = status.results
+    assert child.stage == Stage.DENIED and "loop_breaker" in child.deny_codes
     trail = await stack.services.ledger.trail(proposal.id)
-    assert [r.kind.value for r in trail] == ["escalated"], "escalated once, however many ticks"
-    assert "loop breaker" in trail[0].payload["reason"]
+    assert [r.kind.value for r in trail] == ["proposed", "policy_evaluated", "escalated", "completed"]
+    assert "loop breaker" in trail[2].payload["reason"]
+    assert stack.notifier.kinds().count("loop_breaker") == 1

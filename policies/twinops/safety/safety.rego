@@ -154,17 +154,24 @@ deny contains r if {
 	)
 }
 
-# The loop breaker: a plan that already failed verification this often will not
-# be retried by machines; `escalate` tells the workflow to page a human instead.
+# The loop breaker, the one rule (the agent loop has no check of its own): a plan that
+# already failed this often (rolled back after verification, or compensated after a failed
+# step) is not retried by machines; `escalate` tells the workflow to page a human, and
+# `window_hours` tells the loop how long to hold the plan back.
 deny contains r if {
 	failed_verifications >= cfg.loop_breaker.max_failed_verifications
 	r := reason(
 		"loop_breaker",
 		sprintf(
-			"plan %s failed verification %d times in the last %v hours; escalate instead of retrying",
+			"plan %s failed %d times in the last %v hours; escalate instead of retrying",
 			[proposal.plan_hash, failed_verifications, cfg.loop_breaker.window_hours],
 		),
-		{"plan_hash": proposal.plan_hash, "failed_verifications": failed_verifications, "escalate": true},
+		{
+			"plan_hash": proposal.plan_hash,
+			"failed_verifications": failed_verifications,
+			"window_hours": cfg.loop_breaker.window_hours,
+			"escalate": true,
+		},
 	)
 }
 
@@ -207,12 +214,16 @@ recent_action_counts[node] := n if {
 
 loop_window_ns := (cfg.loop_breaker.window_hours * 3600) * 1000000000
 
-failed_verifications := count([1 |
+# Outcomes of a failed attempt as the agent loop records them (one record per action of a
+# remediation, all at the time it ended: counted once per time, i.e. once per remediation).
+failed_outcomes := {"verification_failed", "rolled_back"}
+
+failed_verifications := count({h.age_ns |
 	some h in history_ns
 	h.plan_hash == proposal.plan_hash
-	h.outcome == "verification_failed"
+	h.outcome in failed_outcomes
 	h.age_ns < loop_window_ns
-])
+})
 
 # --- risk, approvals, auto-approval -----------------------------------------
 

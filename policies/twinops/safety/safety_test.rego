@@ -241,6 +241,26 @@ test_loop_breaker_denies_and_escalates_after_two_failed_verifications if {
 	d.allow == false
 }
 
+test_loop_breaker_counts_rollbacks_as_the_loop_records_them if {
+	h := [
+		t_history("checkout", "2026-11-21T10:00:00Z", "plan-a", "rolled_back"),
+		t_history("checkout", "2026-11-21T04:00:00Z", "plan-a", "rolled_back"),
+	]
+	d := t_decision(object.union(t_base, {"history": h}))
+	some r in d.deny
+	r.code == "loop_breaker"
+	r.details.window_hours == 24
+}
+
+test_loop_breaker_counts_one_remediation_once_however_many_actions if {
+	# Two actions of one rolled-back remediation: one failure, not two.
+	h := [
+		t_history("checkout", "2026-11-21T10:00:00Z", "plan-a", "rolled_back"),
+		t_history("payments", "2026-11-21T10:00:00Z", "plan-a", "rolled_back"),
+	]
+	t_decision(object.union(t_base, {"history": h})).allow
+}
+
 test_loop_breaker_allows_after_one_failure if {
 	h := [t_history("checkout", "2026-11-21T10:00:00Z", "plan-a", "verification_failed")]
 	t_decision(object.union(t_base, {"history": h})).allow
