@@ -10,7 +10,7 @@ from agents.declined import DeclinedPlan, SuppressedPlan
 from agents.desires import Budget, Desires, DesiresError, GoalKind, UtilizationTarget, load_desires, parse_desires
 from agents.detection import Detection, Finding, FindingKind, detect
 from agents.intentions import AgentState, DroppedIntention, Intention, adopt, decline, settle
-from agents.planner import Planner, evaluate_actions, needed_replicas, plan, plan_scale_down, projected_snapshot
+from agents.planner import Planner, needed_replicas, plan, projected_snapshot
 from agents.proposal import Alternative, GoalResult, NodeOutcome, PlanOption, PlanStep, Proposal, plan_hash, proposal_id
 from agents.trend import theil_sen_slope
 from agents.whatif import Prediction, SimulatorWhatIf, SteadyStateWhatIf, WhatIf, steady_state
@@ -51,14 +51,12 @@ __all__ = [
     "decide",
     "decline",
     "detect",
-    "evaluate_actions",
     "groups",
     "load_desires",
     "needed_replicas",
     "parse_desires",
     "plan",
     "plan_hash",
-    "plan_scale_down",
     "projected_snapshot",
     "proposal_id",
     "revise",

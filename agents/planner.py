@@ -487,7 +487,7 @@ class Planner:
         return _proposal(self._ctx, target, "remediate", findings, group, options)
 
     def scale_down(self, node: str) -> Proposal | None:
-        """Scale an underused node down to land near `scale_down_to`; see `plan_scale_down`."""
+        """Scale an underused node down to land near `scale_down_to`; the agent calls it through `decide`."""
         b = self.beliefs.nodes[node]
         if not b.trusted:
             return None  # fails closed: a load gap read as idle once scaled a busy node 5 -> 2
@@ -503,7 +503,7 @@ class Planner:
         return _proposal(ctx, node, "scale_down", (), [node], [option])
 
     def judge(self, findings: Sequence[Finding], actions: Sequence[Action], name: str = "committed") -> PlanOption:
-        """Judge given actions (e.g. a committed plan) against the goals; see `evaluate_actions`."""
+        """Judge given actions (e.g. a committed plan) against the goals; used to replay a committed intention."""
         ctx = self._ctx
         _, scope = self._scope(f.node for f in findings if f.node is not None)
         steps = [
@@ -535,21 +535,3 @@ def plan(
     without an entry to shed at). Alternatives keep their predicted outcomes and why they lost.
     """
     return Planner(beliefs, desires, whatif).remediate(findings)
-
-
-def plan_scale_down(beliefs: Beliefs, desires: Desires, node: str, *, whatif: WhatIf | None = None) -> Proposal | None:
-    """Scale an underused node down to land near `scale_down_to` (never below min_replicas); None if no saving."""
-    return Planner(beliefs, desires, whatif).scale_down(node)
-
-
-def evaluate_actions(
-    beliefs: Beliefs,
-    desires: Desires,
-    findings: Sequence[Finding],
-    actions: Sequence[Action],
-    *,
-    whatif: WhatIf | None = None,
-    name: str = "committed",
-) -> PlanOption:
-    """Judge a given list of actions (e.g. a committed plan) against the goals, as the planner would."""
-    return Planner(beliefs, desires, whatif).judge(findings, actions, name)

@@ -333,7 +333,7 @@ async def _twin_to_inbox(client: Client, home: Path, policies: Path) -> dict[str
             timeouts=PATIENT,
         )
         loop = client.get_workflow_handle(loop_id)
-        await _until(lambda: loop.query(AgentLoopWorkflow.status), lambda s: s.ticks_done >= 2, 60, "loop warm-up")
+        await _until(lambda: loop.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= 2, 60, "loop warm-up")
         quiet = await st.inbox.alist(include_closed=True)
         assert not quiet, f"the healthy estate produced proposals: {quiet}"
         rows: list[dict[str, Any]] = []
@@ -369,11 +369,11 @@ async def _twin_to_inbox(client: Client, home: Path, policies: Path) -> dict[str
                 RemediationWorkflow.reject, RejectInput(principal=SRE, reason="benchmark", signed=signed)
             )
             st.simulator.apply(ScaleAction(node=node, replicas=4))
-            freed = node not in (await loop.query(AgentLoopWorkflow.status)).open
+            freed = node not in (await loop.query(AgentLoopWorkflow.state)).open
             while not freed:  # the parent frees the node when the child's signal arrives
                 await asyncio.sleep(0.02)
-                freed = node not in (await loop.query(AgentLoopWorkflow.status)).open
-        status = await loop.query(AgentLoopWorkflow.status)
+                freed = node not in (await loop.query(AgentLoopWorkflow.state)).open
+        status = await loop.query(AgentLoopWorkflow.state)
         await loop.terminate("benchmark over")
     return {
         "tick_seconds": TICK_SECONDS,

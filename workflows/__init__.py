@@ -1,7 +1,7 @@
 """Temporal workflows of the closed loop, their activities, ports and message contracts."""
 
 from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities
-from workflows.agent_loop import AgentLoopInput, AgentLoopStatus, AgentLoopWorkflow
+from workflows.agent_loop import AgentLoopInput, AgentLoopState, AgentLoopWorkflow
 from workflows.contracts import (
     ApprovalResult,
     ApproveInput,
@@ -19,7 +19,7 @@ from workflows.verification import check_goals
 __all__ = [
     "AgentActivities",
     "AgentLoopInput",
-    "AgentLoopStatus",
+    "AgentLoopState",
     "AgentLoopWorkflow",
     "ApprovalResult",
     "ApproveInput",

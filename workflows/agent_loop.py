@@ -76,8 +76,8 @@ class AgentLoopInput(BaseModel):
     ticks_done: int = 0
 
 
-class AgentLoopStatus(BaseModel):
-    """What the `status` query returns."""
+class AgentLoopState(BaseModel):
+    """What the `state` query returns (the same name as RemediationWorkflow's live-state query)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -124,9 +124,9 @@ class AgentLoopWorkflow:
         self._suppressed: tuple[SuppressedPlan, ...] = ()
 
     @workflow.query
-    def status(self) -> AgentLoopStatus:
+    def state(self) -> AgentLoopState:
         """Ticks so far, open remediations per node, last observation, recent results."""
-        return AgentLoopStatus(
+        return AgentLoopState(
             twin_id=self._input.twin_id,
             ticks_done=self._ticks,
             open=dict(self._open),
@@ -181,7 +181,7 @@ class AgentLoopWorkflow:
             )
 
     @workflow.run
-    async def run(self, input: AgentLoopInput) -> AgentLoopStatus:
+    async def run(self, input: AgentLoopInput) -> AgentLoopState:
         """Tick until max_ticks (or forever), continuing-as-new when the history grows long."""
         while input.max_ticks is None or self._ticks < input.max_ticks:
             await self._tick()
@@ -192,7 +192,7 @@ class AgentLoopWorkflow:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carry())
-        return self.status()
+        return self.state()
 
     def _carry(self) -> AgentLoopInput:
         horizon = workflow.now() - timedelta(seconds=self._input.loop_breaker_window_seconds)

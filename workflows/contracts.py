@@ -11,18 +11,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
 from agents import Proposal
 from twin.actions import Action
+from workflows.messages import Message
 from workflows.policy import ActionRecord, Requester
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Timeouts(_Message):
+class Timeouts(Message):
     """Durations (seconds) a remediation waits; from settings or the policy."""
 
     approval_seconds: float = Field(default=3600.0, gt=0)
@@ -44,7 +41,7 @@ def actor_of(requester: Requester) -> str:
     return f"{prefix}:{requester.id}"
 
 
-class RemediationInput(_Message):
+class RemediationInput(Message):
     """Start a RemediationWorkflow for one proposal."""
 
     proposal: Proposal
@@ -97,7 +94,7 @@ TERMINAL_STAGES = frozenset(
 )
 
 
-class Principal(_Message):
+class Principal(Message):
     """An authenticated human acting on a proposal (resolved from an API token)."""
 
     id: str
@@ -105,7 +102,7 @@ class Principal(_Message):
     team: str | None = None
 
 
-class SignedDecision(_Message):
+class SignedDecision(Message):
     """One human decision on one proposal, signed by the approval service (see workflows.decisions)."""
 
     kind: Literal["approve", "reject", "cancel"]
@@ -127,7 +124,7 @@ class SignedDecision(_Message):
         return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class ApproveInput(_Message):
+class ApproveInput(Message):
     """Argument of the `approve` update."""
 
     principal: Principal
@@ -136,7 +133,7 @@ class ApproveInput(_Message):
     """The approval service's signature over this decision; unsigned approvals are refused."""
 
 
-class RejectInput(_Message):
+class RejectInput(Message):
     """Argument of the `reject` update."""
 
     principal: Principal
@@ -145,7 +142,7 @@ class RejectInput(_Message):
     """The approval service's signature over this decision; unsigned rejections are refused."""
 
 
-class CancelInput(_Message):
+class CancelInput(Message):
     """Argument of the `request_cancel` update: who cancels and why, sent before Temporal's cancel."""
 
     principal: Principal
@@ -153,7 +150,7 @@ class CancelInput(_Message):
     signed: SignedDecision | None = None
 
 
-class DecisionCheckInput(_Message):
+class DecisionCheckInput(Message):
     """Check a signed decision against the worker's approval key (runs started before keys were in inputs)."""
 
     signed: SignedDecision | None
@@ -164,7 +161,7 @@ class DecisionCheckInput(_Message):
     text: str
 
 
-class ApprovalResult(_Message):
+class ApprovalResult(Message):
     """What the approver is told: did it count, is the quorum met, what is still needed."""
 
     counted: bool
@@ -174,7 +171,7 @@ class ApprovalResult(_Message):
     reasons: list[str] = Field(default_factory=list)
 
 
-class StepState(_Message):
+class StepState(Message):
     """One executed step."""
 
     index: int
@@ -184,7 +181,7 @@ class StepState(_Message):
     compensation: Action | None
 
 
-class RemediationState(_Message):
+class RemediationState(Message):
     """The live state returned by the `state` query."""
 
     proposal_id: str
@@ -209,7 +206,7 @@ class RemediationState(_Message):
     plan_hash: str = ""
 
 
-class RemediationResult(_Message):
+class RemediationResult(Message):
     """How a remediation ended."""
 
     proposal_id: str
@@ -229,7 +226,7 @@ class RemediationResult(_Message):
     """How long the policy asks machines not to propose this plan again (the loop breaker's window)."""
 
 
-class VerifyInput(_Message):
+class VerifyInput(Message):
     """Check the goals the plan promised against a fresh snapshot."""
 
     proposal: Proposal
@@ -237,7 +234,7 @@ class VerifyInput(_Message):
     latency_slo_ms: dict[str, float] = Field(default_factory=dict)
 
 
-class VerifyResult(_Message):
+class VerifyResult(Message):
     """Verdict of a verification, with the evidence."""
 
     met: bool
@@ -247,7 +244,7 @@ class VerifyResult(_Message):
     nodes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class StepInput(_Message):
+class StepInput(Message):
     """Apply one action once per idempotency key."""
 
     idempotency_key: str

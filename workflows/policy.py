@@ -85,7 +85,7 @@ def action_node(action: ScaleAction | ShiftTrafficAction | RateLimitAction | Res
     return action.source if isinstance(action, ShiftTrafficAction) else action.node
 
 
-class Proposal(_Input):
+class PolicyProposal(_Input):
     """A planned remediation: what it does, to which nodes, and what it is expected to achieve."""
 
     id: NonEmptyStr
@@ -99,7 +99,7 @@ class Proposal(_Input):
     )
 
     @model_validator(mode="after")
-    def _unique_nodes(self) -> Proposal:
+    def _unique_nodes(self) -> PolicyProposal:
         seen: set[str] = set()
         for node in self.nodes:
             if node.id in seen:
@@ -121,7 +121,7 @@ class ActionRecord(_Input):
 class SafetyInput(_Input):
     """Input of `data.twinops.safety.decision`."""
 
-    proposal: Proposal
+    proposal: PolicyProposal
     snapshot_age_seconds: Annotated[float, Field(ge=0.0)]
     history: list[ActionRecord] = Field(default_factory=list)
     now: AwareDatetime
@@ -181,7 +181,7 @@ class ApprovalInput(_Input):
 
     approver: Approver
     requester: Requester
-    proposal: Proposal
+    proposal: PolicyProposal
     safety: SafetyDecision
     approvals: list[PriorApproval] = Field(default_factory=list)
     now: AwareDatetime

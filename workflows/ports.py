@@ -12,18 +12,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from twin.actions import Action
 from twinops import TwinopsError
+from workflows.messages import Message
 from workflows.policy import ActionRecord
 
 
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StepOutcome(_Message):
+class StepOutcome(Message):
     """What an actuator did for one idempotency key."""
 
     idempotency_key: str
@@ -66,7 +63,7 @@ class NotificationKind(StrEnum):
     AUDIT_CHECKPOINT = "audit_checkpoint"  # a signed audit head, published where a database rewrite cannot reach
 
 
-class Notification(_Message):
+class Notification(Message):
     """One message for the humans on call."""
 
     kind: NotificationKind
@@ -111,7 +108,7 @@ class InboxStatus(StrEnum):
     FAILED = "failed"
 
 
-class InboxEntry(_Message):
+class InboxEntry(Message):
     """The approval queue's row for one proposal, projected from its workflow."""
 
     proposal_id: str

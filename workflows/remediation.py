@@ -60,8 +60,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.decisions import DecisionKind
     from workflows.execution import StepRunner
-    from workflows.policy import AffectedNode, ApprovalInput, SafetyDecision, SafetyInput, action_node
-    from workflows.policy import Proposal as PolicyProposal
+    from workflows.policy import AffectedNode, ApprovalInput, PolicyProposal, SafetyDecision, SafetyInput, action_node
     from workflows.ports import InboxEntry, InboxStatus, Notification, NotificationKind
     from workflows.recording import AuditRecorder
     from workflows.timeouts import (

@@ -196,13 +196,13 @@ async def test_capture_agent_loop_mid_run(stack: Stack) -> None:
         task_queue=stack.task_queue,
     )
     status = await eventually(
-        lambda: handle.query(AgentLoopWorkflow.status), lambda s: bool(s.open) and s.ticks_done >= 2
+        lambda: handle.query(AgentLoopWorkflow.state), lambda s: bool(s.open) and s.ticks_done >= 2
     )
     child = stack.client.get_workflow_handle(next(iter(status.open.values())))
     await eventually(lambda: child.query(RemediationWorkflow.state), lambda s: s.stage in _PENDING)
     await _save(handle, "agent_loop_mid_run")
     await signed_update(stack.services.signer, child, "reject", ALICE, "capture over")
     await child.result()
-    await eventually(lambda: handle.query(AgentLoopWorkflow.status), lambda s: not s.open and bool(s.results))
+    await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: not s.open and bool(s.results))
     await _save(handle, "agent_loop_after_child")
     await handle.terminate("captured")

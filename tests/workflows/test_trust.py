@@ -250,14 +250,14 @@ async def test_a_rejected_plan_is_not_proposed_again_by_the_loop(stack: Stack) -
         id=f"loop-{uuid.uuid4()}",
         task_queue=stack.task_queue,
     )
-    status = await eventually(lambda: handle.query(AgentLoopWorkflow.status), lambda s: bool(s.open))
+    status = await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: bool(s.open))
     child = stack.client.get_workflow_handle(next(iter(status.open.values())))
     await eventually(lambda: child.query(RemediationWorkflow.state), lambda s: s.stage == Stage.AWAITING_APPROVAL)
     await signed_update(stack.services.signer, child, "reject", ALICE, "not during the sale")
     await child.result()
-    ticks = (await handle.query(AgentLoopWorkflow.status)).ticks_done
+    ticks = (await handle.query(AgentLoopWorkflow.state)).ticks_done
     status = await eventually(
-        lambda: handle.query(AgentLoopWorkflow.status), lambda s: s.ticks_done >= ticks + 5, within=30
+        lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= ticks + 5, within=30
     )
     await handle.terminate("test over")
     assert status.proposals_started == 1 and not status.open, status
