@@ -19,27 +19,30 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from controller.cli import loop as _loop
+from controller.cli import approvals as _approvals
 from controller.cli import policy as _policy
-from controller.cli import runtime as _runtime
+from controller.cli import stack as _stack
+from controller.cli import worker as _worker
+from controller.cli._common import Invocation, invocation
 
 __all__ = ["app", "main"]
 
-# name -> (module, its Typer sub-app attribute, or None when the module registers a command; short help)
-_LAZY: dict[str, tuple[str, str | None, str]] = {
+# name -> (module, "group" when the module's Typer app is the command group, "command" when the
+# command is one of the app's commands; short help)
+_LAZY: dict[str, tuple[str, str, str]] = {
     "detect": (
         "controller.cli.detect",
-        None,
+        "command",
         "Find saturated, at-risk and predicted nodes (and latency / data problems); name the constraint.",
     ),
     "plan": (
         "controller.cli.plan",
-        None,
+        "command",
         "Propose the cheapest safe fix: actions, predicted effect, what stays unmet, and why.",
     ),
-    "twin": ("controller.cli.twin", "app", "The digital twin: contract, simulator, what-if."),
-    "audit": ("controller.cli.audit", "app", "The tamper-evident audit trail (RFC 6962 log, signed checkpoints)."),
-    "users": ("controller.cli.users", "app", "Manage users (viewer, approver, admin) and their API tokens."),
+    "twin": ("controller.cli.twin", "group", "The digital twin: contract, simulator, what-if."),
+    "audit": ("controller.cli.audit", "group", "The tamper-evident audit trail (RFC 6962 log, signed checkpoints)."),
+    "users": ("controller.cli.users", "group", "Manage users (viewer, approver, admin) and their API tokens."),
 }
 _ORDER = ("detect", "plan", "worker", "queue", "approve", "reject", "cancel", "show", "up", "demo")
 
@@ -50,17 +53,10 @@ class _Placeholder(TyperCommand):
 
 def load_command(name: str) -> TyperCommand | TyperGroup:
     """Import the module behind a lazy command and build its click command."""
-    module_name, attribute, _ = _LAZY[name]
-    module = importlib.import_module(module_name)
-    if attribute is not None:
-        command = typer.main.get_command(getattr(module, attribute))
-    else:
-        holder = typer.Typer()
-        holder.callback()(lambda: None)  # a callback makes get_command return a group
-        module.register(holder)
-        group = typer.main.get_command(holder)
-        assert isinstance(group, TyperGroup)
-        command = group.commands[name]
+    module_name, kind, _ = _LAZY[name]
+    command = typer.main.get_command(importlib.import_module(module_name).app)
+    if kind == "command" and isinstance(command, TyperGroup):
+        command = command.commands[name]
     assert isinstance(command, TyperCommand | TyperGroup)
     command.name = name
     return command
@@ -89,8 +85,10 @@ app = typer.Typer(
     cls=_LazyGroup, no_args_is_help=True, add_completion=False, help="twinops: closed-loop remediation controller."
 )
 app.add_typer(_policy.app, name="policy")
-_loop.register(app)
-_runtime.register(app)
+# Without a name, a sub-app's commands are the root's own: `twinops queue`, `twinops worker`, `twinops up`.
+app.add_typer(_worker.app)
+app.add_typer(_approvals.app)
+app.add_typer(_stack.app)
 
 
 @app.callback()
@@ -102,7 +100,8 @@ def _root(
 ) -> None:
     """twinops: closed-loop remediation controller."""
     # Logging is configured once, by `main` (the edge), not here: in-process callers (tests) keep theirs.
-    ctx.obj = {"verbose": verbose}
+    # The settings are loaded once per invocation: by `main`, which hands them over, or on first use.
+    invocation(ctx).verbose = verbose
 
 
 def _global_options(argv: list[str]) -> list[str]:
@@ -119,11 +118,12 @@ def _run() -> int:
     from controller.settings import load_settings
     from controller.telemetry import configure, shutdown_tracing, span
 
-    configure(load_settings(), verbose="--verbose" in _global_options(sys.argv[1:]))
+    settings = load_settings()
+    configure(settings, verbose="--verbose" in _global_options(sys.argv[1:]))
     words = [a for a in sys.argv[1:4] if not a.startswith("-")][:2]
     try:
         with span("twinops " + " ".join(words), command=" ".join(words)):
-            app(standalone_mode=True)
+            app(standalone_mode=True, obj=Invocation(settings=settings))
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

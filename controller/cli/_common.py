@@ -1,23 +1,65 @@
-"""Helpers shared by CLI command modules: one-line errors, loading input files, JSON output.
+"""Helpers shared by CLI command modules: the invocation's state, one-line errors, input files, JSON output.
 
 This module is imported by every command, so it imports nothing heavy at module level.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from controller.errors import TwinopsError
+
 if TYPE_CHECKING:
+    from controller.settings import Settings
     from twin.contract import Snapshot
+
+T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class Invocation:
+    """What the root callback keeps for one invocation: `--verbose`, and the settings, loaded once.
+
+    `main` loads the settings before the command runs (telemetry needs them) and hands them over;
+    an in-process caller (a test's CliRunner) gets them loaded when a command first asks.
+    Commands that need no settings (detect, plan, twin) never load them.
+    """
+
+    def __init__(self, *, verbose: bool = False, settings: Settings | None = None) -> None:
+        self.verbose = verbose
+        self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        """The settings from the environment, loaded on first use."""
+        if self._settings is None:
+            from controller.settings import load_settings
+
+            self._settings = load_settings()
+        return self._settings
+
+
+def invocation(ctx: typer.Context) -> Invocation:
+    """The state the root callback set up (a fresh one when a sub-app runs without the root)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, Invocation):
+        root.obj = Invocation()
+    return root.obj
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """This invocation's settings, loaded once."""
+    return invocation(ctx).settings
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -25,6 +67,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # soft_wrap: one logical line whatever the terminal width, so scripts can grep it.
     err_console.print(f"[bold red]error:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def run_async(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to its end; a `TwinopsError` it raises is a one-line error, exit 2."""
+
+    async def runner() -> T:
+        return await coro_factory()
+
+    try:
+        return asyncio.run(runner())
+    except TwinopsError as exc:
+        fail(str(exc))
 
 
 def one_line(text: str) -> str:

@@ -33,10 +33,9 @@ from controller.audit import (
     write_export,
 )
 from controller.audit.report import render_report
-from controller.cli._common import console, err_console, fail, print_json
+from controller.cli._common import console, err_console, fail, print_json, settings_of
 from controller.cli._ids import remediation_ids, resolve_id
 from controller.errors import AuditError, ConfigurationError, LedgerIntegrityError, NotFoundError
-from controller.settings import load_settings
 from workflows.audit import AuditRecord, EventKind
 
 app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail (RFC 6962 log, signed checkpoints).")
@@ -54,9 +53,9 @@ _KIND_STYLE = {
 }
 
 
-def _ledger() -> SqlAuditLedger:
+def _ledger(ctx: typer.Context) -> SqlAuditLedger:
     try:
-        return SqlAuditLedger.from_settings(load_settings())
+        return SqlAuditLedger.from_settings(settings_of(ctx))
     except (AuditError, ConfigurationError) as exc:
         fail(str(exc))
 
@@ -159,11 +158,12 @@ def _table(records: list[AuditRecord], title: str, when: str) -> Table:
 
 @app.command()
 def show(
+    ctx: typer.Context,
     remediation_id: Annotated[str, typer.Argument(help="remediation id (a unique prefix is enough)")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
 ) -> None:
     """The decision trail of one remediation, as a timeline."""
-    ledger = _ledger()
+    ledger = _ledger(ctx)
     remediation_id = _resolve(ledger, remediation_id)
     trail = ledger.trail_sync(remediation_id)
     if not trail:
@@ -176,6 +176,7 @@ def show(
 
 @app.command()
 def query(
+    ctx: typer.Context,
     node: Annotated[str | None, typer.Option("--node", help="events targeting this node")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="agent:NAME, user:ID, playbook:NAME or system")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="event kind")] = None,
@@ -191,7 +192,7 @@ def query(
             event_kind = EventKind(kind)
         except ValueError:
             fail(f"--kind {kind!r}: unknown; known kinds: {', '.join(k.value for k in EventKind)}")
-    records = _ledger().query(
+    records = _ledger(ctx).query(
         node=node, actor=actor, kind=event_kind, since=_when(since, "since"), until=_when(until, "until"), limit=limit
     )
     if as_json:
@@ -202,11 +203,12 @@ def query(
 
 @app.command()
 def export(
+    ctx: typer.Context,
     fmt: Annotated[Literal["jsonl"], typer.Option("--format", help="export format")] = "jsonl",
     out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
 ) -> None:
     """Every event with its leaf hash, every signed head and the verifier key, as JSON Lines."""
-    ledger = _ledger()
+    ledger = _ledger(ctx)
     if out is None:
         write_export(ledger, sys.stdout.buffer)
         sys.stdout.buffer.flush()
@@ -218,17 +220,18 @@ def export(
 
 @app.command("public-key")
 def public_key(
+    ctx: typer.Context,
     pem: Annotated[bool, typer.Option("--pem", help="PEM instead of the signed-note verifier key")] = False,
 ) -> None:
     """The log's public key, to hand to auditors out of band."""
-    ledger = _ledger()
+    ledger = _ledger(ctx)
     typer.echo(ledger.signer.public_pem().rstrip() if pem else ledger.signer.verifier_key)
 
 
 @app.command()
-def head() -> None:
+def head(ctx: typer.Context) -> None:
     """Sign a tree head now (heads are also signed every N events or T seconds)."""
-    signed = _ledger().publish_head()
+    signed = _ledger(ctx).publish_head()
     typer.echo(signed.checkpoint, nl=False)
 
 
@@ -255,6 +258,7 @@ def _print_report(report: VerificationReport, what: str, kept: int = 0) -> None:
 
 @app.command()
 def verify(
+    ctx: typer.Context,
     export_file: Annotated[
         Path | None, typer.Option("--export", help="verify this export instead of the database")
     ] = None,
@@ -283,7 +287,7 @@ def verify(
     except AuditError as exc:
         fail(str(exc))
     if export_file is None:
-        settings = load_settings()
+        settings = settings_of(ctx)
         try:
             reader = LedgerReader.open(settings, _verifier(key_file, name=settings.audit_origin))
         except (AuditError, ConfigurationError) as exc:
@@ -321,12 +325,13 @@ def _verifier(key_file: Path | None, name: str | None) -> NoteVerifier | None:
 
 @app.command()
 def prove(
+    ctx: typer.Context,
     event_id: Annotated[str, typer.Argument(help="event id")],
     out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
 ) -> None:
     """An inclusion proof of one event against the latest signed head (signing one if needed)."""
     try:
-        proof = prove_event(_ledger(), event_id)
+        proof = prove_event(_ledger(ctx), event_id)
     except NotFoundError as exc:
         fail(str(exc))
     text = proof.model_dump_json(indent=2) + "\n"
@@ -367,11 +372,12 @@ def verify_proof(
 
 @app.command()
 def report(
+    ctx: typer.Context,
     remediation_id: Annotated[str, typer.Argument(help="remediation id (a unique prefix is enough)")],
     out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path("report.html"),
 ) -> None:
     """A self-contained HTML report of one remediation, inclusion proofs included."""
-    ledger = _ledger()
+    ledger = _ledger(ctx)
     remediation_id = _resolve(ledger, remediation_id)
     try:
         html = render_report(ledger, remediation_id)

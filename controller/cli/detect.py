@@ -10,10 +10,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agents import Beliefs, Desires, Detection, FindingKind, detect, revise
+from agents import Beliefs, Desires, Detection, FindingKind, revise
+from agents import detect as detect_findings
 from controller.cli._common import console, load_history_file, load_snapshot_file, print_json
 from controller.cli.plan import cli_desires, with_target
 from twin.contract import Snapshot
+
+app = typer.Typer(add_completion=False)
 
 
 def detection_json(detection: Detection, snapshot: Snapshot) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def run_detection(
         desires = with_target(desires, target)
     older = [s for s in history if s.observed_at < snapshot.observed_at]
     beliefs = revise(None, snapshot, older, desires=desires)
-    return beliefs, detect(beliefs, desires)
+    return beliefs, detect_findings(beliefs, desires)
 
 
 def reference_findings(
@@ -99,23 +102,20 @@ def _render(snap: Snapshot, beliefs: Beliefs, detection: Detection, result: dict
     console.print(f"tightest node: {where}", highlight=False)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `detect` command to the root app."""
-
-    @app.command()
-    def detect(
-        snapshot: Annotated[Path, typer.Option("--snapshot", help="twin.v1 snapshot JSON")],
-        history: Annotated[Path | None, typer.Option("--history", help="JSON Lines history, oldest first")] = None,
-        target_utilization: Annotated[float | None, typer.Option(min=0.01, max=1.0)] = None,
-        desires: Annotated[Path | None, typer.Option("--desires", help="desires YAML")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-    ) -> None:
-        """Find saturated, at-risk and predicted nodes (and latency / data problems); name the constraint."""
-        snap = load_snapshot_file(snapshot)
-        wanted = cli_desires(desires, target_utilization)
-        beliefs, detection = run_detection(snap, None, load_history_file(history), wanted)
-        result = detection_json(detection, snap)
-        if as_json:
-            print_json(result)
-            return
-        _render(snap, beliefs, detection, result, wanted)
+@app.command()
+def detect(
+    snapshot: Annotated[Path, typer.Option("--snapshot", help="twin.v1 snapshot JSON")],
+    history: Annotated[Path | None, typer.Option("--history", help="JSON Lines history, oldest first")] = None,
+    target_utilization: Annotated[float | None, typer.Option(min=0.01, max=1.0)] = None,
+    desires: Annotated[Path | None, typer.Option("--desires", help="desires YAML")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Find saturated, at-risk and predicted nodes (and latency / data problems); name the constraint."""
+    snap = load_snapshot_file(snapshot)
+    wanted = cli_desires(desires, target_utilization)
+    beliefs, detection = run_detection(snap, None, load_history_file(history), wanted)
+    result = detection_json(detection, snap)
+    if as_json:
+        print_json(result)
+        return
+    _render(snap, beliefs, detection, result, wanted)

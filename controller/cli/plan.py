@@ -23,6 +23,8 @@ from controller.cli._common import console, fail, load_history_file, load_snapsh
 from twin.actions import RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction
 from twin.contract import Snapshot
 
+app = typer.Typer(add_completion=False)
+
 
 def cli_desires(path: Path | None, target_utilization: float | None) -> Desires:
     """Desires from `--desires FILE` (or defaults), with `--target-utilization` overriding the default target.
@@ -199,26 +201,23 @@ def _render(result: dict[str, Any]) -> None:
     console.print(result["rationale"], highlight=False)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `plan` command to the root app."""
-
-    @app.command()
-    def plan(
-        snapshot: Annotated[Path, typer.Option("--snapshot", help="twin.v1 snapshot JSON")],
-        history: Annotated[Path | None, typer.Option("--history", help="JSON Lines history, oldest first")] = None,
-        target_utilization: Annotated[
-            float | None, typer.Option(min=0.01, max=1.0, help="default target utilization (overrides --desires)")
-        ] = None,
-        desires: Annotated[
-            Path | None, typer.Option("--desires", help="desires YAML (agents/desires/example.yaml)")
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-    ) -> None:
-        """Propose the cheapest safe fix: actions, predicted effect, what stays unmet, and why."""
-        snap = load_snapshot_file(snapshot)
-        decision = run_agent(snap, load_history_file(history), cli_desires(desires, target_utilization))
-        result = plan_result(decision, snap)
-        if as_json:
-            print_json(result)
-            return
-        _render(result)
+@app.command()
+def plan(
+    snapshot: Annotated[Path, typer.Option("--snapshot", help="twin.v1 snapshot JSON")],
+    history: Annotated[Path | None, typer.Option("--history", help="JSON Lines history, oldest first")] = None,
+    target_utilization: Annotated[
+        float | None, typer.Option(min=0.01, max=1.0, help="default target utilization (overrides --desires)")
+    ] = None,
+    desires: Annotated[
+        Path | None, typer.Option("--desires", help="desires YAML (agents/desires/example.yaml)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Propose the cheapest safe fix: actions, predicted effect, what stays unmet, and why."""
+    snap = load_snapshot_file(snapshot)
+    decision = run_agent(snap, load_history_file(history), cli_desires(desires, target_utilization))
+    result = plan_result(decision, snap)
+    if as_json:
+        print_json(result)
+        return
+    _render(result)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from controller.cli._common import console, fail, print_json
+from controller.cli._common import console, fail, print_json, settings_of
 
 if TYPE_CHECKING:
     from controller.policy import FailClosedGate
@@ -79,6 +79,7 @@ def _print(decision: SafetyDecision | ApprovalDecision) -> None:
 
 @app.command("eval")
 def eval_(
+    ctx: typer.Context,
     input_file: Annotated[Path, typer.Option("--input", help="JSON input document (SafetyInput or ApprovalInput)")],
     package: Annotated[
         Literal["safety", "approval"], typer.Option("--package", help="which decision to ask for")
@@ -93,7 +94,6 @@ def eval_(
     """
     from controller.errors import PolicyError
     from controller.policy import FailClosedGate, make_policy_gate
-    from controller.settings import load_settings
 
     try:
         document = json.loads(input_file.read_text(encoding="utf-8"))
@@ -101,7 +101,7 @@ def eval_(
         fail(f"{input_file}: {exc.strerror or exc}")
     except ValueError as exc:
         fail(f"{input_file}: not JSON ({exc})")
-    settings = load_settings()
+    settings = settings_of(ctx)
     try:
         gate = make_policy_gate(settings)
     except PolicyError as exc:
@@ -118,6 +118,7 @@ def eval_(
 
 @app.command("test")
 def test(
+    ctx: typer.Context,
     policies_dir: Annotated[
         Path | None, typer.Option("--dir", help="bundle folder (default: TWINOPS_POLICIES_DIR)")
     ] = None,
@@ -125,9 +126,8 @@ def test(
 ) -> None:
     """Run every test_* rule of the bundle with regorus, like `opa test`; exit 1 when any fails."""
     from controller.policy import format_report, run_rego_tests
-    from controller.settings import load_settings
 
-    report = run_rego_tests(policies_dir or load_settings().policies_dir)
+    report = run_rego_tests(policies_dir or settings_of(ctx).policies_dir)
     typer.echo(format_report(report, verbose=verbose))
     if not report.ok:
         raise typer.Exit(1)

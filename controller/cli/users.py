@@ -18,11 +18,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from controller.cli._common import console, err_console, fail, print_json
+from controller.cli._common import console, err_console, fail, print_json, settings_of
 from controller.db import create_engine, migrate
 from controller.errors import AuthenticationError, TwinopsError
 from controller.identity import Identities, Role, require
-from controller.settings import Settings, load_settings
+from controller.settings import Settings
 from workflows import Principal
 
 app = typer.Typer(no_args_is_help=True, help="Manage users (viewer, approver, admin) and their API tokens.")
@@ -53,8 +53,8 @@ class _Session:
 
 
 @contextmanager
-def _session() -> Iterator[_Session]:
-    settings = load_settings()
+def _session(ctx: typer.Context) -> Iterator[_Session]:
+    settings = settings_of(ctx)
     engine = create_engine(settings.resolved_database_url)
     try:
         migrate(engine)
@@ -72,6 +72,7 @@ def _print_token(token: str) -> None:
 
 @app.command("add")
 def add(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="user name (letters, digits, . _ @ -)")],
     role: Annotated[Role, typer.Option("--role", help="what the user may do")] = Role.VIEWER,
     team: Annotated[str | None, typer.Option("--team", help="owning team, as in the twin's node tags")] = None,
@@ -83,7 +84,7 @@ def add(
     `twinops users add NAME --role admin`.
     """
     groups = group or []
-    with _session() as session:
+    with _session(ctx) as session:
         identities = session.identities
         if session.settings.token is None and identities.is_empty():
             if role is not Role.ADMIN:
@@ -104,6 +105,7 @@ def add(
 
 @app.command("groups")
 def groups_(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="user name")],
     add: Annotated[list[str] | None, typer.Option("--add", help="group to give (repeatable)")] = None,
     remove: Annotated[list[str] | None, typer.Option("--remove", help="group to take away (repeatable)")] = None,
@@ -111,7 +113,7 @@ def groups_(
     """Give or take away a user's approver groups; prints the groups it then holds. Needs an admin's token."""
     if not add and not remove:
         fail("nothing to change: give --add GROUP or --remove GROUP (twinops users list shows the groups)")
-    with _session() as session:
+    with _session(ctx) as session:
         session.admin("to change groups")
         held = session.identities.change_groups(name, add=add or [], remove=remove or [])
         role = session.identities.get_user(name).role
@@ -121,9 +123,11 @@ def groups_(
 
 
 @app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+def list_(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False
+) -> None:
     """List users with their role, team and tokens (never the tokens themselves)."""
-    with _session() as session:
+    with _session(ctx) as session:
         found = session.identities.list_users()
     if as_json:
         print_json(
@@ -159,13 +163,14 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="machine-readable
 
 @app.command("token")
 def token(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="user name")],
     revoke_others: Annotated[
         bool, typer.Option("--revoke-others", help="revoke the user's other tokens (rotation)")
     ] = False,
 ) -> None:
     """Issue a new API token for a user and print it (once). Admins for anyone; any user for itself."""
-    with _session() as session:
+    with _session(ctx) as session:
         caller = session.caller("to issue tokens (or your own token, to rotate it)")
         if caller.id != name:
             require(caller, Role.ADMIN, "to issue tokens for other users")
@@ -176,27 +181,27 @@ def token(
 
 
 @app.command("revoke")
-def revoke(name: Annotated[str, typer.Argument(help="user name")]) -> None:
+def revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(help="user name")]) -> None:
     """Revoke every API token of a user. Needs an admin's token."""
-    with _session() as session:
+    with _session(ctx) as session:
         session.admin("to revoke tokens")
         count = session.identities.revoke_tokens(name)
     err_console.print(f"revoked {count} token{'s' if count != 1 else ''} of {name!r}", highlight=False)
 
 
 @app.command("disable")
-def disable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
+def disable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="user name")]) -> None:
     """Disable a user: its tokens stop working until it is enabled again. Needs an admin's token."""
-    with _session() as session:
+    with _session(ctx) as session:
         session.admin("to disable users")
         session.identities.set_disabled(name, True)
     err_console.print(f"disabled {name!r}", highlight=False)
 
 
 @app.command("enable")
-def enable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
+def enable(ctx: typer.Context, name: Annotated[str, typer.Argument(help="user name")]) -> None:
     """Enable a disabled user again (tokens revoked meanwhile stay revoked). Needs an admin's token."""
-    with _session() as session:
+    with _session(ctx) as session:
         session.admin("to enable users")
         session.identities.set_disabled(name, False)
     err_console.print(f"enabled {name!r}", highlight=False)

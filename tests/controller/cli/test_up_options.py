@@ -31,7 +31,7 @@ def test_every_up_option_names_its_variable() -> None:
 
 
 def test_up_options_override_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from controller.cli.runtime import up_settings
+    from controller.cli.stack import up_settings
 
     monkeypatch.setenv("TWINOPS_TICK_SECONDS", "15")
     monkeypatch.setenv("TWINOPS_HOME", str(tmp_path))

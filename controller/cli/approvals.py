@@ -1,4 +1,4 @@
-"""`twinops worker | queue | approve | reject | cancel | show`: run and steer the closed loop.
+"""`twinops queue | show | approve | reject | cancel`: the approval queue and the remediations behind it.
 
 Temporal, SQLAlchemy and the workflows are imported inside the commands: `--help` and
 the other commands do not pay for them.
@@ -6,20 +6,17 @@ the other commands do not pay for them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from controller.cli._common import console, fail, print_json
+from controller.cli._common import console, fail, print_json, run_async, settings_of
 from controller.errors import TwinopsError
 
 if TYPE_CHECKING:
@@ -32,25 +29,9 @@ if TYPE_CHECKING:
     from workflows import ApprovalResult, RemediationState
     from workflows.ports import InboxEntry
 
-T = TypeVar("T")
+app = typer.Typer(add_completion=False)
 
 _PROPOSAL = typer.Argument(help="proposal id (a unique prefix is enough)")
-
-
-def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
-    async def runner() -> T:
-        return await coro_factory()
-
-    try:
-        return asyncio.run(runner())
-    except TwinopsError as exc:
-        fail(str(exc))
-
-
-def _settings() -> Settings:
-    from controller.settings import load_settings
-
-    return load_settings()
 
 
 def _token(settings: Settings) -> str:
@@ -118,16 +99,6 @@ async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
 
     signer = DecisionSigner.from_file(settings.resolved_approval_key)
     return ApprovalService(await connect(settings), stores.inbox, stores.identities, signer)
-
-
-async def wait_for_shutdown() -> None:
-    """Return on SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 def _plural(n: int, word: str) -> str:
@@ -306,132 +277,108 @@ def approval_sentence(proposal_id: str, result: ApprovalResult) -> str:
     return f"approval not counted for proposal {proposal_id}: {why or 'no reason given'}"
 
 
-async def close_services(services: Any) -> None:
-    """Stop what the services started (the policy engine's processes) before the process leaves."""
-    close = getattr(services.gate, "aclose", None)
-    if close is not None:
-        await close()
-
-
 def _reason(reason: str) -> str:
     if not reason.strip():
         fail("--reason: say why (it is recorded in the audit trail)")
     return reason.strip()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the loop commands to the root app."""
+@app.command()
+def queue(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="include closed proposals")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
+) -> None:
+    """List proposals waiting for approval (or every proposal with --all)."""
+    entries = _list_entries(settings_of(ctx), include_closed=all_)
+    if as_json:
+        print_json([{**e.model_dump(mode="json"), "requirement": _entry_requirement(e)} for e in entries])
+    else:
+        console.print(queue_table(entries))
 
-    @app.command()
-    def worker(
-        task_queue: Annotated[str | None, typer.Option("--task-queue", help="default from settings")] = None,
-    ) -> None:
-        """Run the workflows and activities on a task queue until SIGINT/SIGTERM."""
-        from controller.runtime import connect
-        from controller.worker import Services, running_worker, worker_options
 
-        settings = _settings()
+@app.command()
+def approve(
+    ctx: typer.Context,
+    proposal: Annotated[str, _PROPOSAL],
+    comment: Annotated[str, typer.Option("--comment")] = "",
+) -> None:
+    """Approve a proposal as the user of TWINOPS_TOKEN."""
+    settings = settings_of(ctx)
+    token = _token(settings)
+    stores = _stores(settings)
+    full = stores.resolve(proposal)
 
-        async def serve() -> None:
-            client = await connect(settings)
-            services = Services.from_settings(settings)
-            queue = task_queue or settings.temporal_task_queue
-            try:
-                async with running_worker(client, queue, services, **worker_options(settings)):
-                    console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
-                    await wait_for_shutdown()
-            finally:
-                await close_services(services)
+    async def go() -> ApprovalResult:
+        return await (await _service(settings, stores)).approve(token, full, comment)
 
-        _run(serve)
+    console.print(approval_sentence(full, run_async(go)), highlight=False, soft_wrap=True)
 
-    @app.command()
-    def queue(
-        all_: Annotated[bool, typer.Option("--all", help="include closed proposals")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
-    ) -> None:
-        """List proposals waiting for approval (or every proposal with --all)."""
-        entries = _list_entries(_settings(), include_closed=all_)
-        if as_json:
-            print_json([{**e.model_dump(mode="json"), "requirement": _entry_requirement(e)} for e in entries])
-        else:
-            console.print(queue_table(entries))
 
-    @app.command()
-    def approve(
-        proposal: Annotated[str, _PROPOSAL],
-        comment: Annotated[str, typer.Option("--comment")] = "",
-    ) -> None:
-        """Approve a proposal as the user of TWINOPS_TOKEN."""
-        settings = _settings()
-        token = _token(settings)
-        stores = _stores(settings)
-        full = stores.resolve(proposal)
+@app.command()
+def reject(
+    ctx: typer.Context,
+    proposal: Annotated[str, _PROPOSAL],
+    reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
+) -> None:
+    """Reject a proposal as the user of TWINOPS_TOKEN."""
+    reason = _reason(reason)
+    settings = settings_of(ctx)
+    token = _token(settings)
+    stores = _stores(settings)
+    full = stores.resolve(proposal)
 
-        async def go() -> ApprovalResult:
-            return await (await _service(settings, stores)).approve(token, full, comment)
+    async def go() -> ApprovalResult:
+        return await (await _service(settings, stores)).reject(token, full, reason)
 
-        console.print(approval_sentence(full, _run(go)), highlight=False, soft_wrap=True)
+    result = run_async(go)
+    if result.reasons != ["rejected"]:
+        fail(f"proposal {full!r} was not rejected: {'; '.join(result.reasons) or 'no reason given'}")
+    console.print(f"rejected proposal {full}: {reason}", highlight=False, soft_wrap=True)
 
-    @app.command()
-    def reject(
-        proposal: Annotated[str, _PROPOSAL],
-        reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
-    ) -> None:
-        """Reject a proposal as the user of TWINOPS_TOKEN."""
-        reason = _reason(reason)
-        settings = _settings()
-        token = _token(settings)
-        stores = _stores(settings)
-        full = stores.resolve(proposal)
 
-        async def go() -> ApprovalResult:
-            return await (await _service(settings, stores)).reject(token, full, reason)
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    proposal: Annotated[str, _PROPOSAL],
+    reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
+) -> None:
+    """Cancel a remediation; steps already executed are compensated."""
+    reason = _reason(reason)
+    settings = settings_of(ctx)
+    token = _token(settings)
+    stores = _stores(settings)
+    full = stores.resolve(proposal)
 
-        result = _run(go)
-        if result.reasons != ["rejected"]:
-            fail(f"proposal {full!r} was not rejected: {'; '.join(result.reasons) or 'no reason given'}")
-        console.print(f"rejected proposal {full}: {reason}", highlight=False, soft_wrap=True)
+    async def go() -> InboxEntry:
+        return await (await _service(settings, stores)).cancel(token, full, reason)
 
-    @app.command()
-    def cancel(
-        proposal: Annotated[str, _PROPOSAL],
-        reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")],
-    ) -> None:
-        """Cancel a remediation; steps already executed are compensated."""
-        reason = _reason(reason)
-        settings = _settings()
-        token = _token(settings)
-        stores = _stores(settings)
-        full = stores.resolve(proposal)
+    entry = run_async(go)
+    console.print(
+        f"cancellation requested for {entry.proposal_id}: {reason} (executed steps are compensated)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
-        async def go() -> InboxEntry:
-            return await (await _service(settings, stores)).cancel(token, full, reason)
 
-        entry = _run(go)
-        console.print(
-            f"cancellation requested for {entry.proposal_id}: {reason} (executed steps are compensated)",
-            highlight=False,
-            soft_wrap=True,
-        )
+@app.command()
+def show(
+    ctx: typer.Context,
+    proposal: Annotated[str, _PROPOSAL],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
+) -> None:
+    """Live state of a remediation: plan, policy reasons, what approval still needs, steps done, deadline."""
+    settings = settings_of(ctx)
+    token = _token(settings)
+    stores = _stores(settings)
+    full = stores.resolve(proposal)
 
-    @app.command()
-    def show(
-        proposal: Annotated[str, _PROPOSAL],
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
-    ) -> None:
-        """Live state of a remediation: plan, policy reasons, what approval still needs, steps done, deadline."""
-        settings = _settings()
-        token = _token(settings)
-        stores = _stores(settings)
-        full = stores.resolve(proposal)
+    async def go() -> RemediationState:
+        return await (await _service(settings, stores)).state(token, full)
 
-        async def go() -> RemediationState:
-            return await (await _service(settings, stores)).state(token, full)
-
-        state = _run(go)
-        entry = stores.inbox.get(full)
-        if as_json:
-            print_json(state_json(state, entry))
-            return
-        print_state(state, entry)
+    state = run_async(go)
+    entry = stores.inbox.get(full)
+    if as_json:
+        print_json(state_json(state, entry))
+        return
+    print_state(state, entry)

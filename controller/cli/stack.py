@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from controller.cli._common import console, fail
+from controller.cli._common import console, fail, invocation, settings_of
 
 if TYPE_CHECKING:
     from controller.settings import Settings
+
+app = typer.Typer(add_completion=False)
 
 # option name -> the Settings field it overrides
 UP_OPTIONS: dict[str, str] = {
@@ -41,13 +43,8 @@ def up_settings(**options: Any) -> Settings:
     return Settings(**overrides)
 
 
-def _verbose(ctx: typer.Context) -> bool:
-    root = ctx.find_root().obj
-    return bool(root.get("verbose")) if isinstance(root, dict) else False
-
-
 async def _serve_forever(settings: Settings, log_file: Path) -> None:
-    from controller.cli.loop import close_services, wait_for_shutdown
+    from controller.cli.worker import close_services, wait_for_shutdown
     from controller.loop import start_agent_loop
     from controller.notifiers import ConsoleNotifier, FanoutNotifier
     from controller.runtime import TemporalRuntime
@@ -111,65 +108,58 @@ def _say(line: str) -> None:
     console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `up` and `demo` to the root app."""
+@app.command()
+def up(
+    ctx: typer.Context,
+    scenario: Annotated[
+        Path | None,
+        typer.Option("--scenario", help="simulator scenario YAML (TWINOPS_TWIN_SCENARIO)", exists=True),
+    ] = None,
+    twin_id: Annotated[str | None, typer.Option("--twin-id", help="twin the loop watches (TWINOPS_TWIN_ID)")] = None,
+    tick: Annotated[
+        float | None, typer.Option("--tick", help="seconds between agent ticks (TWINOPS_TICK_SECONDS)", min=0.001)
+    ] = None,
+    temporal_port: Annotated[
+        int | None,
+        typer.Option("--temporal-port", help="Temporal frontend port (TWINOPS_TEMPORAL_PORT; default: a free one)"),
+    ] = None,
+    ui_port: Annotated[
+        int | None,
+        typer.Option(
+            "--ui-port", help="Temporal UI port (TWINOPS_TEMPORAL_UI_PORT; default: last one used, else 8233)"
+        ),
+    ] = None,
+    ui: Annotated[bool | None, typer.Option("--ui/--no-ui", help="serve the Temporal UI (TWINOPS_TEMPORAL_UI)")] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log-file", help="JSON Lines log (TWINOPS_LOG_FILE; default: TWINOPS_HOME/twinops.log)"),
+    ] = None,
+) -> None:
+    """Start the embedded stack (Temporal dev server with SQLite under TWINOPS_HOME) and wait."""
+    from controller.telemetry import configure_logging
 
-    @app.command()
-    def up(
-        ctx: typer.Context,
-        scenario: Annotated[
-            Path | None,
-            typer.Option("--scenario", help="simulator scenario YAML (TWINOPS_TWIN_SCENARIO)", exists=True),
-        ] = None,
-        twin_id: Annotated[
-            str | None, typer.Option("--twin-id", help="twin the loop watches (TWINOPS_TWIN_ID)")
-        ] = None,
-        tick: Annotated[
-            float | None, typer.Option("--tick", help="seconds between agent ticks (TWINOPS_TICK_SECONDS)", min=0.001)
-        ] = None,
-        temporal_port: Annotated[
-            int | None,
-            typer.Option("--temporal-port", help="Temporal frontend port (TWINOPS_TEMPORAL_PORT; default: a free one)"),
-        ] = None,
-        ui_port: Annotated[
-            int | None,
-            typer.Option(
-                "--ui-port", help="Temporal UI port (TWINOPS_TEMPORAL_UI_PORT; default: last one used, else 8233)"
-            ),
-        ] = None,
-        ui: Annotated[
-            bool | None, typer.Option("--ui/--no-ui", help="serve the Temporal UI (TWINOPS_TEMPORAL_UI)")
-        ] = None,
-        log_file: Annotated[
-            Path | None,
-            typer.Option("--log-file", help="JSON Lines log (TWINOPS_LOG_FILE; default: TWINOPS_HOME/twinops.log)"),
-        ] = None,
-    ) -> None:
-        """Start the embedded stack (Temporal dev server with SQLite under TWINOPS_HOME) and wait."""
-        from controller.telemetry import configure_logging
+    settings = up_settings(
+        scenario=scenario,
+        twin_id=twin_id,
+        tick=tick,
+        temporal_port=temporal_port,
+        ui_port=ui_port,
+        ui=ui,
+        log_file=log_file,
+    )
+    path = settings.log_file or settings.home / "twinops.log"
+    configure_logging(settings, verbose=invocation(ctx).verbose, log_file=path, file_only={"notification"})
+    asyncio.run(_serve_forever(settings, path))
 
-        settings = up_settings(
-            scenario=scenario,
-            twin_id=twin_id,
-            tick=tick,
-            temporal_port=temporal_port,
-            ui_port=ui_port,
-            ui=ui,
-            log_file=log_file,
-        )
-        path = settings.log_file or settings.home / "twinops.log"
-        configure_logging(settings, verbose=_verbose(ctx), log_file=path, file_only={"notification"})
-        asyncio.run(_serve_forever(settings, path))
 
-    @app.command()
-    def demo() -> None:
-        """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
-        from controller.demo import run_demo
-        from controller.errors import RuntimeUnavailableError
-        from controller.settings import load_settings
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
+    from controller.demo import run_demo
+    from controller.errors import RuntimeUnavailableError
 
-        try:
-            code = asyncio.run(run_demo(load_settings(), console))
-        except RuntimeUnavailableError as exc:
-            fail(str(exc))
-        raise typer.Exit(code)
+    try:
+        code = asyncio.run(run_demo(settings_of(ctx), console))
+    except RuntimeUnavailableError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
