@@ -435,20 +435,25 @@ class RemediationWorkflow:
         )
         await self._notify(NotificationKind.LOOP_BREAKER, "Loop breaker: a human must look", "critical")
 
-    async def _deny_unanswered(self, asked: SafetyInput, err: ActivityError) -> bool:
-        message = f"the safety policy could not be asked: {err.cause or err}"
+    async def _record_unanswered(self, asked: SafetyInput, code: str, message: str, details: dict[str, Any]) -> None:
+        """A policy evaluation that produced no answer, on record as a deny (no bundle answered it)."""
         await self._recorder.record(
             EventKind.POLICY_EVALUATED,
             PolicyEvaluatedPayload(
                 input_digest=_digest(asked),
                 allow=False,
-                decision={"deny": [{"code": "policy_unavailable", "msg": message}]},
+                decision={"deny": [{"code": code, "msg": message}]},
                 bundle_revision="",
                 bundle_sha256="0" * 64,
                 engine=None,
+                details=details,
             ),
             actor="system",
         )
+
+    async def _deny_unanswered(self, asked: SafetyInput, err: ActivityError) -> bool:
+        message = f"the safety policy could not be asked: {err.cause or err}"
+        await self._record_unanswered(asked, "policy_unavailable", message, {})
         self._run.reasons.append(message)
         await self._notify(NotificationKind.POLICY_DENIED, "Denied: the policy could not be asked", "warning")
         await self._finish(Stage.DENIED, "denied", "denied by policy: " + message)
@@ -558,19 +563,7 @@ class RemediationWorkflow:
         except ActivityError as err:
             # No fresh twin or no policy answer at the moment of action: fail closed.
             message = f"the twin or the policy could not be read at the moment of action: {err.cause or err}"
-            await self._recorder.record(
-                EventKind.POLICY_EVALUATED,
-                PolicyEvaluatedPayload(
-                    input_digest=_digest(asked),
-                    allow=False,
-                    decision={"deny": [{"code": "recheck_failed", "msg": message}]},
-                    bundle_revision="",
-                    bundle_sha256="0" * 64,
-                    engine=None,
-                    details={"phase": "execution"},
-                ),
-                actor="system",
-            )
+            await self._record_unanswered(asked, "recheck_failed", message, {"phase": "execution"})
             return await self._deny_at_action([message])
         decision = recheck.decision
         await self._recorder.record(
