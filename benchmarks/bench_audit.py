@@ -26,7 +26,7 @@ from controller.audit import NoteSigner, SqlAuditLedger, prove_event
 from controller.audit.canonical import canonical_json, entry_bytes, format_time
 from controller.audit.merkle import Frontier, leaf_hash
 from controller.audit.models import AuditEventRow, TreeHeadRow
-from controller.db import create_engine, migrate, scratch_postgres_schema
+from controller.core.db import create_engine, migrate, scratch_postgres_schema
 from workflows.audit import AuditEventInput
 
 NAME = "audit"

@@ -53,7 +53,7 @@ def _import_seconds(module: str, env: dict[str, str]) -> float:
 
 def _seed(home: Path) -> tuple[str, str]:
     """20 open proposals in the inbox and an approver's token; returns (token, one proposal id)."""
-    from controller.db import create_engine, migrate
+    from controller.core.db import create_engine, migrate
     from controller.identity import Identities
     from controller.inbox import SqlApprovalInbox
     from workflows.ports import InboxEntry, InboxStatus
@@ -84,8 +84,8 @@ def _seed(home: Path) -> tuple[str, str]:
 
 def run() -> dict[str, Any]:
     """Time the commands; see the module docstring."""
+    from controller.core.settings import Settings
     from controller.runtime import TemporalRuntime
-    from controller.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from controller.core.settings import REPO_ROOT
 from controller.policy import RegoModule, RegorusPolicyGate, load_bundle
 from controller.policy.engine import build_engine
 from controller.policy.engine_pool import EnginePool
-from controller.settings import REPO_ROOT
 from workflows.policy import SAFETY_QUERY, SafetyInput
 
 DEADLINES = (0.2, 0.5)

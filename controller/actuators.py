@@ -41,8 +41,8 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from controller.errors import ConfigurationError
-from controller.settings import Settings
+from controller.core.errors import ConfigurationError
+from controller.core.settings import Settings
 from twin.actions import Action, RestartAction, describe
 from twin.simulator import Simulator
 from workflows.ports import Actuator, ActuatorError, StepOutcome

@@ -15,8 +15,8 @@ import structlog
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from controller.core.errors import NotFoundError, TwinopsError
 from controller.decision_signer import DecisionSigner
-from controller.errors import NotFoundError, TwinopsError
 from controller.identity import Identities, Role, require
 from controller.inbox import SqlApprovalInbox
 from workflows import ApprovalResult, ApproveInput, Principal, RejectInput, RemediationState, RemediationWorkflow

@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.errors import ConfigurationError
+from controller.core.errors import ConfigurationError
 from workflows.contracts import Principal, SignedDecision
 from workflows.decisions import DecisionKind, key_fingerprint
 

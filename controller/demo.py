@@ -23,14 +23,14 @@ from temporalio.client import Client
 
 from controller.approvals import ApprovalRefusedError, ApprovalService
 from controller.audit import SqlAuditLedger
-from controller.db import create_engine, migrate
-from controller.errors import ConflictError
+from controller.core.db import create_engine, migrate
+from controller.core.errors import ConflictError
+from controller.core.settings import REPO_ROOT, Settings
 from controller.identity import Identities
 from controller.inbox import SqlApprovalInbox
 from controller.live_twin import live_scenario
 from controller.loop import start_agent_loop, stop_agent_loop
 from controller.runtime import TemporalRuntime
-from controller.settings import REPO_ROOT, Settings
 from controller.telemetry import configure_logging
 from controller.worker import Services, running_worker, worker_options
 from twin.actions import describe

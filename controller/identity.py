@@ -54,8 +54,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from controller.db import sqlite_immediate
-from controller.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError
+from controller.core.db import sqlite_immediate
+from controller.core.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError
 from workflows.contracts import Principal
 
 __all__ = [
@@ -190,7 +190,7 @@ def require(principal: Principal, role: Role | str, action: str = "for this") ->
 
 
 class Identities:
-    """Users and their API tokens in the controller's database (migrated by `controller.db.migrate`)."""
+    """Users and their API tokens in the controller's database (migrated by `controller.core.db.migrate`)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine

@@ -38,8 +38,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from controller.db import sqlite_immediate
-from controller.errors import AmbiguousIdError, ConfigurationError, NotFoundError
+from controller.core.db import sqlite_immediate
+from controller.core.errors import AmbiguousIdError, ConfigurationError, NotFoundError
 from workflows.ports import InboxEntry, InboxStatus
 
 __all__ = ["CLOSED_STATUSES", "OPEN_STATUSES", "SqlApprovalInbox", "approval_inbox", "metadata"]
@@ -126,7 +126,7 @@ def _entry(row: Row[Any]) -> InboxEntry:
 
 
 class SqlApprovalInbox:
-    """The approval queue on SQLite or PostgreSQL; the schema must be migrated (`controller.db.migrate`)."""
+    """The approval queue on SQLite or PostgreSQL; the schema must be migrated (`controller.core.db.migrate`)."""
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect.name

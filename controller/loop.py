@@ -7,7 +7,7 @@ import asyncio
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from controller.settings import Settings
+from controller.core.settings import Settings
 from controller.worker import Services
 from workflows import AgentLoopInput, AgentLoopWorkflow, Timeouts
 

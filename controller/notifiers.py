@@ -20,8 +20,8 @@ from typing import Any, Final
 import httpx
 import structlog
 
-from controller.errors import ConfigurationError
-from controller.settings import Settings
+from controller.core.errors import ConfigurationError
+from controller.core.settings import Settings
 from workflows.ports import Notification, Notifier, NotifierError
 
 __all__ = [

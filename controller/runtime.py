@@ -25,8 +25,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
-from controller.errors import ConfigurationError, RuntimeUnavailableError
-from controller.settings import Settings
+from controller.core.errors import ConfigurationError, RuntimeUnavailableError
+from controller.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from controller.settings import Settings
+from controller.core.settings import Settings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter

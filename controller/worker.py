@@ -31,14 +31,14 @@ from agents import Desires, load_desires
 from controller.action_history import LedgerActionHistory
 from controller.actuators import make_actuator
 from controller.audit import NotifierWitness, SqlAuditLedger
-from controller.db import create_engine, migrate
+from controller.core.db import create_engine, migrate
+from controller.core.errors import ConfigurationError
+from controller.core.settings import Settings
 from controller.decision_signer import DecisionSigner
-from controller.errors import ConfigurationError
 from controller.inbox import SqlApprovalInbox
 from controller.live_twin import WallClockSimulatorSource
 from controller.notifiers import make_notifier
 from controller.policy import make_policy_gate
-from controller.settings import Settings
 from twin.http_source import HttpSource
 from twin.simulator import Simulator
 from twin.sources import FileSource, TwinSource

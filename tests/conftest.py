@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from controller.core.settings import Settings
 from controller.runtime import TemporalRuntime
-from controller.settings import Settings
 
 
 @pytest_asyncio.fixture(scope="session")

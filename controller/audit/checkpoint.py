@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from controller.audit.canonical import format_time, parse_time
-from controller.errors import AuditError, LedgerIntegrityError
+from controller.core.errors import AuditError, LedgerIntegrityError
 
 __all__ = [
     "Checkpoint",

@@ -29,7 +29,7 @@ from controller.audit.verify import (
     require_coverage,
     verify_log,
 )
-from controller.errors import AuditError
+from controller.core.errors import AuditError
 
 __all__ = ["EXPORT_FORMAT", "verify_export", "write_export"]
 

@@ -28,9 +28,9 @@ from controller.audit.merkle import Frontier, leaf_hash
 from controller.audit.reader import EVENTS, HEADS, LedgerReader, TreeHead, head_of, record_of, row_entry
 from controller.audit.signing import signer_from_settings
 from controller.audit.witness import CheckpointWitness, WitnessDirectory, WitnessFanout
-from controller.db import create_engine, migrate, sqlite_immediate
-from controller.errors import LedgerConflictError, LedgerIntegrityError
-from controller.settings import Settings
+from controller.core.db import create_engine, migrate, sqlite_immediate
+from controller.core.errors import LedgerConflictError, LedgerIntegrityError
+from controller.core.settings import Settings
 from workflows.audit import AuditEventConflict, AuditEventInput, AuditRecord
 
 __all__ = ["EventConflictError", "SqlAuditLedger", "TreeHead", "row_entry"]

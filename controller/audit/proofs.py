@@ -10,7 +10,7 @@ from controller.audit.canonical import entry_bytes
 from controller.audit.checkpoint import Checkpoint, NoteVerifier
 from controller.audit.ledger import SqlAuditLedger
 from controller.audit.merkle import inclusion_proof, leaf_hash, root_from_inclusion
-from controller.errors import LedgerIntegrityError
+from controller.core.errors import LedgerIntegrityError
 
 __all__ = ["PROOF_FORMAT", "InclusionProof", "prove_event", "verify_inclusion_proof"]
 

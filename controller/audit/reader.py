@@ -30,9 +30,9 @@ from controller.audit.verify import (
     require_coverage,
     verify_log,
 )
-from controller.db import create_engine
-from controller.errors import AuditError, LedgerIntegrityError, NotFoundError
-from controller.settings import Settings
+from controller.core.db import create_engine
+from controller.core.errors import AuditError, LedgerIntegrityError, NotFoundError
+from controller.core.settings import Settings
 from workflows.audit import AuditRecord, EventKind
 
 __all__ = ["LedgerReader", "TreeHead", "row_entry"]

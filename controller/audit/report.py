@@ -23,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from controller.audit.ledger import SqlAuditLedger
 from controller.audit.proofs import prove_event
-from controller.errors import NotFoundError
+from controller.core.errors import NotFoundError
 from twin import Action, describe
 from workflows.audit import AuditRecord, EventKind
 

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy.engine import make_url
 
 from controller.audit.checkpoint import NoteSigner, NoteVerifier, load_or_create_key, load_verifier
-from controller.errors import AuditError, ConfigurationError
-from controller.settings import Settings
+from controller.core.errors import AuditError, ConfigurationError
+from controller.core.settings import Settings
 
 __all__ = ["CommandSigner", "check_placement", "data_dirs", "signer_from_settings", "verifier_from_settings"]
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from controller.audit.canonical import entry_bytes, format_time
 from controller.audit.checkpoint import NoteVerifier, parse_checkpoint
 from controller.audit.merkle import Frontier, leaf_hash
-from controller.errors import LedgerIntegrityError
+from controller.core.errors import LedgerIntegrityError
 
 __all__ = [
     "HeadRecord",

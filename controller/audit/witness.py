@@ -27,7 +27,7 @@ import structlog
 
 from controller.audit.checkpoint import parse_checkpoint
 from controller.audit.verify import KeptCheckpoint
-from controller.errors import AuditError, LedgerIntegrityError
+from controller.core.errors import AuditError, LedgerIntegrityError
 from workflows.ports import Notification, NotificationKind, Notifier
 
 __all__ = [

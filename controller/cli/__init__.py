@@ -115,7 +115,7 @@ def _global_options(argv: list[str]) -> list[str]:
 
 
 def _run() -> int:
-    from controller.settings import load_settings
+    from controller.core.settings import load_settings
     from controller.telemetry import configure, shutdown_tracing, span
 
     settings = load_settings()

@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from controller.errors import TwinopsError
+from controller.core.errors import TwinopsError
 
 if TYPE_CHECKING:
-    from controller.settings import Settings
+    from controller.core.settings import Settings
     from twin.contract import Snapshot
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ class Invocation:
     def settings(self) -> Settings:
         """The settings from the environment, loaded on first use."""
         if self._settings is None:
-            from controller.settings import load_settings
+            from controller.core.settings import load_settings
 
             self._settings = load_settings()
         return self._settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from controller.cli._common import one_line
-from controller.errors import TwinopsError
+from controller.core.errors import TwinopsError
 
 # Values never echoed back: credentials, and URLs that may carry them.
 _SECRET_FIELDS = frozenset({"token", "actuator_secret", "database_url", "notifier_url", "actuator_url", "twin_url"})

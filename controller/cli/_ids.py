@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from controller.errors import AmbiguousIdError, NotFoundError
+from controller.core.errors import AmbiguousIdError, NotFoundError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -17,15 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.cli._common import console, fail, print_json, run_async, settings_of
-from controller.errors import TwinopsError
+from controller.core.errors import TwinopsError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from controller.approvals import ApprovalService
+    from controller.core.settings import Settings
     from controller.identity import Identities
     from controller.inbox import SqlApprovalInbox
-    from controller.settings import Settings
     from workflows import ApprovalResult, RemediationState
     from workflows.ports import InboxEntry
 
@@ -65,7 +65,7 @@ class _Stores:
 
 
 def _stores(settings: Settings, *, migrate_first: bool = True) -> _Stores:
-    from controller.db import create_engine, migrate
+    from controller.core.db import create_engine, migrate
     from controller.inbox import SqlApprovalInbox
 
     engine = create_engine(settings.resolved_database_url)
@@ -82,7 +82,7 @@ def _list_entries(settings: Settings, include_closed: bool) -> list[InboxEntry]:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from controller.db import migrate
+    from controller.core.db import migrate
 
     stores = _stores(settings, migrate_first=False)
     try:

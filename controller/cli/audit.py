@@ -35,7 +35,7 @@ from controller.audit import (
 from controller.audit.report import render_report
 from controller.cli._common import console, err_console, fail, print_json, settings_of
 from controller.cli._ids import remediation_ids, resolve_id
-from controller.errors import AuditError, ConfigurationError, LedgerIntegrityError, NotFoundError
+from controller.core.errors import AuditError, ConfigurationError, LedgerIntegrityError, NotFoundError
 from workflows.audit import AuditRecord, EventKind
 
 app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail (RFC 6962 log, signed checkpoints).")

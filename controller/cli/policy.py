@@ -92,7 +92,7 @@ def eval_(
     2 invalid input or engine error (unreadable file, not JSON, not a valid input
     document, engine failure or timeout).
     """
-    from controller.errors import PolicyError
+    from controller.core.errors import PolicyError
     from controller.policy import FailClosedGate, make_policy_gate
 
     try:

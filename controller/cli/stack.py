@@ -19,7 +19,7 @@ import typer
 from controller.cli._common import console, fail, invocation, settings_of
 
 if TYPE_CHECKING:
-    from controller.settings import Settings
+    from controller.core.settings import Settings
 
 app = typer.Typer(add_completion=False)
 
@@ -37,7 +37,7 @@ UP_OPTIONS: dict[str, str] = {
 
 def up_settings(**options: Any) -> Settings:
     """Settings from the environment, with the `up` options given on the command line on top."""
-    from controller.settings import Settings
+    from controller.core.settings import Settings
 
     overrides = {UP_OPTIONS[name]: value for name, value in options.items() if value is not None}
     return Settings(**overrides)
@@ -155,8 +155,8 @@ def up(
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
+    from controller.core.errors import RuntimeUnavailableError
     from controller.demo import run_demo
-    from controller.errors import RuntimeUnavailableError
 
     try:
         code = asyncio.run(run_demo(settings_of(ctx), console))

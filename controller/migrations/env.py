@@ -1,4 +1,4 @@
-"""Alembic environment: always online, on the connection `controller.db.migrate` hands over."""
+"""Alembic environment: always online, on the connection `controller.core.db.migrate` hands over."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic import context
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through controller.db.migrate(engine)")
+    raise RuntimeError("run migrations through controller.core.db.migrate(engine)")
 
 context.configure(
     connection=connection,

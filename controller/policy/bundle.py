@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.errors import PolicyConfigError, PolicyError
+from controller.core.errors import PolicyConfigError, PolicyError
 from controller.policy.config import validate_config
 
 MANIFEST = ".manifest"

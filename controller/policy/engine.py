@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import regorus
 
-from controller.errors import PolicyEvaluationError
+from controller.core.errors import PolicyEvaluationError
 from controller.policy.bundle import PolicyBundle
 from controller.policy.engine_process import UNDEFINED_JSON, EngineError, engine_error, evaluate, new_engine
 

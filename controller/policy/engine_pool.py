@@ -30,7 +30,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from controller.errors import PolicyEvaluationError
+from controller.core.errors import PolicyEvaluationError
 from controller.policy import engine_process
 from controller.policy.bundle import PolicyBundle
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from controller.errors import PolicyConfigError, PolicyEvaluationError
+from controller.core.errors import PolicyConfigError, PolicyEvaluationError
 from controller.policy.consistency import contradictions
 from workflows.policy import (
     APPROVAL_QUERY,

@@ -15,7 +15,7 @@ import aiohttp
 from opa_client import AsyncOpaClient
 from pydantic import BaseModel
 
-from controller.errors import ConfigurationError, PolicyEvaluationError
+from controller.core.errors import ConfigurationError, PolicyEvaluationError
 from controller.policy.gate import FailClosedGate
 
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.errors import PolicyError, PolicyEvaluationError
+from controller.core.errors import PolicyError, PolicyEvaluationError
 from controller.policy.bundle import PolicyBundle, load_bundle
 from controller.policy.engine import UNDEFINED_JSON, build_engine, engine_error
 

@@ -21,8 +21,8 @@ from controller.actuators import (
     sign_request,
     verify_signature,
 )
-from controller.errors import ConfigurationError
-from controller.settings import Settings
+from controller.core.errors import ConfigurationError
+from controller.core.settings import Settings
 from twin.actions import RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction
 from twin.scenario import parse_scenario
 from twin.simulator import Simulator, SimulatorSource, parse_action

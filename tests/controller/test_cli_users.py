@@ -11,10 +11,10 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner, Result
 
 from controller.cli import app as cli_app
-from controller.db import create_engine, scratch_postgres_schema
-from controller.errors import AuthenticationError
+from controller.core.db import create_engine, scratch_postgres_schema
+from controller.core.errors import AuthenticationError
+from controller.core.settings import Settings
 from controller.identity import TOKEN_PREFIX, Identities
-from controller.settings import Settings
 from tests.controller.audit.conftest import PG_URL, pg_skip_reason
 from workflows import Principal
 

@@ -1,4 +1,4 @@
-"""One exception tree: every error twinops defines derives from `TwinopsError`, as `controller.errors` draws it."""
+"""One exception tree: every error twinops defines derives from `TwinopsError`, as `controller.core.errors` draws it."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 
-import controller.errors
+import controller.core.errors
 import twinops
 from twinops import TwinopsError
 
 PACKAGES = ("twinops", "twin", "agents", "workflows", "controller")
 
-# Outside the tree on purpose, each for the reason `controller.errors` gives too.
+# Outside the tree on purpose, each for the reason `controller.core.errors` gives too.
 OUTSIDE = {
     "controller.policy.engine_process.EngineError": "the engine child process imports only stdlib and regorus",
     "controller.policy.engine_pool._AbandonedError": "a private signal that never reaches a caller",
@@ -98,7 +98,7 @@ def drawn_tree(doc: str) -> dict[str, Drawn]:
         nodes[name] = Drawn(
             parent=parent,
             also=frozenset(re.findall(r"\balso an? (\w+)", match["what"] or "")),
-            module=match["module"] or controller.errors.__name__,
+            module=match["module"] or controller.core.errors.__name__,
             last=last,
         )
         children.setdefault(parent, []).append((name, last))
@@ -116,7 +116,7 @@ def test_every_error_we_define_derives_from_the_one_root() -> None:
 
 
 def test_what_stays_outside_is_named_in_the_docstring() -> None:
-    doc = controller.errors.__doc__ or ""
+    doc = controller.core.errors.__doc__ or ""
     for name in OUTSIDE:
         assert f"`{name}`" in doc
 
@@ -135,13 +135,13 @@ def test_the_drawn_tree_is_the_real_one() -> None:
     }
     drawn = {
         name: (node.parent, node.also, node.module)
-        for name, node in drawn_tree(controller.errors.__doc__ or "").items()
+        for name, node in drawn_tree(controller.core.errors.__doc__ or "").items()
     }
     assert drawn == real
 
 
 def test_the_root_is_one_class_wherever_it_is_imported_from() -> None:
-    assert controller.errors.TwinopsError is twinops.TwinopsError is TwinopsError
+    assert controller.core.errors.TwinopsError is twinops.TwinopsError is TwinopsError
 
 
 def test_the_root_imports_nothing_of_ours_or_anyone_else() -> None:
@@ -159,7 +159,7 @@ def test_the_parser_reads_parents_bases_modules_and_last_children() -> None:
         "B": "TwinopsError",
     }
     assert tree["B"] == Drawn(parent="TwinopsError", also=frozenset({"ValueError"}), module="x.y", last=True)
-    assert tree["A"].module == "controller.errors" and not tree["A"].last and tree["AA"].last
+    assert tree["A"].module == "controller.core.errors" and not tree["A"].last and tree["AA"].last
 
 
 def test_the_parser_rejects_a_misdrawn_last_child() -> None:

@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, func, select
 
-from controller.errors import AmbiguousIdError, ConfigurationError, NotFoundError
+from controller.core.errors import AmbiguousIdError, ConfigurationError, NotFoundError
 from controller.identity import metadata as identity_metadata
 from controller.inbox import CLOSED_STATUSES, OPEN_STATUSES, SqlApprovalInbox, approval_inbox
 from controller.inbox import metadata as inbox_metadata

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from controller.errors import ConfigurationError
+from controller.core.errors import ConfigurationError
+from controller.core.settings import Settings
 from controller.notifiers import (
     FanoutNotifier,
     LogNotifier,
@@ -17,7 +18,6 @@ from controller.notifiers import (
     make_notifier,
     slack_body,
 )
-from controller.settings import Settings
 from workflows.ports import Notification, NotificationKind, Notifier, NotifierError
 
 URL = "https://hooks.example/services/T000/B000/XXXX"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
-from controller.db import create_engine
+from controller.core.db import create_engine
 from controller.identity import Identities
 from controller.runtime import TemporalRuntime
 from tests.workflows.conftest import Stack, eventually, stage_of

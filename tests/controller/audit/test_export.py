@@ -20,8 +20,8 @@ from controller.audit import (
     verify_inclusion_proof,
     write_export,
 )
-from controller.db import create_engine, migrate
-from controller.errors import LedgerIntegrityError
+from controller.core.db import create_engine, migrate
+from controller.core.errors import LedgerIntegrityError
 from tests.controller.audit.factory import remediation_trail, step_event
 
 

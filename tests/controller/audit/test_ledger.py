@@ -13,7 +13,7 @@ from controller.audit import NoteSigner, SqlAuditLedger
 from controller.audit.canonical import entry_bytes
 from controller.audit.ledger import row_entry
 from controller.audit.merkle import leaf_hash
-from controller.errors import LedgerConflictError, NotFoundError
+from controller.core.errors import LedgerConflictError, NotFoundError
 from tests.controller.audit.factory import remediation_trail, step_event
 from workflows.audit import AuditEventConflict, AuditLedger, EventKind
 

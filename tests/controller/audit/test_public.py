@@ -7,7 +7,7 @@ from pathlib import Path
 
 import controller.audit
 from controller.audit import SqlAuditLedger
-from controller.settings import Settings
+from controller.core.settings import Settings
 
 
 def test_all_is_complete_and_importable() -> None:

@@ -19,8 +19,8 @@ import pytest
 from agents import AgentState, Proposal, decide, load_desires
 from controller.audit import SqlAuditLedger
 from controller.audit.report import fmt_number, fmt_percent, render_report
+from controller.core.settings import REPO_ROOT
 from controller.live_twin import live_scenario
-from controller.settings import REPO_ROOT
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
 from workflows import check_goals, policy_proposal

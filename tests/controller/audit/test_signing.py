@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.audit import NoteSigner, SqlAuditLedger
-from controller.errors import AuditError, ConfigurationError
-from controller.settings import Settings
+from controller.core.errors import AuditError, ConfigurationError
+from controller.core.settings import Settings
 from tests.controller.audit.factory import step_event
 
 ORIGIN = "twinops.local/audit"

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from controller.audit import SqlAuditLedger
 from controller.cli.audit import app
-from controller.db import create_engine
-from controller.settings import Settings
+from controller.core.db import create_engine
+from controller.core.settings import Settings
 from tests.controller.audit.conftest import PG_URL, pg_skip_reason
 from tests.controller.audit.factory import step_event
 

@@ -23,9 +23,9 @@ from controller.audit.canonical import entry_bytes
 from controller.audit.ledger import row_entry
 from controller.audit.merkle import leaf_hash
 from controller.cli.audit import app
-from controller.errors import AuditError, LedgerIntegrityError
+from controller.core.errors import AuditError, LedgerIntegrityError
+from controller.core.settings import Settings
 from controller.notifiers import LogNotifier
-from controller.settings import Settings
 from tests.controller.audit.factory import step_event
 from tests.controller.audit.test_coverage import export_lines, reassembled
 from tests.controller.audit.test_ledger import drop_triggers, sql

@@ -10,9 +10,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from controller.audit import SqlAuditLedger
+from controller.core.settings import Settings
 from controller.notifiers import LogNotifier
 from controller.runtime import TemporalRuntime
-from controller.settings import Settings
 from controller.worker import Services, running_worker
 from tests.controller.audit.factory import step_event
 

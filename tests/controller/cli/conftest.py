@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from controller.settings import Settings
+from controller.core.settings import Settings
 from controller.telemetry import configure_logging
 
 # The live-stack fixtures of the workflow tests (a worker on a fresh task queue over fresh stores).

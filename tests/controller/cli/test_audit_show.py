@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from controller.audit import SqlAuditLedger
 from controller.cli import app
-from controller.settings import Settings
+from controller.core.settings import Settings
 from tests.controller.audit.factory import remediation_trail
 
 

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from controller.audit import SqlAuditLedger
 from controller.cli import app
-from controller.db import create_engine, migrate
-from controller.errors import AmbiguousIdError, NotFoundError
+from controller.core.db import create_engine, migrate
+from controller.core.errors import AmbiguousIdError, NotFoundError
+from controller.core.settings import Settings
 from controller.inbox import SqlApprovalInbox
-from controller.settings import Settings
 from tests.controller.audit.factory import remediation_trail, step_event
 from tests.controller.cli.test_queue import entry
 

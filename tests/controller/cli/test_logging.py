@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from controller.settings import Settings
+from controller.core.settings import Settings
 from controller.telemetry import configure_logging
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from controller.cli import app
 from controller.cli import approvals as cli_approvals
-from controller.db import create_engine, migrate
+from controller.core.db import create_engine, migrate
 from controller.inbox import SqlApprovalInbox
 from twin.actions import RestartAction, ScaleAction
 from workflows import RemediationState, Stage

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from controller.cli import app
-from controller.errors import RuntimeUnavailableError
-from controller.settings import Settings
+from controller.core.errors import RuntimeUnavailableError
+from controller.core.settings import Settings
 
 
 def test_every_up_option_names_its_variable() -> None:

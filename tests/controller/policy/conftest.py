@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from controller.settings import REPO_ROOT
+from controller.core.settings import REPO_ROOT
 
 POLICIES = REPO_ROOT / "policies"
 CASES = REPO_ROOT / "tests" / "policy_cases"

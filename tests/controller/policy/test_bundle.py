@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import controller.policy as policy
-from controller.errors import PolicyError
+from controller.core.errors import PolicyError
 from controller.policy import load_bundle, read_bundle
 from controller.policy.bundle import bundle_digest
 

@@ -263,7 +263,7 @@ async def test_opa_gate_times_out() -> None:
 
 @pytest.mark.parametrize("url", ["opa:8181", "ftp://opa", "http://opa:8181/v1/data"])
 def test_opa_gate_rejects_a_bad_url(url: str) -> None:
-    from controller.errors import ConfigurationError
+    from controller.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="TWINOPS_OPA_URL"):
         OpaPolicyGate(url)

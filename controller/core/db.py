@@ -18,11 +18,12 @@ from sqlalchemy import create_engine as _sa_create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from controller.errors import ConfigurationError
+from controller.core.errors import ConfigurationError
 
 __all__ = ["MIGRATIONS_DIR", "create_engine", "migrate", "scratch_postgres_schema", "sqlite_immediate"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Alembic's script directory is controller/migrations, beside the groups: scripts, not importable code.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # Execution option read by the SQLite begin hook: "IMMEDIATE" takes the write lock at
 # BEGIN, which is how SQLite serializes appends (a deferred BEGIN would fail late with
 # SQLITE_BUSY when two writers both upgrade from read to write).
