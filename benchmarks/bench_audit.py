@@ -22,10 +22,10 @@ from typing import Any, cast
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, Table, insert, text
 
-from controller.audit import NoteSigner, SqlAuditLedger, prove_event
-from controller.audit.canonical import canonical_json, entry_bytes, format_time
-from controller.audit.merkle import Frontier, leaf_hash
-from controller.audit.models import AuditEventRow, TreeHeadRow
+from controller.adapters.audit import NoteSigner, SqlAuditLedger, prove_event
+from controller.adapters.audit.canonical import canonical_json, entry_bytes, format_time
+from controller.adapters.audit.merkle import Frontier, leaf_hash
+from controller.adapters.audit.models import AuditEventRow, TreeHeadRow
 from controller.core.db import create_engine, migrate, scratch_postgres_schema
 from workflows.audit import AuditEventInput
 

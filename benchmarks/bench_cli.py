@@ -53,9 +53,9 @@ def _import_seconds(module: str, env: dict[str, str]) -> float:
 
 def _seed(home: Path) -> tuple[str, str]:
     """20 open proposals in the inbox and an approver's token; returns (token, one proposal id)."""
+    from controller.adapters.identity import Identities
+    from controller.adapters.inbox import SqlApprovalInbox
     from controller.core.db import create_engine, migrate
-    from controller.identity import Identities
-    from controller.inbox import SqlApprovalInbox
     from workflows.ports import InboxEntry, InboxStatus
 
     engine = create_engine(f"sqlite:///{(home / 'twinops.db').resolve()}")
@@ -84,8 +84,8 @@ def _seed(home: Path) -> tuple[str, str]:
 
 def run() -> dict[str, Any]:
     """Time the commands; see the module docstring."""
+    from controller.adapters.temporal_server import TemporalRuntime
     from controller.core.settings import Settings
-    from controller.runtime import TemporalRuntime
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

@@ -61,12 +61,12 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from agents import AgentState, Proposal, decide
-    from controller.audit import SqlAuditLedger
+    from controller.adapters.audit import SqlAuditLedger
+    from controller.adapters.inbox import SqlApprovalInbox
+    from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
+    from controller.adapters.temporal_server import TemporalRuntime
     from controller.core.settings import REPO_ROOT, Settings
-    from controller.inbox import SqlApprovalInbox
-    from controller.live_twin import WallClockSimulatorSource, live_scenario
     from controller.loop import start_agent_loop
-    from controller.runtime import TemporalRuntime
     from controller.worker import Services, StructlogContextInterceptor, activities_of
     from twin.actions import Action, ScaleAction
     from twin.contract import Snapshot

@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from controller.adapters.policy import RegoModule, RegorusPolicyGate, load_bundle
+from controller.adapters.policy.engine import build_engine
+from controller.adapters.policy.engine_pool import EnginePool
 from controller.core.settings import REPO_ROOT
-from controller.policy import RegoModule, RegorusPolicyGate, load_bundle
-from controller.policy.engine import build_engine
-from controller.policy.engine_pool import EnginePool
 from workflows.policy import SAFETY_QUERY, SafetyInput
 
 DEADLINES = (0.2, 0.5)

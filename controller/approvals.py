@@ -15,10 +15,10 @@ import structlog
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from controller.adapters.identity import Identities, Role, require
+from controller.adapters.inbox import SqlApprovalInbox
 from controller.core.errors import NotFoundError, TwinopsError
 from controller.decision_signer import DecisionSigner
-from controller.identity import Identities, Role, require
-from controller.inbox import SqlApprovalInbox
 from workflows import ApprovalResult, ApproveInput, Principal, RejectInput, RemediationState, RemediationWorkflow
 from workflows.contracts import CancelInput, SignedDecision
 from workflows.decisions import DecisionKind

@@ -21,17 +21,17 @@ from pathlib import Path
 from rich.console import Console
 from temporalio.client import Client
 
+from controller.adapters.audit import SqlAuditLedger
+from controller.adapters.identity import Identities
+from controller.adapters.inbox import SqlApprovalInbox
+from controller.adapters.live_twin import live_scenario
+from controller.adapters.telemetry import configure_logging
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.approvals import ApprovalRefusedError, ApprovalService
-from controller.audit import SqlAuditLedger
 from controller.core.db import create_engine, migrate
 from controller.core.errors import ConflictError
 from controller.core.settings import REPO_ROOT, Settings
-from controller.identity import Identities
-from controller.inbox import SqlApprovalInbox
-from controller.live_twin import live_scenario
 from controller.loop import start_agent_loop, stop_agent_loop
-from controller.runtime import TemporalRuntime
-from controller.telemetry import configure_logging
 from controller.worker import Services, running_worker, worker_options
 from twin.actions import describe
 from twin.scenario import load_scenario

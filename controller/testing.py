@@ -28,9 +28,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from agents import Desires, load_desires
-from controller.audit import EventConflictError
-from controller.audit.canonical import entry_bytes, entry_fields
-from controller.audit.merkle import leaf_hash
+from controller.adapters.audit import EventConflictError
+from controller.adapters.audit.canonical import entry_bytes, entry_fields
+from controller.adapters.audit.merkle import leaf_hash
 from controller.decision_signer import DecisionSigner
 from controller.worker import Services, build_worker
 from twin.actions import Action, RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction, describe

@@ -28,17 +28,17 @@ from temporalio.worker import (
 )
 
 from agents import Desires, load_desires
-from controller.action_history import LedgerActionHistory
-from controller.actuators import make_actuator
-from controller.audit import NotifierWitness, SqlAuditLedger
+from controller.adapters.action_history import LedgerActionHistory
+from controller.adapters.actuators import make_actuator
+from controller.adapters.audit import NotifierWitness, SqlAuditLedger
+from controller.adapters.inbox import SqlApprovalInbox
+from controller.adapters.live_twin import WallClockSimulatorSource
+from controller.adapters.notifiers import make_notifier
+from controller.adapters.policy import make_policy_gate
 from controller.core.db import create_engine, migrate
 from controller.core.errors import ConfigurationError
 from controller.core.settings import Settings
 from controller.decision_signer import DecisionSigner
-from controller.inbox import SqlApprovalInbox
-from controller.live_twin import WallClockSimulatorSource
-from controller.notifiers import make_notifier
-from controller.policy import make_policy_gate
 from twin.http_source import HttpSource
 from twin.simulator import Simulator
 from twin.sources import FileSource, TwinSource

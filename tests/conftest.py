@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.core.settings import Settings
-from controller.runtime import TemporalRuntime
 
 
 @pytest_asyncio.fixture(scope="session")

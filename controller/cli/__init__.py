@@ -115,8 +115,8 @@ def _global_options(argv: list[str]) -> list[str]:
 
 
 def _run() -> int:
+    from controller.adapters.telemetry import configure, shutdown_tracing, span
     from controller.core.settings import load_settings
-    from controller.telemetry import configure, shutdown_tracing, span
 
     settings = load_settings()
     configure(settings, verbose="--verbose" in _global_options(sys.argv[1:]))

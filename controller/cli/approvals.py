@@ -22,10 +22,10 @@ from controller.core.errors import TwinopsError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from controller.adapters.identity import Identities
+    from controller.adapters.inbox import SqlApprovalInbox
     from controller.approvals import ApprovalService
     from controller.core.settings import Settings
-    from controller.identity import Identities
-    from controller.inbox import SqlApprovalInbox
     from workflows import ApprovalResult, RemediationState
     from workflows.ports import InboxEntry
 
@@ -50,7 +50,7 @@ class _Stores:
     @cached_property
     def identities(self) -> Identities:
         """The user store (imported only by the commands that authenticate)."""
-        from controller.identity import Identities
+        from controller.adapters.identity import Identities
 
         return Identities(self.engine)
 
@@ -65,8 +65,8 @@ class _Stores:
 
 
 def _stores(settings: Settings, *, migrate_first: bool = True) -> _Stores:
+    from controller.adapters.inbox import SqlApprovalInbox
     from controller.core.db import create_engine, migrate
-    from controller.inbox import SqlApprovalInbox
 
     engine = create_engine(settings.resolved_database_url)
     if migrate_first:
@@ -93,9 +93,9 @@ def _list_entries(settings: Settings, include_closed: bool) -> list[InboxEntry]:
 
 
 async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
+    from controller.adapters.temporal_server import connect
     from controller.approvals import ApprovalService
     from controller.decision_signer import DecisionSigner
-    from controller.runtime import connect
 
     signer = DecisionSigner.from_file(settings.resolved_approval_key)
     return ApprovalService(await connect(settings), stores.inbox, stores.identities, signer)

@@ -18,7 +18,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from controller.audit import (
+from controller.adapters.audit import (
     InclusionProof,
     KeptCheckpoint,
     LedgerReader,
@@ -32,7 +32,7 @@ from controller.audit import (
     verify_inclusion_proof,
     write_export,
 )
-from controller.audit.report import render_report
+from controller.adapters.audit.report import render_report
 from controller.cli._common import console, err_console, fail, print_json, settings_of
 from controller.cli._ids import remediation_ids, resolve_id
 from controller.core.errors import AuditError, ConfigurationError, LedgerIntegrityError, NotFoundError

@@ -18,7 +18,7 @@ import typer
 from controller.cli._common import console, fail, print_json, settings_of
 
 if TYPE_CHECKING:
-    from controller.policy import FailClosedGate
+    from controller.adapters.policy import FailClosedGate
     from workflows.policy import ApprovalDecision, Reason, SafetyDecision
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate and test the Rego policy bundle.")
@@ -92,8 +92,8 @@ def eval_(
     2 invalid input or engine error (unreadable file, not JSON, not a valid input
     document, engine failure or timeout).
     """
+    from controller.adapters.policy import FailClosedGate, make_policy_gate
     from controller.core.errors import PolicyError
-    from controller.policy import FailClosedGate, make_policy_gate
 
     try:
         document = json.loads(input_file.read_text(encoding="utf-8"))
@@ -125,7 +125,7 @@ def test(
     verbose: Annotated[bool, typer.Option("--verbose/--quiet", "-v/-q", help="list passing tests too")] = True,
 ) -> None:
     """Run every test_* rule of the bundle with regorus, like `opa test`; exit 1 when any fails."""
-    from controller.policy import format_report, run_rego_tests
+    from controller.adapters.policy import format_report, run_rego_tests
 
     report = run_rego_tests(policies_dir or settings_of(ctx).policies_dir)
     typer.echo(format_report(report, verbose=verbose))

@@ -44,10 +44,10 @@ def up_settings(**options: Any) -> Settings:
 
 
 async def _serve_forever(settings: Settings, log_file: Path) -> None:
+    from controller.adapters.notifiers import ConsoleNotifier, FanoutNotifier
+    from controller.adapters.temporal_server import TemporalRuntime
     from controller.cli.worker import close_services, wait_for_shutdown
     from controller.loop import start_agent_loop
-    from controller.notifiers import ConsoleNotifier, FanoutNotifier
-    from controller.runtime import TemporalRuntime
     from controller.worker import Services, running_worker, worker_options
 
     # Temporal first: when it cannot be had, nothing else (policy engine processes) is started.
@@ -136,7 +136,7 @@ def up(
     ] = None,
 ) -> None:
     """Start the embedded stack (Temporal dev server with SQLite under TWINOPS_HOME) and wait."""
-    from controller.telemetry import configure_logging
+    from controller.adapters.telemetry import configure_logging
 
     settings = up_settings(
         scenario=scenario,

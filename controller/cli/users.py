@@ -18,11 +18,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from controller.adapters.identity import Identities, Role, require
 from controller.cli._common import console, err_console, fail, print_json, settings_of
 from controller.core.db import create_engine, migrate
 from controller.core.errors import AuthenticationError, TwinopsError
 from controller.core.settings import Settings
-from controller.identity import Identities, Role, require
 from workflows import Principal
 
 app = typer.Typer(no_args_is_help=True, help="Manage users (viewer, approver, admin) and their API tokens.")

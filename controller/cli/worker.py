@@ -41,7 +41,7 @@ def worker(
     task_queue: Annotated[str | None, typer.Option("--task-queue", help="default from settings")] = None,
 ) -> None:
     """Run the workflows and activities on a task queue until SIGINT/SIGTERM."""
-    from controller.runtime import connect
+    from controller.adapters.temporal_server import connect
     from controller.worker import Services, running_worker, worker_options
 
     settings = settings_of(ctx)

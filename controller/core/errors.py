@@ -23,7 +23,7 @@ TwinopsError                     the root, re-exported here                     
  │    └── PolicyConfigError      the bundle's data.json lacks a setting or mistypes it; names it
  ├── AuditError                  audit ledger problems
  │    ├── LedgerConflictError    same event id appended with different content
- │    │    └── EventConflictError  what the SQL ledger raises (also an AuditEventConflict)  [controller.audit.ledger]
+ │    │    └── EventConflictError  the SQL ledger's (also an AuditEventConflict)  [controller.adapters.audit.ledger]
  │    └── LedgerIntegrityError   verification found tampering
  ├── NotFoundError               unknown id (remediation, event, user, playbook)
  │    └── AmbiguousIdError       an id prefix that matches more than one thing
@@ -33,9 +33,9 @@ TwinopsError                     the root, re-exported here                     
  └── AuthorizationError          authenticated, but the role is too low (also a PermissionError)
 
 Outside the tree, on purpose (tests/controller/test_errors.py holds the same list):
-- `controller.policy.engine_process.EngineError`: the engine's child process imports only the
-  standard library and regorus; `controller.policy.engine` turns it into PolicyEvaluationError.
-- `controller.policy.engine_pool._AbandonedError`: a private signal for a request nobody waits
+- `controller.adapters.policy.engine_process.EngineError`: the engine's child process imports only the
+  standard library and regorus; `controller.adapters.policy.engine` turns it into PolicyEvaluationError.
+- `controller.adapters.policy.engine_pool._AbandonedError`: a private signal for a request nobody waits
   for any more; it never reaches a caller.
 """
 

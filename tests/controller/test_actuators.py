@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.actuators import (
+from controller.adapters.actuators import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SimulatorActuator,

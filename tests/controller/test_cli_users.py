@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner, Result
 
+from controller.adapters.identity import TOKEN_PREFIX, Identities
 from controller.cli import app as cli_app
 from controller.core.db import create_engine, scratch_postgres_schema
 from controller.core.errors import AuthenticationError
 from controller.core.settings import Settings
-from controller.identity import TOKEN_PREFIX, Identities
 from tests.controller.audit.conftest import PG_URL, pg_skip_reason
 from workflows import Principal
 

@@ -19,8 +19,8 @@ PACKAGES = ("twinops", "twin", "agents", "workflows", "controller")
 
 # Outside the tree on purpose, each for the reason `controller.core.errors` gives too.
 OUTSIDE = {
-    "controller.policy.engine_process.EngineError": "the engine child process imports only stdlib and regorus",
-    "controller.policy.engine_pool._AbandonedError": "a private signal that never reaches a caller",
+    "controller.adapters.policy.engine_process.EngineError": "the engine child process imports only stdlib and regorus",
+    "controller.adapters.policy.engine_pool._AbandonedError": "a private signal that never reaches a caller",
 }
 
 _NODE = re.compile(r"^(?P<indent>[ │├└─]*)(?P<name>[A-Za-z_]\w*)(?:\s+(?P<what>.*?))?(?:\s+\[(?P<module>[\w.]+)\])?$")

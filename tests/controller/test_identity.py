@@ -14,11 +14,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, MetaData, inspect, select, text
 
+from controller.adapters.identity import TOKEN_PREFIX, Identities, Role, hash_token, require
+from controller.adapters.policy import RegorusPolicyGate, load_bundle
 from controller.core.db import MIGRATIONS_DIR, sqlite_immediate
 from controller.core.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError, TwinopsError
 from controller.core.settings import REPO_ROOT
-from controller.identity import TOKEN_PREFIX, Identities, Role, hash_token, require
-from controller.policy import RegorusPolicyGate, load_bundle
 from tests.controller.audit import conftest as audit_db
 from workflows.contracts import Principal
 from workflows.policy import ApprovalDecision, ApprovalInput

@@ -11,10 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, func, select
 
+from controller.adapters.identity import metadata as identity_metadata
+from controller.adapters.inbox import CLOSED_STATUSES, OPEN_STATUSES, SqlApprovalInbox, approval_inbox
+from controller.adapters.inbox import metadata as inbox_metadata
 from controller.core.errors import AmbiguousIdError, ConfigurationError, NotFoundError
-from controller.identity import metadata as identity_metadata
-from controller.inbox import CLOSED_STATUSES, OPEN_STATUSES, SqlApprovalInbox, approval_inbox
-from controller.inbox import metadata as inbox_metadata
 from tests.controller.audit import conftest as audit_db
 from workflows.ports import ApprovalInbox, InboxEntry, InboxStatus
 

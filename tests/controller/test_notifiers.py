@@ -9,15 +9,15 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from controller.core.errors import ConfigurationError
-from controller.core.settings import Settings
-from controller.notifiers import (
+from controller.adapters.notifiers import (
     FanoutNotifier,
     LogNotifier,
     WebhookNotifier,
     make_notifier,
     slack_body,
 )
+from controller.core.errors import ConfigurationError
+from controller.core.settings import Settings
 from workflows.ports import Notification, NotificationKind, Notifier, NotifierError
 
 URL = "https://hooks.example/services/T000/B000/XXXX"

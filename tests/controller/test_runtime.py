@@ -9,9 +9,9 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from controller.adapters.temporal_server import TemporalRuntime, find_temporal_binary
 from controller.core.errors import RuntimeUnavailableError
 from controller.core.settings import Settings
-from controller.runtime import TemporalRuntime, find_temporal_binary
 from tests.controller.greeting import GreetingWorkflow, greet
 
 pytestmark = pytest.mark.integration

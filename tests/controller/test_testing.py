@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from agents import AgentState, Proposal, decide, load_desires
-from controller.audit import EventConflictError
+from controller.adapters.audit import EventConflictError
 from controller.testing import (
     FakeActuator,
     FakeApprovalInbox,

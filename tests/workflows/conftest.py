@@ -22,10 +22,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from agents import AgentState, Desires, Proposal, decide
+from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.core.settings import REPO_ROOT, Settings
 from controller.decision_signer import DecisionSigner
-from controller.live_twin import WallClockSimulatorSource, live_scenario
-from controller.runtime import TemporalRuntime
 from controller.worker import Services, build_worker
 from twin.scenario import load_scenario
 from twin.simulator import Simulator

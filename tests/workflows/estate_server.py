@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from controller.actuators import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from controller.live_twin import WallClockSimulatorSource
+from controller.adapters.actuators import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from controller.adapters.live_twin import WallClockSimulatorSource
 from twin.actions import Action
 from twin.simulator import Simulator
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
+from controller.adapters.identity import Identities
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.core.db import create_engine
-from controller.identity import Identities
-from controller.runtime import TemporalRuntime
 from tests.workflows.conftest import Stack, eventually, stage_of
 from workflows import RemediationInput, RemediationResult, RemediationWorkflow, Stage, Timeouts
 from workflows.policy import Requester

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from agents import AgentState, decide, load_desires
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.core.settings import Settings
 from controller.decision_signer import DecisionSigner
-from controller.runtime import TemporalRuntime
 from controller.worker import Services, build_worker
 from tests.workflows.conftest import eventually, make_simulator, policies_without_freezes, signed_update, stage_of
 from tests.workflows.estate_server import EstateServer

@@ -20,10 +20,10 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from agents import AgentState, decide
+from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.core.settings import Settings
 from controller.decision_signer import DecisionSigner
-from controller.live_twin import WallClockSimulatorSource, live_scenario
-from controller.runtime import TemporalRuntime
 from controller.worker import Services, activities_of, build_worker
 from tests.workflows.conftest import RecordingNotifier, Stack, eventually, policies_without_freezes, signed_update
 from tests.workflows.test_remediation import ALICE, BOB, CAROL, approve_until_quorum, start, wait_stage

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, text
 
-from controller.audit import NoteSigner, SqlAuditLedger
+from controller.adapters.audit import NoteSigner, SqlAuditLedger
 from controller.core.db import create_engine, migrate, scratch_postgres_schema
 
 PG_URL = os.environ.get("TWINOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc, text
 
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
 from tests.controller.audit.factory import step_event
 
 _COLUMNS = "seq, event_id, time, remediation_id, workflow_id, run_id, actor, kind, target_nodes, payload, leaf_hash"

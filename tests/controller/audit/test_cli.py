@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
 from controller.cli.audit import app
 from controller.core.db import create_engine
 from controller.core.settings import Settings

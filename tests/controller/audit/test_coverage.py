@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from controller.audit import SqlAuditLedger, VerificationReport, verify_export, write_export
-from controller.audit.canonical import canonical_json, entry_bytes, entry_fields
-from controller.audit.ledger import row_entry
-from controller.audit.merkle import leaf_hash
+from controller.adapters.audit import SqlAuditLedger, VerificationReport, verify_export, write_export
+from controller.adapters.audit.canonical import canonical_json, entry_bytes, entry_fields
+from controller.adapters.audit.ledger import row_entry
+from controller.adapters.audit.merkle import leaf_hash
 from tests.controller.audit.factory import T0, step_event
 from tests.controller.audit.test_ledger import drop_triggers, sql
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from controller.audit.canonical import canonical_json, entry_bytes, entry_fields
+from controller.adapters.audit.canonical import canonical_json, entry_bytes, entry_fields
 from tests.controller.audit.factory import T0, remediation_trail
 from workflows.audit import PAYLOAD_MODELS, AuditEventInput, EventKind, ProposedPayload
 

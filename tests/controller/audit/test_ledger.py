@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, exc, text
 
-from controller.audit import NoteSigner, SqlAuditLedger
-from controller.audit.canonical import entry_bytes
-from controller.audit.ledger import row_entry
-from controller.audit.merkle import leaf_hash
+from controller.adapters.audit import NoteSigner, SqlAuditLedger
+from controller.adapters.audit.canonical import entry_bytes
+from controller.adapters.audit.ledger import row_entry
+from controller.adapters.audit.merkle import leaf_hash
 from controller.core.errors import LedgerConflictError, NotFoundError
 from tests.controller.audit.factory import remediation_trail, step_event
 from workflows.audit import AuditEventConflict, AuditLedger, EventKind
@@ -189,7 +189,7 @@ def test_tamper_head_signed_by_another_key(ledger: SqlAuditLedger) -> None:
     drop_triggers(ledger.engine)
     mallory = NoteSigner(ledger.origin, Ed25519PrivateKey.generate())
     head = ledger.heads()[-1]
-    from controller.audit.canonical import parse_time
+    from controller.adapters.audit.canonical import parse_time
 
     forged = mallory.sign_checkpoint(
         ledger.origin, head.tree_size, bytes.fromhex(head.root_hash), parse_time(head.time)

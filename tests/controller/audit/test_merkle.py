@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from controller.audit.merkle import (
+from controller.adapters.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
     consistency_proof,

@@ -5,18 +5,18 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-import controller.audit
-from controller.audit import SqlAuditLedger
+import controller.adapters.audit
+from controller.adapters.audit import SqlAuditLedger
 from controller.core.settings import Settings
 
 
 def test_all_is_complete_and_importable() -> None:
-    public = {n for n in dir(controller.audit) if not n.startswith("_")}
+    public = {n for n in dir(controller.adapters.audit) if not n.startswith("_")}
     modules = {"canonical", "checkpoint", "export", "ledger", "merkle", "models", "proofs", "verify", "report"}
     modules |= {"reader", "signing", "witness"}
-    assert set(controller.audit.__all__) == public - modules
-    for name in controller.audit.__all__:
-        assert getattr(controller.audit, name).__doc__, name
+    assert set(controller.adapters.audit.__all__) == public - modules
+    for name in controller.adapters.audit.__all__:
+        assert getattr(controller.adapters.audit, name).__doc__, name
 
 
 def test_key_is_created_private_once_and_reused(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from agents import AgentState, Proposal, decide, load_desires
-from controller.audit import SqlAuditLedger
-from controller.audit.report import fmt_number, fmt_percent, render_report
+from controller.adapters.audit import SqlAuditLedger
+from controller.adapters.audit.report import fmt_number, fmt_percent, render_report
+from controller.adapters.live_twin import live_scenario
 from controller.core.settings import REPO_ROOT
-from controller.live_twin import live_scenario
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
 from workflows import check_goals, policy_proposal

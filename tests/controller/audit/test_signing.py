@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from controller.audit import NoteSigner, SqlAuditLedger
+from controller.adapters.audit import NoteSigner, SqlAuditLedger
 from controller.core.errors import AuditError, ConfigurationError
 from controller.core.settings import Settings
 from tests.controller.audit.factory import step_event

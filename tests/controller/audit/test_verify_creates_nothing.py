@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
 from controller.cli.audit import app
 from controller.core.db import create_engine
 from controller.core.settings import Settings
@@ -130,7 +130,7 @@ def test_an_existing_ledger_still_verifies_with_the_key_beside_it_or_a_given_one
 def _public_key_file(where: Path) -> Path:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from controller.audit import NoteSigner
+    from controller.adapters.audit import NoteSigner
 
     where.mkdir(parents=True, exist_ok=True)
     path = where / "audit.pub"

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
-from controller.audit import (
+from controller.adapters.audit import (
     KeptCheckpoint,
     LedgerReader,
     NotifierWitness,
@@ -19,13 +19,13 @@ from controller.audit import (
     read_witness_dir,
     verify_export,
 )
-from controller.audit.canonical import entry_bytes
-from controller.audit.ledger import row_entry
-from controller.audit.merkle import leaf_hash
+from controller.adapters.audit.canonical import entry_bytes
+from controller.adapters.audit.ledger import row_entry
+from controller.adapters.audit.merkle import leaf_hash
+from controller.adapters.notifiers import LogNotifier
 from controller.cli.audit import app
 from controller.core.errors import AuditError, LedgerIntegrityError
 from controller.core.settings import Settings
-from controller.notifiers import LogNotifier
 from tests.controller.audit.factory import step_event
 from tests.controller.audit.test_coverage import export_lines, reassembled
 from tests.controller.audit.test_ledger import drop_triggers, sql

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
+from controller.adapters.notifiers import LogNotifier
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.core.settings import Settings
-from controller.notifiers import LogNotifier
-from controller.runtime import TemporalRuntime
 from controller.worker import Services, running_worker
 from tests.controller.audit.factory import step_event
 

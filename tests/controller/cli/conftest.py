@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from controller.adapters.telemetry import configure_logging
 from controller.core.settings import Settings
-from controller.telemetry import configure_logging
 
 # The live-stack fixtures of the workflow tests (a worker on a fresh task queue over fresh stores).
 from tests.workflows.conftest import scenario, stack  # noqa: F401 - fixtures for test_decisions

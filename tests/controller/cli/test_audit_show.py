@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
 from controller.cli import app
 from controller.core.settings import Settings
 from tests.controller.audit.factory import remediation_trail

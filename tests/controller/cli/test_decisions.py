@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from controller.runtime import TemporalRuntime
+from controller.adapters.temporal_server import TemporalRuntime
 from tests.workflows.conftest import Stack, eventually, stage_of
 from tests.workflows.test_cli_loop import started, twinops, users
 

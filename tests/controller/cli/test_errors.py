@@ -55,8 +55,8 @@ def test_up_against_no_temporal_is_one_line_every_time(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", [["show", "p-1"], ["approve", "p-1"], ["worker"]])
 def test_other_commands_against_no_temporal_are_one_line(tmp_path: Path, command: list[str]) -> None:
     # show/approve resolve the id first: give them one to find.
+    from controller.adapters.inbox import SqlApprovalInbox
     from controller.core.db import create_engine, migrate
-    from controller.inbox import SqlApprovalInbox
     from tests.controller.cli.test_queue import entry
 
     engine = create_engine(f"sqlite:///{tmp_path / 'twinops.db'}")

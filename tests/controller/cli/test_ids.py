@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
+from controller.adapters.inbox import SqlApprovalInbox
 from controller.cli import app
 from controller.core.db import create_engine, migrate
 from controller.core.errors import AmbiguousIdError, NotFoundError
 from controller.core.settings import Settings
-from controller.inbox import SqlApprovalInbox
 from tests.controller.audit.factory import remediation_trail, step_event
 from tests.controller.cli.test_queue import entry
 

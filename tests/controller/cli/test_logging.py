@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from controller.adapters.telemetry import configure_logging
 from controller.core.settings import Settings
-from controller.telemetry import configure_logging
 
 
 class Stderr:

@@ -12,10 +12,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from controller.adapters.inbox import SqlApprovalInbox
 from controller.cli import app
 from controller.cli import approvals as cli_approvals
 from controller.core.db import create_engine, migrate
-from controller.inbox import SqlApprovalInbox
 from twin.actions import RestartAction, ScaleAction
 from workflows import RemediationState, Stage
 from workflows.contracts import StepState

@@ -50,7 +50,7 @@ def busy_port() -> socket.socket:
 
 
 def test_the_ui_port_is_the_one_used_last_time_when_free(tmp_path: Path) -> None:
-    from controller.runtime import DEFAULT_UI_PORT, choose_ui_port, free_port
+    from controller.adapters.temporal_server import DEFAULT_UI_PORT, choose_ui_port, free_port
 
     settings = Settings(home=tmp_path)
     remembered = free_port()
@@ -63,7 +63,7 @@ def test_the_ui_port_is_the_one_used_last_time_when_free(tmp_path: Path) -> None
 
 
 def test_a_configured_ui_port_that_is_taken_is_a_clear_error(tmp_path: Path) -> None:
-    from controller.runtime import choose_ui_port
+    from controller.adapters.temporal_server import choose_ui_port
 
     with busy_port() as taken:
         port = taken.getsockname()[1]
@@ -73,7 +73,7 @@ def test_a_configured_ui_port_that_is_taken_is_a_clear_error(tmp_path: Path) -> 
 
 @pytest.mark.integration
 async def test_the_ui_keeps_its_port_across_restarts(tmp_path: Path) -> None:
-    from controller.runtime import TemporalRuntime
+    from controller.adapters.temporal_server import TemporalRuntime
 
     settings = Settings(home=tmp_path, temporal_ui=True)
     async with TemporalRuntime(settings) as rt:
@@ -84,7 +84,7 @@ async def test_the_ui_keeps_its_port_across_restarts(tmp_path: Path) -> None:
 
 
 async def test_up_prints_notifications_as_sentences() -> None:
-    from controller.notifiers import ConsoleNotifier
+    from controller.adapters.notifiers import ConsoleNotifier
     from tests.controller.test_notifiers import ESCALATED
 
     lines: list[str] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.runtime import TemporalRuntime
+from controller.adapters.temporal_server import TemporalRuntime
 from tests.controller.cli.conftest import TWINOPS, cli_env
 
 pytestmark = pytest.mark.integration

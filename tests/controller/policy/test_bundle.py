@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import controller.policy as policy
+import controller.adapters.policy as policy
+from controller.adapters.policy import load_bundle, read_bundle
+from controller.adapters.policy.bundle import bundle_digest
 from controller.core.errors import PolicyError
-from controller.policy import load_bundle, read_bundle
-from controller.policy.bundle import bundle_digest
 
 from .conftest import POLICIES, MakeBundle
 

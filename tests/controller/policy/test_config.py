@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import regorus
 
+from controller.adapters.policy import RefusingGate, RegorusPolicyGate, load_bundle, make_policy_gate, read_bundle
+from controller.adapters.policy.engine import build_engine
 from controller.core.errors import PolicyConfigError
 from controller.core.settings import Settings
-from controller.policy import RefusingGate, RegorusPolicyGate, load_bundle, make_policy_gate, read_bundle
-from controller.policy.engine import build_engine
 from workflows.policy import APPROVAL_QUERY, SAFETY_QUERY, ApprovalInput, SafetyInput
 
 from .conftest import CASES, POLICIES, REPO_DATA, MakeBundle

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from controller.adapters.policy import OpaPolicyGate, RegorusPolicyGate, make_policy_gate
 from controller.core.settings import Settings
-from controller.policy import OpaPolicyGate, RegorusPolicyGate, make_policy_gate
 from twin.contract import Node
 from workflows.policy import (
     AffectedNode,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.policy import RegorusPolicyGate, load_bundle
+from controller.adapters.policy import RegorusPolicyGate, load_bundle
 from workflows.policy import SafetyDecision, SafetyInput
 
 from .conftest import MakeBundle

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import structlog
 
-from controller.policy import OpaPolicyGate, RegorusPolicyGate, load_bundle
+from controller.adapters.policy import OpaPolicyGate, RegorusPolicyGate, load_bundle
 from workflows.policy import ApprovalInput, SafetyDecision, SafetyInput
 
 from .conftest import CASES, MakeBundle
@@ -136,7 +136,7 @@ def _approval_gate(make_bundle: MakeBundle, body: Any) -> RegorusPolicyGate:
 
 
 def test_the_coherent_approval_fixture_is_accepted() -> None:
-    from controller.policy.consistency import contradictions
+    from controller.adapters.policy.consistency import contradictions
     from workflows.policy import ApprovalDecision
 
     assert contradictions(ApprovalDecision.model_validate(_MET)) == []

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from controller.policy import FailClosedGate, OpaPolicyGate, RegorusPolicyGate, load_bundle
+from controller.adapters.policy import FailClosedGate, OpaPolicyGate, RegorusPolicyGate, load_bundle
 from workflows.policy import ApprovalDecision, SafetyDecision
 
 from .conftest import CASES, POLICIES
@@ -102,7 +102,7 @@ def test_case_on_embedded_opa(embedded_opa: Any, path: Path) -> None:
 
 
 def test_rego_tests_pass_on_embedded_opa(embedded_opa: Any) -> None:
-    from controller.policy import discover_tests
+    from controller.adapters.policy import discover_tests
 
     failed = [name for _, name in discover_tests(load_bundle(POLICIES))
               if embedded_opa.eval_document(name.removeprefix("data."), None) is not True]  # fmt: skip

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from controller.adapters.policy import format_report, run_rego_tests
 from controller.cli.policy import app
-from controller.policy import format_report, run_rego_tests
 
 from .conftest import POLICIES, MakeBundle
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controller.policy.bundle import PolicyBundle, load_bundle
-from controller.policy.engine_pool import EnginePool
-from controller.policy.gate import FailClosedGate
+from controller.adapters.policy.bundle import PolicyBundle, load_bundle
+from controller.adapters.policy.engine_pool import EnginePool
+from controller.adapters.policy.gate import FailClosedGate
 
 
 class RegorusPolicyGate(FailClosedGate):

@@ -1,10 +1,10 @@
 """One regorus engine in a child process, fed requests over its stdin and answering on its stdout.
 
-The parent (`controller.policy.engine_pool`) starts this file with `python -I <path>`
+The parent (`controller.adapters.policy.engine_pool`) starts this file with `python -I <path>`
 rather than `-m`, so the child imports nothing but the standard library and
-regorus (importing the `controller.policy` package would cost a second per
+regorus (importing the `controller.adapters.policy` package would cost a second per
 replacement). For the same reason the helpers the parent shares live here and
-`controller.policy.engine` imports them.
+`controller.adapters.policy.engine` imports them.
 
 Wire format: every message is a frame, a 4-byte big-endian length then that many bytes.
 - parent -> child, once: JSON {"modules": [[path, source], ...], "data_json": "..."}

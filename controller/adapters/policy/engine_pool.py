@@ -30,9 +30,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from controller.adapters.policy import engine_process
+from controller.adapters.policy.bundle import PolicyBundle
 from controller.core.errors import PolicyEvaluationError
-from controller.policy import engine_process
-from controller.policy.bundle import PolicyBundle
 
 CHILD = Path(engine_process.__file__).resolve()
 # Seconds to wait for a killed or closed child to be reaped.

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.audit.canonical import entry_bytes
-from controller.audit.checkpoint import Checkpoint, NoteVerifier
-from controller.audit.ledger import SqlAuditLedger
-from controller.audit.merkle import inclusion_proof, leaf_hash, root_from_inclusion
+from controller.adapters.audit.canonical import entry_bytes
+from controller.adapters.audit.checkpoint import Checkpoint, NoteVerifier
+from controller.adapters.audit.ledger import SqlAuditLedger
+from controller.adapters.audit.merkle import inclusion_proof, leaf_hash, root_from_inclusion
 from controller.core.errors import LedgerIntegrityError
 
 __all__ = ["PROOF_FORMAT", "InclusionProof", "prove_event", "verify_inclusion_proof"]

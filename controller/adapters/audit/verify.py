@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from controller.audit.canonical import entry_bytes, format_time
-from controller.audit.checkpoint import NoteVerifier, parse_checkpoint
-from controller.audit.merkle import Frontier, leaf_hash
+from controller.adapters.audit.canonical import entry_bytes, format_time
+from controller.adapters.audit.checkpoint import NoteVerifier, parse_checkpoint
+from controller.adapters.audit.merkle import Frontier, leaf_hash
 from controller.core.errors import LedgerIntegrityError
 
 __all__ = [

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import regorus
 
+from controller.adapters.policy.bundle import PolicyBundle
+from controller.adapters.policy.engine_process import UNDEFINED_JSON, EngineError, engine_error, evaluate, new_engine
 from controller.core.errors import PolicyEvaluationError
-from controller.policy.bundle import PolicyBundle
-from controller.policy.engine_process import UNDEFINED_JSON, EngineError, engine_error, evaluate, new_engine
 
 __all__ = ["UNDEFINED_JSON", "build_engine", "engine_error", "evaluate_json"]
 

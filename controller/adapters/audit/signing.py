@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.engine import make_url
 
-from controller.audit.checkpoint import NoteSigner, NoteVerifier, load_or_create_key, load_verifier
+from controller.adapters.audit.checkpoint import NoteSigner, NoteVerifier, load_or_create_key, load_verifier
 from controller.core.errors import AuditError, ConfigurationError
 from controller.core.settings import Settings
 

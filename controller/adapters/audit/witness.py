@@ -25,8 +25,8 @@ from typing import Protocol
 
 import structlog
 
-from controller.audit.checkpoint import parse_checkpoint
-from controller.audit.verify import KeptCheckpoint
+from controller.adapters.audit.checkpoint import parse_checkpoint
+from controller.adapters.audit.verify import KeptCheckpoint
 from controller.core.errors import AuditError, LedgerIntegrityError
 from workflows.ports import Notification, NotificationKind, Notifier
 

@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from controller.audit.canonical import format_time, parse_time
+from controller.adapters.audit.canonical import format_time, parse_time
 from controller.core.errors import AuditError, LedgerIntegrityError
 
 __all__ = [

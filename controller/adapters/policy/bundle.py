@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.adapters.policy.config import validate_config
 from controller.core.errors import PolicyConfigError, PolicyError
-from controller.policy.config import validate_config
 
 MANIFEST = ".manifest"
 DATA_FILE = "data.json"

@@ -6,14 +6,14 @@ ledger for verification without creating anything. Signed heads are also publish
 witnesses (`WitnessDirectory`, `NotifierWitness`) that a database rewrite cannot reach.
 """
 
-from controller.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, load_or_create_key, load_verifier
-from controller.audit.export import EXPORT_FORMAT, verify_export, write_export
-from controller.audit.ledger import EventConflictError, SqlAuditLedger, TreeHead
-from controller.audit.proofs import PROOF_FORMAT, InclusionProof, prove_event, verify_inclusion_proof
-from controller.audit.reader import LedgerReader
-from controller.audit.signing import CommandSigner
-from controller.audit.verify import HeadRecord, KeptCheckpoint, Problem, VerificationReport, verify_log
-from controller.audit.witness import CheckpointWitness, NotifierWitness, WitnessDirectory, read_witness_dir
+from controller.adapters.audit.checkpoint import Checkpoint, NoteSigner, NoteVerifier, load_or_create_key, load_verifier
+from controller.adapters.audit.export import EXPORT_FORMAT, verify_export, write_export
+from controller.adapters.audit.ledger import EventConflictError, SqlAuditLedger, TreeHead
+from controller.adapters.audit.proofs import PROOF_FORMAT, InclusionProof, prove_event, verify_inclusion_proof
+from controller.adapters.audit.reader import LedgerReader
+from controller.adapters.audit.signing import CommandSigner
+from controller.adapters.audit.verify import HeadRecord, KeptCheckpoint, Problem, VerificationReport, verify_log
+from controller.adapters.audit.witness import CheckpointWitness, NotifierWitness, WitnessDirectory, read_witness_dir
 
 __all__ = [
     "EXPORT_FORMAT",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import structlog
 
+from controller.adapters.policy.bundle import check_config, read_bundle
+from controller.adapters.policy.gate import RefusingGate
+from controller.adapters.policy.opa_gate import OpaPolicyGate
+from controller.adapters.policy.regorus_gate import RegorusPolicyGate
 from controller.core.errors import PolicyConfigError
 from controller.core.settings import Settings
-from controller.policy.bundle import check_config, read_bundle
-from controller.policy.gate import RefusingGate
-from controller.policy.opa_gate import OpaPolicyGate
-from controller.policy.regorus_gate import RegorusPolicyGate
 from workflows.policy import PolicyGate
 
 log = structlog.get_logger("twinops.policy")

@@ -15,8 +15,8 @@ import aiohttp
 from opa_client import AsyncOpaClient
 from pydantic import BaseModel
 
+from controller.adapters.policy.gate import FailClosedGate
 from controller.core.errors import ConfigurationError, PolicyEvaluationError
-from controller.policy.gate import FailClosedGate
 
 
 class OpaQueryClient(Protocol):

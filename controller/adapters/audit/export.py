@@ -17,10 +17,10 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from controller.audit.canonical import canonical_json
-from controller.audit.checkpoint import NoteVerifier
-from controller.audit.ledger import SqlAuditLedger
-from controller.audit.verify import (
+from controller.adapters.audit.canonical import canonical_json
+from controller.adapters.audit.checkpoint import NoteVerifier
+from controller.adapters.audit.ledger import SqlAuditLedger
+from controller.adapters.audit.verify import (
     HeadRecord,
     KeptCheckpoint,
     Problem,

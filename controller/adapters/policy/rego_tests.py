@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.adapters.policy.bundle import PolicyBundle, load_bundle
+from controller.adapters.policy.engine import UNDEFINED_JSON, build_engine, engine_error
 from controller.core.errors import PolicyError, PolicyEvaluationError
-from controller.policy.bundle import PolicyBundle, load_bundle
-from controller.policy.engine import UNDEFINED_JSON, build_engine, engine_error
 
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 # Test rules start at column 0, as `opa fmt` writes them.

@@ -12,12 +12,12 @@ The port and the decision types live in `workflows.policy`.
 
 from __future__ import annotations
 
-from controller.policy.bundle import PolicyBundle, RegoModule, bundle_digest, load_bundle, read_bundle
-from controller.policy.config import PolicyConfig, validate_config
-from controller.policy.factory import make_policy_gate
-from controller.policy.gate import FailClosedGate, RefusingGate
-from controller.policy.opa_gate import OpaPolicyGate, OpaQueryClient
-from controller.policy.rego_tests import (
+from controller.adapters.policy.bundle import PolicyBundle, RegoModule, bundle_digest, load_bundle, read_bundle
+from controller.adapters.policy.config import PolicyConfig, validate_config
+from controller.adapters.policy.factory import make_policy_gate
+from controller.adapters.policy.gate import FailClosedGate, RefusingGate
+from controller.adapters.policy.opa_gate import OpaPolicyGate, OpaQueryClient
+from controller.adapters.policy.rego_tests import (
     RegoTestReport,
     RegoTestResult,
     discover_tests,
@@ -25,7 +25,7 @@ from controller.policy.rego_tests import (
     run_bundle_tests,
     run_rego_tests,
 )
-from controller.policy.regorus_gate import RegorusPolicyGate
+from controller.adapters.policy.regorus_gate import RegorusPolicyGate
 
 __all__ = [
     "FailClosedGate",

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from controller.audit import SqlAuditLedger
+from controller.adapters.audit import SqlAuditLedger
 from workflows.audit import EventKind
 from workflows.policy import ActionRecord
 

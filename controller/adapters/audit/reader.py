@@ -18,11 +18,11 @@ from sqlalchemy import Connection, Engine, Row, Table, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from controller.audit.canonical import format_time, parse_time
-from controller.audit.checkpoint import NoteVerifier
-from controller.audit.models import AuditEventRow, TreeHeadRow
-from controller.audit.signing import verifier_from_settings
-from controller.audit.verify import (
+from controller.adapters.audit.canonical import format_time, parse_time
+from controller.adapters.audit.checkpoint import NoteVerifier
+from controller.adapters.audit.models import AuditEventRow, TreeHeadRow
+from controller.adapters.audit.signing import verifier_from_settings
+from controller.adapters.audit.verify import (
     HeadRecord,
     KeptCheckpoint,
     VerificationReport,

@@ -21,8 +21,8 @@ from typing import Any, TypeGuard
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import TypeAdapter, ValidationError
 
-from controller.audit.ledger import SqlAuditLedger
-from controller.audit.proofs import prove_event
+from controller.adapters.audit.ledger import SqlAuditLedger
+from controller.adapters.audit.proofs import prove_event
 from controller.core.errors import NotFoundError
 from twin import Action, describe
 from workflows.audit import AuditRecord, EventKind
@@ -58,7 +58,7 @@ _BAD_OUTCOMES = frozenset({"rolled_back", "failed", "rejected", "expired", "deni
 _ACTION = TypeAdapter(Action)
 
 _env = Environment(
-    loader=PackageLoader("controller.audit", "templates"),
+    loader=PackageLoader("controller.adapters.audit", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,

@@ -18,8 +18,8 @@ from typing import Any, Literal, TypeVar
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from controller.adapters.policy.consistency import contradictions
 from controller.core.errors import PolicyConfigError, PolicyEvaluationError
-from controller.policy.consistency import contradictions
 from workflows.policy import (
     APPROVAL_QUERY,
     SAFETY_QUERY,

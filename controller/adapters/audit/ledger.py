@@ -7,7 +7,7 @@ The tree's right edge (a `Frontier`, O(log n) hashes) is cached in memory and
 caught up from the rows other processes appended, so an append hashes O(1)
 nodes amortized and a signed head costs O(log n), never a full recomputation.
 Reading and verification are inherited from `LedgerReader`; each head signed is
-handed, once committed, to the ledger's witnesses (`controller.audit.witness`).
+handed, once committed, to the ledger's witnesses (`controller.adapters.audit.witness`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, Row, insert, select, text
 
-from controller.audit.canonical import canonical_json, entry_bytes, entry_fields, format_time, parse_time
-from controller.audit.checkpoint import NoteSigner
-from controller.audit.merkle import Frontier, leaf_hash
-from controller.audit.reader import EVENTS, HEADS, LedgerReader, TreeHead, head_of, record_of, row_entry
-from controller.audit.signing import signer_from_settings
-from controller.audit.witness import CheckpointWitness, WitnessDirectory, WitnessFanout
+from controller.adapters.audit.canonical import canonical_json, entry_bytes, entry_fields, format_time, parse_time
+from controller.adapters.audit.checkpoint import NoteSigner
+from controller.adapters.audit.merkle import Frontier, leaf_hash
+from controller.adapters.audit.reader import EVENTS, HEADS, LedgerReader, TreeHead, head_of, record_of, row_entry
+from controller.adapters.audit.signing import signer_from_settings
+from controller.adapters.audit.witness import CheckpointWitness, WitnessDirectory, WitnessFanout
 from controller.core.db import create_engine, migrate, sqlite_immediate
 from controller.core.errors import LedgerConflictError, LedgerIntegrityError
 from controller.core.settings import Settings
@@ -46,7 +46,7 @@ class EventConflictError(LedgerConflictError, AuditEventConflict):
 class SqlAuditLedger(LedgerReader):
     """The append-only, verifiable audit ledger over any SQLAlchemy engine.
 
-    Every head it signs is handed, once committed, to its witnesses (see `controller.audit.witness`).
+    Every head it signs is handed, once committed, to its witnesses (see `controller.adapters.audit.witness`).
     """
 
     def __init__(
