@@ -65,9 +65,9 @@ with workflow.unsafe.imports_passed_through():
     from controller.adapters.inbox import SqlApprovalInbox
     from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
     from controller.adapters.temporal_server import TemporalRuntime
+    from controller.app.agent_loop import start_agent_loop
+    from controller.app.worker import Services, StructlogContextInterceptor, activities_of
     from controller.core.settings import REPO_ROOT, Settings
-    from controller.loop import start_agent_loop
-    from controller.worker import Services, StructlogContextInterceptor, activities_of
     from twin.actions import Action, ScaleAction
     from twin.contract import Snapshot
     from twin.scenario import Scenario

@@ -31,8 +31,8 @@ from agents import Desires, load_desires
 from controller.adapters.audit import EventConflictError
 from controller.adapters.audit.canonical import entry_bytes, entry_fields
 from controller.adapters.audit.merkle import leaf_hash
-from controller.decision_signer import DecisionSigner
-from controller.worker import Services, build_worker
+from controller.app.decision_signer import DecisionSigner
+from controller.app.worker import Services, build_worker
 from twin.actions import Action, RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction, describe
 from twin.contract import Snapshot
 from twin.sources import TwinSourceError

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from controller.adapters.identity import Identities
     from controller.adapters.inbox import SqlApprovalInbox
-    from controller.approvals import ApprovalService
+    from controller.app.approval_service import ApprovalService
     from controller.core.settings import Settings
     from workflows import ApprovalResult, RemediationState
     from workflows.ports import InboxEntry
@@ -94,8 +94,8 @@ def _list_entries(settings: Settings, include_closed: bool) -> list[InboxEntry]:
 
 async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
     from controller.adapters.temporal_server import connect
-    from controller.approvals import ApprovalService
-    from controller.decision_signer import DecisionSigner
+    from controller.app.approval_service import ApprovalService
+    from controller.app.decision_signer import DecisionSigner
 
     signer = DecisionSigner.from_file(settings.resolved_approval_key)
     return ApprovalService(await connect(settings), stores.inbox, stores.identities, signer)

@@ -46,9 +46,9 @@ def up_settings(**options: Any) -> Settings:
 async def _serve_forever(settings: Settings, log_file: Path) -> None:
     from controller.adapters.notifiers import ConsoleNotifier, FanoutNotifier
     from controller.adapters.temporal_server import TemporalRuntime
+    from controller.app.agent_loop import start_agent_loop
+    from controller.app.worker import Services, running_worker, worker_options
     from controller.cli.worker import close_services, wait_for_shutdown
-    from controller.loop import start_agent_loop
-    from controller.worker import Services, running_worker, worker_options
 
     # Temporal first: when it cannot be had, nothing else (policy engine processes) is started.
     # The dev server inherits our stdout/stderr; point them at its own log while it is spawned,
@@ -155,8 +155,8 @@ def up(
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
+    from controller.app.demo import run_demo
     from controller.core.errors import RuntimeUnavailableError
-    from controller.demo import run_demo
 
     try:
         code = asyncio.run(run_demo(settings_of(ctx), console))

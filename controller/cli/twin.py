@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.table import Table
 
+from controller.app.twin_table import state_table
 from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json
 from twin.actions import Action, describe
-from twin.contract import Snapshot, render_json_schema
-from twin.graph import snapshot_flow
+from twin.contract import render_json_schema
 from twin.history import write_history
 from twin.scenario import load_scenario
 from twin.simulator import Simulator, what_if
@@ -47,41 +46,6 @@ def parse_action(text: str) -> Action:
         f"action {text!r}: expected 'scale NODE N', 'rate_limit NODE RPS|none', 'restart NODE' "
         "or 'shift_traffic SOURCE TARGET=RATIO ...'"
     )
-
-
-def state_table(snap: Snapshot, title: str | None = None) -> Table:
-    """The twin's state as a Rich table: replicas, demand, observed metrics, demand utilization."""
-    flow = snapshot_flow(snap)
-    table = Table(title=title or f"{snap.twin_id} @ {snap.observed_at.isoformat()}", title_justify="left")
-    for col in (
-        "node",
-        "kind",
-        "replicas",
-        "demand rps",
-        "throughput",
-        "util (obs)",
-        "util (demand)",
-        "queue",
-        "p95 ms",
-    ):
-        table.add_column(col, justify="left" if col in ("node", "kind") else "right")
-    for node in snap.nodes:
-        rho = flow.utilization(node.id)
-        m = node.metrics
-        style = "bold red" if rho >= 1 else "yellow" if rho >= 0.8 else ""
-        table.add_row(
-            node.id,
-            node.kind.value,
-            f"{node.replicas}",
-            f"{flow.demand[node.id]:.0f}",
-            "-" if m.throughput is None else f"{m.throughput:.0f}",
-            "-" if m.utilization is None else f"{m.utilization:.2f}",
-            f"{rho:.2f}",
-            "-" if m.queue_depth is None else f"{m.queue_depth:.0f}",
-            "-" if m.latency_p95_ms is None else f"{m.latency_p95_ms:.0f}",
-            style=style,
-        )
-    return table
 
 
 @app.command()

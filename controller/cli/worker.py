@@ -42,7 +42,7 @@ def worker(
 ) -> None:
     """Run the workflows and activities on a task queue until SIGINT/SIGTERM."""
     from controller.adapters.temporal_server import connect
-    from controller.worker import Services, running_worker, worker_options
+    from controller.app.worker import Services, running_worker, worker_options
 
     settings = settings_of(ctx)
 

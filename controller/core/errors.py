@@ -28,7 +28,7 @@ TwinopsError                     the root, re-exported here                     
  ├── NotFoundError               unknown id (remediation, event, user, playbook)
  │    └── AmbiguousIdError       an id prefix that matches more than one thing
  ├── ConflictError               the thing already exists (a user name taken)
- ├── ApprovalRefusedError        the workflow refused an approval call            [controller.approvals]
+ ├── ApprovalRefusedError        the workflow refused an approval call            [controller.app.approval_service]
  ├── AuthenticationError         unknown or revoked API token, disabled user (also a PermissionError)
  └── AuthorizationError          authenticated, but the role is too low (also a PermissionError)
 

@@ -9,6 +9,7 @@ import pytest
 
 from agents import AgentState, Proposal, decide, load_desires
 from controller.adapters.audit import EventConflictError
+from controller.app.worker import Services
 from controller.testing import (
     FakeActuator,
     FakeApprovalInbox,
@@ -21,7 +22,6 @@ from controller.testing import (
     deny,
     quorum,
 )
-from controller.worker import Services
 from twin.actions import Action, RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction
 from twin.contract import Snapshot, parse_snapshot
 from twin.sources import TwinSource, TwinSourceError

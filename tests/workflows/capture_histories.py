@@ -109,7 +109,7 @@ class _HeldCompensations:
 
 
 async def test_capture_mid_compensation(stack: Stack) -> None:
-    from controller.worker import build_worker
+    from controller.app.worker import build_worker
 
     held = _HeldCompensations(stack.services.actuator)
     stack.services.actuator = held

@@ -24,9 +24,9 @@ from temporalio.worker import Worker
 from agents import AgentState, Desires, Proposal, decide
 from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
 from controller.adapters.temporal_server import TemporalRuntime
+from controller.app.decision_signer import DecisionSigner
+from controller.app.worker import Services, build_worker
 from controller.core.settings import REPO_ROOT, Settings
-from controller.decision_signer import DecisionSigner
-from controller.worker import Services, build_worker
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
 from workflows.contracts import ApproveInput, CancelInput, Principal, RejectInput

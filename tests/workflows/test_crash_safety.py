@@ -23,9 +23,9 @@ import pytest
 from agents import AgentState, decide, load_desires
 from controller.adapters.audit import SqlAuditLedger
 from controller.adapters.temporal_server import TemporalRuntime
+from controller.app.decision_signer import DecisionSigner
+from controller.app.worker import Services, build_worker
 from controller.core.settings import Settings
-from controller.decision_signer import DecisionSigner
-from controller.worker import Services, build_worker
 from tests.workflows.conftest import eventually, make_simulator, policies_without_freezes, signed_update, stage_of
 from tests.workflows.estate_server import EstateServer
 from workflows import Principal, RemediationInput, RemediationResult, RemediationWorkflow, Stage, Timeouts

@@ -176,7 +176,7 @@ class _FailingCompensations:
 async def test_failing_compensation_escalates(stack: Stack) -> None:
     stack.services.actuator = _FailingCompensations(stack.services.actuator)
     # The worker was built with the old actuator; build one with the failing one on a new queue.
-    from controller.worker import build_worker
+    from controller.app.worker import build_worker
 
     queue = f"test-{uuid.uuid4()}"
     async with build_worker(stack.client, queue, stack.services):

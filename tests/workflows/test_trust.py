@@ -22,9 +22,9 @@ from temporalio.exceptions import ApplicationError
 from agents import AgentState, decide
 from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
 from controller.adapters.temporal_server import TemporalRuntime
+from controller.app.decision_signer import DecisionSigner
+from controller.app.worker import Services, activities_of, build_worker
 from controller.core.settings import Settings
-from controller.decision_signer import DecisionSigner
-from controller.worker import Services, activities_of, build_worker
 from tests.workflows.conftest import RecordingNotifier, Stack, eventually, policies_without_freezes, signed_update
 from tests.workflows.test_remediation import ALICE, BOB, CAROL, approve_until_quorum, start, wait_stage
 from twin.scenario import Scenario

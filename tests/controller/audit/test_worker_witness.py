@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 from controller.adapters.audit import SqlAuditLedger
 from controller.adapters.notifiers import LogNotifier
 from controller.adapters.temporal_server import TemporalRuntime
+from controller.app.worker import Services, running_worker
 from controller.core.settings import Settings
-from controller.worker import Services, running_worker
 from tests.controller.audit.factory import step_event
 
 pytestmark = pytest.mark.integration

@@ -27,12 +27,13 @@ from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.live_twin import live_scenario
 from controller.adapters.telemetry import configure_logging
 from controller.adapters.temporal_server import TemporalRuntime
-from controller.approvals import ApprovalRefusedError, ApprovalService
+from controller.app.agent_loop import start_agent_loop, stop_agent_loop
+from controller.app.approval_service import ApprovalRefusedError, ApprovalService
+from controller.app.twin_table import state_table
+from controller.app.worker import Services, running_worker, worker_options
 from controller.core.db import create_engine, migrate
 from controller.core.errors import ConflictError
 from controller.core.settings import REPO_ROOT, Settings
-from controller.loop import start_agent_loop, stop_agent_loop
-from controller.worker import Services, running_worker, worker_options
 from twin.actions import describe
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
@@ -108,8 +109,6 @@ async def _approve_until_quorum(
 async def _run_part(
     console: Console, client: Client, settings: Settings, part: Part, tokens: dict[str, str], seen: set[str]
 ) -> RemediationResult:
-    from controller.cli.twin import state_table
-
     now = datetime.now(UTC)
     simulator = Simulator(
         live_scenario(load_scenario(SCENARIOS / part.scenario), now - timedelta(seconds=part.warmup_seconds))

@@ -17,8 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from controller.adapters.identity import Identities, Role, require
 from controller.adapters.inbox import SqlApprovalInbox
+from controller.app.decision_signer import DecisionSigner
 from controller.core.errors import NotFoundError, TwinopsError
-from controller.decision_signer import DecisionSigner
 from workflows import ApprovalResult, ApproveInput, Principal, RejectInput, RemediationState, RemediationWorkflow
 from workflows.contracts import CancelInput, SignedDecision
 from workflows.decisions import DecisionKind

@@ -7,8 +7,8 @@ import asyncio
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from controller.app.worker import Services
 from controller.core.settings import Settings
-from controller.worker import Services
 from workflows import AgentLoopInput, AgentLoopWorkflow, Timeouts
 
 

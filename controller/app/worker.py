@@ -35,10 +35,10 @@ from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.live_twin import WallClockSimulatorSource
 from controller.adapters.notifiers import make_notifier
 from controller.adapters.policy import make_policy_gate
+from controller.app.decision_signer import DecisionSigner
 from controller.core.db import create_engine, migrate
 from controller.core.errors import ConfigurationError
 from controller.core.settings import Settings
-from controller.decision_signer import DecisionSigner
 from twin.http_source import HttpSource
 from twin.simulator import Simulator
 from twin.sources import FileSource, TwinSource
