@@ -1,8 +1,4 @@
-"""Actuators: the adapters behind `workflows.ports.Actuator` that change the estate.
-
-SimulatorActuator   the built-in simulator (embedded default, demo, tests)
-WebhookActuator     an HTTP endpoint that applies actions to a real estate
-make_actuator       picks one from settings (`TWINOPS_ACTUATOR`)
+"""The webhook actuator: an HTTP endpoint that applies actions to a real estate, and its wire protocol.
 
 Webhook wire protocol, v1
 -------------------------
@@ -33,8 +29,6 @@ import hashlib
 import hmac
 import json
 import time
-import weakref
-from dataclasses import dataclass
 from typing import Final
 
 import httpx
@@ -42,18 +36,16 @@ import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from controller.core.errors import ConfigurationError
-from controller.core.settings import Settings
-from twin.actions import Action, RestartAction, describe
-from twin.simulator import Simulator
-from workflows.ports import Actuator, ActuatorError, StepOutcome
+from twin.actions import Action, describe
+from workflows.ports import ActuatorError, StepOutcome
 
 __all__ = [
+    "DEFAULT_SIGNATURE_MAX_AGE_SECONDS",
+    "IDEMPOTENCY_HEADER",
     "SIGNATURE_HEADER",
     "SIGNATURE_VERSION",
     "TIMESTAMP_HEADER",
-    "SimulatorActuator",
     "WebhookActuator",
-    "make_actuator",
     "sign_request",
     "verify_signature",
 ]
@@ -70,67 +62,6 @@ _TRANSIENT_STATUSES: Final = frozenset({408, 429})
 _ALREADY_APPLIED: Final = 409
 
 _log = structlog.get_logger(__name__)
-
-
-# ---- simulator -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Applied:
-    action: Action
-    outcome: StepOutcome
-
-
-# Keyed by the simulator, not the actuator: two actuators over the same simulated estate share
-# one record, and the record dies with the estate it describes.
-_RECORDS: weakref.WeakKeyDictionary[Simulator, dict[str, _Applied]] = weakref.WeakKeyDictionary()
-
-
-class SimulatorActuator:
-    """`Actuator` over a `Simulator`: actions change the same simulator a `SimulatorSource` advances.
-
-    Idempotent by key: the key -> outcome record is kept per simulator and lives exactly as long
-    as the simulator does (the simulator *is* the estate, so "applied before" means "applied to
-    this estate"). A repeated key returns the first outcome with `applied=False`; the same key for
-    a different action is refused as permanent. Unknown nodes or edges and replica counts outside
-    `[min_replicas, max_replicas]` are permanent errors naming the node. `restart` cannot be
-    undone, so its outcome has `undo=None`.
-    """
-
-    def __init__(self, simulator: Simulator) -> None:
-        self.simulator = simulator
-        self._records = _RECORDS.setdefault(simulator, {})
-
-    async def apply(self, idempotency_key: str, action: Action) -> StepOutcome:
-        """Apply `action` once per key; return what undoes it."""
-        # No await between the lookup and the record: on one event loop this is atomic.
-        previous = self._records.get(idempotency_key)
-        if previous is not None:
-            if previous.action != action:
-                raise ActuatorError(
-                    f"idempotency key {idempotency_key!r} was used for '{describe(previous.action)}', "
-                    f"not '{describe(action)}'",
-                    permanent=True,
-                )
-            return previous.outcome.model_copy(
-                update={"applied": False, "detail": f"already applied: {previous.outcome.detail}"}
-            )
-        try:
-            undo = self.simulator.apply(action, idempotency_key=idempotency_key)
-        except (ValueError, TypeError) as exc:
-            raise ActuatorError(f"simulator refused '{describe(action)}': {exc}", permanent=True) from exc
-        outcome = StepOutcome(
-            idempotency_key=idempotency_key,
-            applied=True,
-            # The simulator's restart "undo" is a no-op marker; to the workflow it is not compensable.
-            undo=None if isinstance(action, RestartAction) else undo,
-            detail=describe(action),
-        )
-        self._records[idempotency_key] = _Applied(action=action, outcome=outcome)
-        return outcome
-
-
-# ---- webhook -------------------------------------------------------------------------------
 
 
 def _secret_bytes(secret: SecretStr | str | bytes) -> bytes:
@@ -270,23 +201,3 @@ class WebhookActuator:
 def _excerpt(response: httpx.Response, limit: int = 200) -> str:
     text = response.text.strip()
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-# ---- factory -------------------------------------------------------------------------------
-
-
-def make_actuator(settings: Settings, simulator: Simulator | None) -> Actuator:
-    """The actuator `settings.actuator` names.
-
-    `simulator` is the one the twin source advances (`SimulatorSource.simulator`); it is required
-    for `actuator=simulator`, ignored otherwise.
-    """
-    if settings.actuator == "simulator":
-        if simulator is None:
-            raise ConfigurationError("actuator 'simulator' needs the simulated twin (TWINOPS_TWIN_SOURCE=simulator)")
-        return SimulatorActuator(simulator)
-    if not settings.actuator_url:
-        raise ConfigurationError("actuator 'webhook' needs TWINOPS_ACTUATOR_URL")
-    if settings.actuator_secret is None or not settings.actuator_secret.get_secret_value():
-        raise ConfigurationError("actuator 'webhook' needs TWINOPS_ACTUATOR_SECRET")
-    return WebhookActuator(settings.actuator_url, settings.actuator_secret, settings.actuator_timeout_seconds)

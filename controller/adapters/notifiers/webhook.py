@@ -1,37 +1,15 @@
-"""Notifiers: the adapters behind `workflows.ports.Notifier` that tell humans.
-
-LogNotifier       one structlog event `notification` (the embedded default)
-ConsoleNotifier   one sentence for the person watching `twinops up`
-WebhookNotifier   a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, ...)
-FanoutNotifier    several of the above at once
-make_notifier     picks one from settings (`TWINOPS_NOTIFIER`)
-
-A notifier raises `NotifierError` when delivery fails, so the activity retries it.
-Delivery is therefore at least once: a retried fan-out may repeat a message to a target that
-already had it, which is better than an escalation nobody saw.
-"""
+"""The webhook notifier: Slack-compatible incoming webhooks (Slack, Mattermost, Rocket.Chat, ...) and their body."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import httpx
-import structlog
 
 from controller.core.errors import ConfigurationError
-from controller.core.settings import Settings
-from workflows.ports import Notification, Notifier, NotifierError
+from workflows.ports import Notification, NotifierError
 
-__all__ = [
-    "ConsoleNotifier",
-    "FanoutNotifier",
-    "LogNotifier",
-    "WebhookNotifier",
-    "make_notifier",
-    "slack_body",
-]
+__all__ = ["SEVERITY_EMOJI", "WebhookNotifier", "slack_body"]
 
 SEVERITY_EMOJI: Final = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 
@@ -41,44 +19,6 @@ _SECTION_TEXT_MAX: Final = 3000
 _FIELD_TEXT_MAX: Final = 2000
 _FIELDS_PER_SECTION: Final = 10
 _BLOCKS_MAX: Final = 50
-
-_LOG_METHOD: Final = {"info": "info", "warning": "warning", "critical": "error"}
-
-_log = structlog.get_logger(__name__)
-
-
-class LogNotifier:
-    """Writes each notification as one structlog event `notification` with all its fields.
-
-    Severity maps to the log level (critical -> error), so log-based alerting can pick it up.
-    """
-
-    async def notify(self, notification: Notification) -> None:
-        """Log `notification`; never fails."""
-        log = getattr(_log, _LOG_METHOD[notification.severity])
-        log(
-            "notification",
-            kind=notification.kind.value,
-            remediation_id=notification.remediation_id,
-            title=notification.title,
-            text=notification.text,
-            severity=notification.severity,
-            fields=dict(notification.fields),
-        )
-
-
-class ConsoleNotifier:
-    """Hands each notification to `write` as one sentence: `[warning] title: text (remediation id, if any)`."""
-
-    def __init__(self, write: Callable[[str], None]) -> None:
-        self.write = write
-
-    async def notify(self, notification: Notification) -> None:
-        """Write the sentence; never fails."""
-        n = notification
-        text = " ".join(n.text.split())
-        about = f" ({n.remediation_id})" if n.remediation_id else ""
-        self.write(f"[{n.severity}] {n.title}" + (f": {text}" if text else "") + about)
 
 
 def _escape(text: str) -> str:
@@ -176,34 +116,3 @@ class WebhookNotifier:
                 f"notification {notification.kind.value}: {host} answered {status}: {response.text[:200]}",
                 permanent=permanent,
             )
-
-
-class FanoutNotifier:
-    """Delivers to every notifier concurrently; raises once after trying all if any failed."""
-
-    def __init__(self, notifiers: Sequence[Notifier]) -> None:
-        self.notifiers = tuple(notifiers)
-
-    async def notify(self, notification: Notification) -> None:
-        """Notify all; one failure does not stop the others from being told."""
-        results = await asyncio.gather(*(n.notify(notification) for n in self.notifiers), return_exceptions=True)
-        failures = [(n, r) for n, r in zip(self.notifiers, results, strict=True) if isinstance(r, BaseException)]
-        if not failures:
-            return
-        for _, error in failures:
-            if not isinstance(error, Exception):
-                raise error  # cancellation and the like are not delivery failures
-        permanent = all(getattr(error, "permanent", False) for _, error in failures)
-        message = f"{len(failures)} of {len(self.notifiers)} notifiers failed: " + "; ".join(
-            f"{n!r}: {error}" for n, error in failures
-        )
-        raise NotifierError(message, permanent=permanent) from failures[0][1]
-
-
-def make_notifier(settings: Settings) -> Notifier:
-    """The notifier `settings.notifier` names; a webhook notifier also logs, so the log is complete."""
-    if settings.notifier == "log":
-        return LogNotifier()
-    if not settings.notifier_url:
-        raise ConfigurationError("notifier 'webhook' needs TWINOPS_NOTIFIER_URL")
-    return FanoutNotifier([LogNotifier(), WebhookNotifier(settings.notifier_url, settings.notifier_timeout_seconds)])
