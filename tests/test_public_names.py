@@ -6,8 +6,24 @@ import importlib
 
 import pytest
 
+PACKAGES = [
+    "twin",
+    "agents",
+    "workflows",
+    "controller",
+    "controller.cli",
+    "controller.app",
+    "controller.adapters",
+    "controller.adapters.actuators",
+    "controller.adapters.audit",
+    "controller.adapters.notifiers",
+    "controller.adapters.policy",
+    "controller.core",
+    "controller.testing",
+]
 
-@pytest.mark.parametrize("package", ["twin", "agents", "workflows"])
+
+@pytest.mark.parametrize("package", PACKAGES)
 def test_all_names_resolve(package: str) -> None:
     module = importlib.import_module(package)
     missing = [name for name in module.__all__ if not hasattr(module, name)]
@@ -15,7 +31,7 @@ def test_all_names_resolve(package: str) -> None:
     assert sorted(module.__all__) == sorted(set(module.__all__)), "no duplicates"
 
 
-@pytest.mark.parametrize("package", ["twin", "agents", "workflows"])
+@pytest.mark.parametrize("package", PACKAGES)
 def test_everything_imported_into_the_package_is_public(package: str) -> None:
     module = importlib.import_module(package)
     imported = {

@@ -19,11 +19,11 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from controller.cli import _common
 from controller.cli import approvals as _approvals
 from controller.cli import policy as _policy
 from controller.cli import stack as _stack
 from controller.cli import worker as _worker
-from controller.cli._common import Invocation, invocation
 
 __all__ = ["app", "main"]
 
@@ -101,7 +101,7 @@ def _root(
     """twinops: closed-loop remediation controller."""
     # Logging is configured once, by `main` (the edge), not here: in-process callers (tests) keep theirs.
     # The settings are loaded once per invocation: by `main`, which hands them over, or on first use.
-    invocation(ctx).verbose = verbose
+    _common.invocation(ctx).verbose = verbose
 
 
 def _global_options(argv: list[str]) -> list[str]:
@@ -123,7 +123,7 @@ def _run() -> int:
     words = [a for a in sys.argv[1:4] if not a.startswith("-")][:2]
     try:
         with span("twinops " + " ".join(words), command=" ".join(words)):
-            app(standalone_mode=True, obj=Invocation(settings=settings))
+            app(standalone_mode=True, obj=_common.Invocation(settings=settings))
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
