@@ -2,7 +2,7 @@
 
 The inbox is a projection of RemediationWorkflow state (the workflow is the source of
 truth). Users carry one role (viewer < approver < admin) and an optional team; their API
-tokens are stored only as SHA-256 hex digests (see controller/identity.py for why a fast
+tokens are stored only as SHA-256 hex digests (see controller/adapters/identity.py for why a fast
 hash is right for 256-bit random tokens).
 
 Revision ID: 0002_inbox_identity
