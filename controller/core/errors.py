@@ -32,7 +32,7 @@ TwinopsError                     the root, re-exported here                     
  ├── AuthenticationError         unknown or revoked API token, disabled user (also a PermissionError)
  └── AuthorizationError          authenticated, but the role is too low (also a PermissionError)
 
-Outside the tree, on purpose (tests/controller/test_errors.py holds the same list):
+Outside the tree, on purpose (tests/controller/core/test_errors.py holds the same list):
 - `controller.adapters.policy.engine_process.EngineError`: the engine's child process imports only the
   standard library and regorus; `controller.adapters.policy.engine` turns it into PolicyEvaluationError.
 - `controller.adapters.policy.engine_pool._AbandonedError`: a private signal for a request nobody waits

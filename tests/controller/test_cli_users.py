@@ -15,7 +15,7 @@ from controller.cli import app as cli_app
 from controller.core.db import create_engine, scratch_postgres_schema
 from controller.core.errors import AuthenticationError
 from controller.core.settings import Settings
-from tests.controller.audit.conftest import PG_URL, pg_skip_reason
+from tests.controller.adapters.audit.conftest import PG_URL, pg_skip_reason
 from workflows import Principal
 
 Run = Callable[..., Result]

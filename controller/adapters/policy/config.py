@@ -4,7 +4,7 @@ A setting that is missing or of the wrong type would leave its Rego rule undefin
 and an undefined deny rule allows. So the loader refuses such a bundle, naming the
 setting, and the Rego side checks the same settings again on every decision
 (policies/twinops/config_check), which is what holds on an OPA server.
-The two lists are kept equal by tests/controller/policy/test_config.py.
+The two lists are kept equal by tests/controller/adapters/policy/test_config.py.
 """
 
 from __future__ import annotations

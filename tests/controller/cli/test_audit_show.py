@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from controller.adapters.audit import SqlAuditLedger
 from controller.cli import app
 from controller.core.settings import Settings
-from tests.controller.audit.factory import remediation_trail
+from tests.controller.adapters.audit.factory import remediation_trail
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from controller.cli import app
 from controller.core.db import create_engine, migrate
 from controller.core.errors import AmbiguousIdError, NotFoundError
 from controller.core.settings import Settings
-from tests.controller.audit.factory import remediation_trail, step_event
+from tests.controller.adapters.audit.factory import remediation_trail, step_event
 from tests.controller.cli.test_queue import entry
 
 IDS = ["p-0a1b2c3d4e", "p-0a1b9999ff", "p-77ee00aa11"]

@@ -85,7 +85,7 @@ async def test_the_ui_keeps_its_port_across_restarts(tmp_path: Path) -> None:
 
 async def test_up_prints_notifications_as_sentences() -> None:
     from controller.adapters.notifiers import ConsoleNotifier
-    from tests.controller.test_notifiers import ESCALATED
+    from tests.controller.adapters.test_notifiers import ESCALATED
 
     lines: list[str] = []
     await ConsoleNotifier(lines.append).notify(ESCALATED)

@@ -15,7 +15,7 @@ from controller.adapters.identity import metadata as identity_metadata
 from controller.adapters.inbox import CLOSED_STATUSES, OPEN_STATUSES, SqlApprovalInbox, approval_inbox
 from controller.adapters.inbox import metadata as inbox_metadata
 from controller.core.errors import AmbiguousIdError, ConfigurationError, NotFoundError
-from tests.controller.audit import conftest as audit_db
+from tests.controller.adapters.audit import conftest as audit_db
 from workflows.ports import ApprovalInbox, InboxEntry, InboxStatus
 
 # The audit suite's database fixtures, reused as they are: a SQLite file per test, and a

@@ -22,7 +22,7 @@ from controller.adapters.audit import (
 )
 from controller.core.db import create_engine, migrate
 from controller.core.errors import LedgerIntegrityError
-from tests.controller.audit.factory import remediation_trail, step_event
+from tests.controller.adapters.audit.factory import remediation_trail, step_event
 
 
 def export_of(ledger: SqlAuditLedger) -> bytes:

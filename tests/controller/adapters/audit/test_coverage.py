@@ -14,8 +14,8 @@ from controller.adapters.audit import SqlAuditLedger, VerificationReport, verify
 from controller.adapters.audit.canonical import canonical_json, entry_bytes, entry_fields
 from controller.adapters.audit.ledger import row_entry
 from controller.adapters.audit.merkle import leaf_hash
-from tests.controller.audit.factory import T0, step_event
-from tests.controller.audit.test_ledger import drop_triggers, sql
+from tests.controller.adapters.audit.factory import T0, step_event
+from tests.controller.adapters.audit.test_ledger import drop_triggers, sql
 
 LATER = T0 + timedelta(days=1)  # long after every head of the test log was due
 

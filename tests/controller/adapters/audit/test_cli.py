@@ -15,9 +15,9 @@ from controller.adapters.audit import SqlAuditLedger
 from controller.cli.audit import app
 from controller.core.db import create_engine
 from controller.core.settings import Settings
-from tests.controller.audit.conftest import PG_URL, pg_skip_reason
-from tests.controller.audit.factory import remediation_trail, step_event
-from tests.controller.audit.test_ledger import drop_triggers
+from tests.controller.adapters.audit.conftest import PG_URL, pg_skip_reason
+from tests.controller.adapters.audit.factory import remediation_trail, step_event
+from tests.controller.adapters.audit.test_ledger import drop_triggers
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from controller.adapters.audit.canonical import entry_bytes
 from controller.adapters.audit.ledger import row_entry
 from controller.adapters.audit.merkle import leaf_hash
 from controller.core.errors import LedgerConflictError, NotFoundError
-from tests.controller.audit.factory import remediation_trail, step_event
+from tests.controller.adapters.audit.factory import remediation_trail, step_event
 from workflows.audit import AuditEventConflict, AuditLedger, EventKind
 
 

@@ -19,11 +19,11 @@ from controller.adapters.policy import RegorusPolicyGate, load_bundle
 from controller.core.db import MIGRATIONS_DIR, sqlite_immediate
 from controller.core.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError, TwinopsError
 from controller.core.settings import REPO_ROOT
-from tests.controller.audit import conftest as audit_db
+from tests.controller.adapters.audit import conftest as audit_db
 from workflows.contracts import Principal
 from workflows.policy import ApprovalDecision, ApprovalInput
 
-# The audit suite's database fixtures, reused as they are (see tests/controller/audit/conftest.py).
+# The audit suite's database fixtures, reused as they are (see tests/controller/adapters/audit/conftest.py).
 sqlite_engine_factory = audit_db.sqlite_engine_factory
 pg_engine_factory = audit_db.pg_engine_factory
 engine_factory = audit_db.engine_factory

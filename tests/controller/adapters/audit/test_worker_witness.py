@@ -14,7 +14,7 @@ from controller.adapters.notifiers import LogNotifier
 from controller.adapters.temporal_server import TemporalRuntime
 from controller.app.worker import Services, running_worker
 from controller.core.settings import Settings
-from tests.controller.audit.factory import step_event
+from tests.controller.adapters.audit.factory import step_event
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from controller.adapters.audit.canonical import canonical_json, entry_bytes, entry_fields
-from tests.controller.audit.factory import T0, remediation_trail
+from tests.controller.adapters.audit.factory import T0, remediation_trail
 from workflows.audit import PAYLOAD_MODELS, AuditEventInput, EventKind, ProposedPayload
 
 

@@ -26,9 +26,9 @@ from controller.adapters.notifiers import LogNotifier
 from controller.cli.audit import app
 from controller.core.errors import AuditError, LedgerIntegrityError
 from controller.core.settings import Settings
-from tests.controller.audit.factory import step_event
-from tests.controller.audit.test_coverage import export_lines, reassembled
-from tests.controller.audit.test_ledger import drop_triggers, sql
+from tests.controller.adapters.audit.factory import step_event
+from tests.controller.adapters.audit.test_coverage import export_lines, reassembled
+from tests.controller.adapters.audit.test_ledger import drop_triggers, sql
 
 
 def flat(text: str) -> str:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import exc, text
 
 from controller.adapters.audit import SqlAuditLedger
-from tests.controller.audit.factory import step_event
+from tests.controller.adapters.audit.factory import step_event
 
 _COLUMNS = "seq, event_id, time, remediation_id, workflow_id, run_id, actor, kind, target_nodes, payload, leaf_hash"
 _FORGED_ROW = _COLUMNS.replace("actor", "'user:mallory' AS actor")  # the row at seq 3 with another actor

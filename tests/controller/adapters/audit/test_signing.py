@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controller.adapters.audit import NoteSigner, SqlAuditLedger
 from controller.core.errors import AuditError, ConfigurationError
 from controller.core.settings import Settings
-from tests.controller.audit.factory import step_event
+from tests.controller.adapters.audit.factory import step_event
 
 ORIGIN = "twinops.local/audit"
 # What an HSM or KMS client does, with a key file standing in for the device.

@@ -14,8 +14,8 @@ from controller.adapters.audit import SqlAuditLedger
 from controller.cli.audit import app
 from controller.core.db import create_engine
 from controller.core.settings import Settings
-from tests.controller.audit.conftest import PG_URL, pg_skip_reason
-from tests.controller.audit.factory import step_event
+from tests.controller.adapters.audit.conftest import PG_URL, pg_skip_reason
+from tests.controller.adapters.audit.factory import step_event
 
 runner = CliRunner()
 
