@@ -1,9 +1,11 @@
-"""The `twinops` command line. Each command group lives in its own module.
+"""The `twinops` command line. Each module defines its commands on its own Typer app.
 
-Start-up stays fast because nothing heavy is imported before a command runs: the
-modules registered here import Temporal, SQLAlchemy, the policy engine and the
-simulator inside their commands, and the groups listed in `_LAZY` are imported only
-when invoked (their one-line help is kept here so `--help` needs none of them).
+Start-up stays fast because nothing heavy is imported before a command runs: the apps
+added here (policy, worker, approvals, stack) import Temporal, SQLAlchemy, the policy
+engine and the simulator inside their commands, and the modules listed in `_LAZY` are
+imported only when invoked (their one-line help is kept here so `--help` needs none of them).
+The root callback keeps `--verbose` and the settings, loaded once, for every command
+(`controller.cli._common.Invocation`).
 
 `main` turns user-caused errors (bad settings, an unreachable database or Temporal)
 into one line naming the setting, exit 2.
