@@ -40,6 +40,7 @@ TWIN_UNAVAILABLE = "TwinUnavailable"
 AUDIT_CONFLICT = "AuditConflict"
 NOTIFIER_REJECTED = "NotifierRejected"
 DELIBERATION_FAILED = "DeliberationFailed"
+GOALS_NOT_MET_YET = "GoalsNotMetYet"
 
 
 HEARTBEAT_EVERY_SECONDS = 2.0
@@ -197,6 +198,15 @@ class RemediationActivities:
             # No fresh twin: retry (the verification timer already ran); after the retry policy, fail closed.
             raise ApplicationError(str(exc), type=TWIN_UNAVAILABLE) from exc
         return check_goals(input.proposal, snapshot, input.tolerance, input.latency_slo_ms)
+
+    @activity.defn
+    async def await_goals(self, input: VerifyInput) -> VerifyResult:
+        """Succeed once the goals are met and nothing is worse; raise (and be retried, paced) until then."""
+        verdict = await self.verify_remediation(input)
+        if verdict.met and not verdict.worse:
+            return verdict
+        # Not a failure yet: the retry policy asks again until the settle period ends (samples-python polling).
+        raise ApplicationError("goals not met yet: " + "; ".join(verdict.findings), type=GOALS_NOT_MET_YET)
 
 
 class DeliberateInput(BaseModel):

@@ -28,6 +28,9 @@ class Timeouts(Message):
     """Escalated this long without quorum: expire."""
     verification_window_seconds: float = Field(default=60.0, ge=0)
     """Time the estate gets to settle before the goals are checked."""
+    verification_settle_seconds: float = Field(default=120.0, ge=0)
+    """After the window, how long the goals may take to be met (checked every few seconds) before the
+    fix counts as failed: a backlog released by the fix drains for a while. 0 checks once."""
 
 
 def remediation_workflow_id(proposal_id: str) -> str:

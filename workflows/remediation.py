@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ports import InboxEntry, InboxStatus, Notification, NotificationKind
     from workflows.recording import AuditRecorder
     from workflows.timeouts import (
+        AWAIT_GOALS_RETRY,
         INBOX_RETRY,
         INBOX_TIMEOUT,
         NOTIFY_RETRY,
@@ -82,6 +83,7 @@ PATCH_NOTIFY_DENIED = "0.2.0-notify-policy-denied"
 PATCH_NOTIFY_AUTO_APPROVED = "0.2.0-notify-auto-approved"
 PATCH_POLICY_ERROR_DENIES = "0.2.0-policy-error-denies-on-record"
 PATCH_LOOP_BREAKER_ESCALATES = "0.2.0-loop-breaker-escalates"
+PATCH_VERIFY_BY_POLLING = "0.2.0-verify-by-polling"
 
 _INBOX_STATUS = {
     Stage.AWAITING_APPROVAL: InboxStatus.PENDING,
@@ -598,8 +600,9 @@ class RemediationWorkflow:
         run = self._run
         run.stage = Stage.VERIFYING
         await self._inbox(InboxStatus.VERIFYING)
-        await workflow.sleep(timedelta(seconds=self._input.timeouts.verification_window_seconds))
-        verdict = await self._verify()
+        t = self._input.timeouts
+        await workflow.sleep(timedelta(seconds=t.verification_window_seconds))
+        verdict = await self._verify_until_settled(t.verification_settle_seconds)
         if verdict is not None and verdict.met and not verdict.worse:
             predicted = {k: v.model_dump(mode="json") for k, v in self._input.proposal.plan.predicted.items()}
             await self._recorder.record(
@@ -621,15 +624,33 @@ class RemediationWorkflow:
         await self._notify(NotificationKind.ROLLED_BACK, "Remediation rolled back", "warning")
         await self._finish(Stage.ROLLED_BACK, "rolled_back", reason)
 
+    async def _verify_until_settled(self, settle_seconds: float) -> VerifyResult | None:
+        """The verdict once the goals are met, or the last one when the settle period ends without it."""
+        if settle_seconds <= 0 or not workflow.patched(PATCH_VERIFY_BY_POLLING):
+            return await self._verify()
+        try:
+            return await workflow.execute_activity_method(
+                RemediationActivities.await_goals,
+                self._verify_input(),
+                schedule_to_close_timeout=timedelta(seconds=settle_seconds),
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                retry_policy=AWAIT_GOALS_RETRY,
+            )
+        except ActivityError:
+            return await self._verify()  # settled without meeting the goals: one last look, for the findings
+
+    def _verify_input(self) -> VerifyInput:
+        return VerifyInput(
+            proposal=self._input.proposal,
+            tolerance=self._input.verification_tolerance,
+            latency_slo_ms=dict(self._input.latency_slo_ms),
+        )
+
     async def _verify(self) -> VerifyResult | None:
         try:
             return await workflow.execute_activity_method(
                 RemediationActivities.verify_remediation,
-                VerifyInput(
-                    proposal=self._input.proposal,
-                    tolerance=self._input.verification_tolerance,
-                    latency_slo_ms=dict(self._input.latency_slo_ms),
-                ),
+                self._verify_input(),
                 start_to_close_timeout=VERIFY_TIMEOUT,
                 retry_policy=VERIFY_RETRY,
             )

@@ -15,6 +15,7 @@ from workflows.activities import ACTUATOR_REJECTED
 __all__ = [
     "AUDIT_RETRY",
     "AUDIT_TIMEOUT",
+    "AWAIT_GOALS_RETRY",
     "COMPENSATION_RETRY",
     "DELIBERATE_RETRY",
     "DELIBERATE_TIMEOUT",
@@ -56,6 +57,11 @@ COMPENSATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=8,
     non_retryable_error_types=[ACTUATOR_REJECTED],
+)
+# Polling for the goals after the verification window: often at first, then every 15 s; the settle
+# period (schedule-to-close) bounds it, so no attempt limit.
+AWAIT_GOALS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), backoff_coefficient=1.5, maximum_interval=timedelta(seconds=15)
 )
 VERIFY_TIMEOUT = timedelta(seconds=60)
 # After these tries the twin is unreadable: the fix cannot be verified, so it is rolled back (fail closed).

@@ -22,6 +22,7 @@ def agent_loop_input(settings: Settings, services: Services, **overrides: object
             approval_seconds=settings.approval_timeout_seconds,
             expiry_seconds=settings.approval_expiry_seconds,
             verification_window_seconds=settings.verification_window_seconds,
+            verification_settle_seconds=settings.verification_settle_seconds,
         ),
         "latency_slo_ms": dict(services.desires.latency_slo_ms),
         "cooldown_seconds": services.desires.cooldown_seconds,

@@ -44,7 +44,10 @@ SCENARIOS = REPO_ROOT / "twin" / "scenarios"
 DEMO_DESIRES = Path(__file__).with_name("demo_desires.yaml")
 DEMO_SRES = (("dana", "edge"), ("sam", "payments"), ("pat", "personalization"), ("lee", "web"))
 TICK_SECONDS = 2.0
-VERIFICATION_WINDOW_SECONDS = 6.0
+VERIFICATION_WINDOW_SECONDS = 2.0
+VERIFICATION_SETTLE_SECONDS = 10.0
+"""The goals are polled this long after the window: (a) verifies once the released backlog drains,
+(b) never meets its SLO and rolls back when this ends."""
 WAIT_SECONDS = 60.0
 
 
@@ -176,7 +179,11 @@ async def run_demo(settings: Settings, console: Console) -> int:
     if settings.desires_file is None:
         settings = settings.model_copy(update={"desires_file": DEMO_DESIRES})
     settings = settings.model_copy(
-        update={"verification_window_seconds": VERIFICATION_WINDOW_SECONDS, "approval_timeout_seconds": 300.0}
+        update={
+            "verification_window_seconds": VERIFICATION_WINDOW_SECONDS,
+            "verification_settle_seconds": VERIFICATION_SETTLE_SECONDS,
+            "approval_timeout_seconds": 300.0,
+        }
     )
     engine = create_engine(settings.resolved_database_url)
     migrate(engine)

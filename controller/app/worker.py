@@ -149,6 +149,7 @@ def activities_of(services: Services) -> Sequence[Any]:
         rem.compensate_step,
         rem.notify,
         rem.verify_remediation,
+        rem.await_goals,
         agent.take_snapshot,
         agent.deliberate,
     ]

@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     approval_timeout_seconds: float = 3600.0
     approval_expiry_seconds: float = 3600.0
     verification_window_seconds: float = 60.0
+    verification_settle_seconds: float = Field(
+        default=120.0,
+        ge=0.0,
+        description="After the window, how long the goals may take to show (polled) before a fix counts as failed.",
+    )
 
     # Actuators and notifiers
     actuator: Literal["simulator", "webhook"] = "simulator"

@@ -22,7 +22,16 @@ from temporalio.client import WorkflowHandle
 
 from tests.workflows.conftest import Stack, eventually, signed_update
 from tests.workflows.history_store import write_history
-from tests.workflows.test_remediation import ALICE, BOB, CAROL, FAST, approve_until_quorum, start, wait_stage
+from tests.workflows.test_remediation import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHECK_ONCE,
+    FAST,
+    approve_until_quorum,
+    start,
+    wait_stage,
+)
 from twin.actions import Action, ScaleAction
 from workflows import AgentLoopInput, AgentLoopWorkflow, RemediationWorkflow, Stage, Timeouts
 from workflows.ports import Actuator, StepOutcome
@@ -45,7 +54,7 @@ async def test_capture_completed(stack: Stack) -> None:
 async def test_capture_rolled_back(stack: Stack) -> None:
     proposal = stack.proposal()
     slo = {a.node: 0.001 for a in proposal.actions if isinstance(a, ScaleAction)}
-    handle = await start(stack, proposal, latency_slo_ms=slo)
+    handle = await start(stack, proposal, latency_slo_ms=slo, timeouts=CHECK_ONCE)
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
     await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
     assert (await handle.result()).stage == Stage.ROLLED_BACK
@@ -109,7 +118,7 @@ async def test_capture_mid_compensation(stack: Stack) -> None:
         stack.task_queue = queue
         proposal = stack.proposal()
         slo = {a.node: 0.001 for a in proposal.actions if isinstance(a, ScaleAction)}
-        handle = await start(stack, proposal, latency_slo_ms=slo)
+        handle = await start(stack, proposal, latency_slo_ms=slo, timeouts=CHECK_ONCE)
         await wait_stage(handle, Stage.AWAITING_APPROVAL)
         await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
         await asyncio.wait_for(held.holding.wait(), 30)

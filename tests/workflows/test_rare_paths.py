@@ -41,7 +41,8 @@ pytestmark = pytest.mark.integration
 ALICE = Principal(id="alice", roles=["sre"], team="edge")
 BOB = Principal(id="bob", roles=["sre"], team="payments")
 AGENT = Requester(kind="agent", id="bdi")
-PATIENT = Timeouts(approval_seconds=60, expiry_seconds=60, verification_window_seconds=0)
+# One look at the goals (no settle period): the rare paths here are not about verification timing.
+PATIENT = Timeouts(approval_seconds=60, expiry_seconds=60, verification_window_seconds=0, verification_settle_seconds=0)
 START = ["proposed", "policy_evaluated", "approval_requested"]
 EXECUTED = ["step_started", "step_succeeded"] * 2
 
@@ -136,7 +137,9 @@ async def wait_stage(handle: WorkflowHandle[Any, Any], stage: Stage) -> None:
 
 async def test_escalates_then_expires(temporal: TemporalRuntime) -> None:
     async with rig(temporal) as r:
-        handle = await r.start(Timeouts(approval_seconds=1, expiry_seconds=1, verification_window_seconds=0))
+        handle = await r.start(
+            Timeouts(approval_seconds=1, expiry_seconds=1, verification_window_seconds=0, verification_settle_seconds=0)
+        )
         result = await handle.result()
     assert result.stage == Stage.EXPIRED
     assert result.reasons == ["no quorum before the approval expired"]
@@ -208,7 +211,9 @@ async def test_reject_arriving_while_an_approval_is_asked_comes_too_late(tempora
 async def test_approval_held_by_the_policy_across_expiry_does_not_count(temporal: TemporalRuntime) -> None:
     gate = FakePolicyGate(approval=quorum(1))
     async with rig(temporal, gate) as r:
-        handle = await r.start(Timeouts(approval_seconds=1, expiry_seconds=2, verification_window_seconds=0))
+        handle = await r.start(
+            Timeouts(approval_seconds=1, expiry_seconds=2, verification_window_seconds=0, verification_settle_seconds=0)
+        )
         await wait_stage(handle, Stage.ESCALATED)
         door = gate.hold("approval")
         approval = await r.send(handle, "approve", ALICE)
@@ -319,3 +324,34 @@ async def test_safety_gate_raising_at_the_first_evaluation_is_a_recorded_deny(te
     assert r.trail() == ["proposed", "policy_evaluated", "completed"]
     assert r.ports.ledger.records[1].payload["decision"]["deny"][0]["code"] == "policy_unavailable"
     assert r.told() == ["policy_denied"]
+
+
+SETTLING = Timeouts(
+    approval_seconds=60, expiry_seconds=60, verification_window_seconds=0, verification_settle_seconds=20
+)
+
+
+async def test_verification_waits_for_the_goals_within_the_settle_period(temporal: TemporalRuntime) -> None:
+    """A fix whose effect shows late (a backlog draining) verifies once it shows, not at the first look."""
+    async with rig(temporal, twin_follows_estate=False) as r:
+        handle = await r.start(SETTLING)
+        await wait_stage(handle, Stage.AWAITING_APPROVAL)
+        await (await r.send(handle, "approve", ALICE)).result()
+        await wait_stage(handle, Stage.VERIFYING)
+        await eventually(lambda: asyncio.sleep(0, r.ports.twin.reads), lambda n: n >= 3, within=15)
+        r.ports.twin.estate = r.ports.actuator  # the estate now shows the fix
+        result = await handle.result()
+    assert result.stage == Stage.COMPLETED, result.reasons
+    assert r.trail() == [*START, "approved", "policy_evaluated", *EXECUTED, "verified", "completed"]
+
+
+async def test_goals_never_met_roll_back_when_the_settle_period_ends(temporal: TemporalRuntime) -> None:
+    async with rig(temporal, twin_follows_estate=False) as r:
+        handle = await r.start(SETTLING.model_copy(update={"verification_settle_seconds": 4}))
+        await wait_stage(handle, Stage.AWAITING_APPROVAL)
+        await (await r.send(handle, "approve", ALICE)).result()
+        result = await handle.result()
+    assert result.stage == Stage.ROLLED_BACK
+    assert r.ports.twin.reads >= 3, "looked again during the settle period"
+    undone = ["compensation_started", "compensated"] * 2
+    assert r.trail() == [*START, "approved", "policy_evaluated", *EXECUTED, "verification_failed", *undone, "completed"]

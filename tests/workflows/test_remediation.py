@@ -33,8 +33,11 @@ BOB = Principal(id="bob", roles=["sre"], team="payments")
 CAROL = Principal(id="carol", roles=["sre"], team="payments")
 AGENT = Requester(kind="agent", id="bdi")
 # The estate keeps running while approvals arrive (the moment-of-action check reads the twin), so the
-# upstream backlog built meanwhile bursts into the hidden node when fixed: give it a few seconds to drain.
-FAST = Timeouts(approval_seconds=60, expiry_seconds=60, verification_window_seconds=5)
+# upstream backlog built meanwhile bursts into the hidden node when fixed: the goals are polled for up to
+# the settle period while it drains.
+FAST = Timeouts(approval_seconds=60, expiry_seconds=60, verification_window_seconds=1, verification_settle_seconds=30)
+CHECK_ONCE = FAST.model_copy(update={"verification_settle_seconds": 0})
+"""For fixes that cannot verify (an impossible SLO): one look, then roll back."""
 
 
 async def start(stack: Stack, proposal: Proposal, **fields: Any) -> WorkflowHandle[Any, RemediationResult]:
@@ -145,7 +148,7 @@ async def test_verification_failure_compensates_in_reverse(stack: Stack) -> None
     before = {n.id: n.replicas for n in stack.simulator.snapshot().nodes}
     # An SLO no amount of capacity can meet: the fix cannot verify, so it must be rolled back.
     slo = {a.node: 0.001 for a in proposal.actions if isinstance(a, ScaleAction)}
-    handle = await start(stack, proposal, latency_slo_ms=slo)
+    handle = await start(stack, proposal, latency_slo_ms=slo, timeouts=CHECK_ONCE)
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
     await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
     result = await handle.result()
@@ -180,7 +183,7 @@ async def test_failing_compensation_escalates(stack: Stack) -> None:
         stack.task_queue = queue
         proposal = stack.proposal()
         slo = {a.node: 0.001 for a in proposal.actions if isinstance(a, ScaleAction)}
-        handle = await start(stack, proposal, latency_slo_ms=slo)
+        handle = await start(stack, proposal, latency_slo_ms=slo, timeouts=CHECK_ONCE)
         await wait_stage(handle, Stage.AWAITING_APPROVAL)
         await approve_until_quorum(stack, handle, ALICE, BOB, CAROL)
         result = await handle.result()
