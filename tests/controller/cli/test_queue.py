@@ -13,8 +13,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from controller.adapters.inbox import SqlApprovalInbox
+from controller.cli import _approval_views as views
 from controller.cli import app
-from controller.cli import approvals as cli_approvals
 from controller.core.db import create_engine, migrate
 from twin.actions import RestartAction, ScaleAction
 from workflows import RemediationState, Stage
@@ -55,7 +55,7 @@ def render(renderable: Any, width: int = 80) -> list[str]:
 
 
 def test_a_queue_row_is_one_line_at_80_columns_and_cut_with_an_ellipsis() -> None:
-    lines = render(cli_approvals.queue_table([entry("p-aaaaaaaaaaaaaaaaaaaa"), entry("p-aaaaaaaaaabbbbbbbbbb")]))
+    lines = render(views.queue_table([entry("p-aaaaaaaaaaaaaaaaaaaa"), entry("p-aaaaaaaaaabbbbbbbbbb")]))
     rows = [line for line in lines if line.startswith("p-")]
     assert len(rows) == 2, "\n".join(lines)
     assert all(len(line) <= 80 for line in lines)
@@ -66,12 +66,12 @@ def test_a_queue_row_is_one_line_at_80_columns_and_cut_with_an_ellipsis() -> Non
 
 def test_the_requirement_names_what_is_still_needed_not_just_a_count() -> None:
     owner = "a high-risk change needs an approval from the owning team ['edge']"
-    words = cli_approvals.requirement(2, ["alice", "bob", "carol"], groups=["sre"], pending=[owner])
+    words = views.requirement(2, ["alice", "bob", "carol"], groups=["sre"], pending=[owner])
     assert words == f"2 required from sre, 3 given; still needed: {owner}"
-    assert cli_approvals.requirement(2, ["a", "b", "c"], pending=[owner], compact=True) == f"3/2 · {owner}"
-    assert cli_approvals.requirement(2, ["alice"]) == "2 required, 1 given; still needed: 1 more needed"
-    assert cli_approvals.requirement(2, ["alice", "bob"], met=True) == "2 required, 2 given; quorum met"
-    assert cli_approvals.requirement(1, [], still_needed=0) == "1 required, 0 given"
+    assert views.requirement(2, ["a", "b", "c"], pending=[owner], compact=True) == f"3/2 · {owner}"
+    assert views.requirement(2, ["alice"]) == "2 required, 1 given; still needed: 1 more needed"
+    assert views.requirement(2, ["alice", "bob"], met=True) == "2 required, 2 given; quorum met"
+    assert views.requirement(1, [], still_needed=0) == "1 required, 0 given"
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_show_prints_the_plan_in_words_the_policy_reasons_and_what_is_needed() -
 
 
 def test_show_json_has_the_plan_and_requirement_in_words() -> None:
-    data = cli_approvals.state_json(state(), entry(plan="scale gateway -> 8\nrestart checkout"))
+    data = views.state_json(state(), entry(plan="scale gateway -> 8\nrestart checkout"))
     assert data["plan"] == ["scale gateway -> 8", "restart checkout"]
     assert data["requirement"].startswith("2 required from sre, 1 given; still needed: ")
     assert data["summary"] == LONG_SUMMARY
@@ -152,7 +152,7 @@ class _SHOW:
         self.s, self.e = s, e
 
     def __rich_console__(self, console: Console, options: Any) -> Any:
-        cli_approvals.print_state(self.s, self.e, console)
+        views.print_state(self.s, self.e, console)
         return []
 
 
@@ -162,13 +162,13 @@ def test_approve_says_in_one_sentence_what_is_still_needed() -> None:
     counted = ApprovalResult(
         counted=True, quorum_met=False, approvals=["alice"], still_needed=1, reasons=["an approver from team edge"]
     )
-    assert cli_approvals.approval_sentence("p-1", counted) == (
+    assert views.approval_sentence("p-1", counted) == (
         "approval counted for proposal p-1 (1 so far); still needed: an approver from team edge"
     )
     refused = ApprovalResult(counted=False, quorum_met=False, approvals=[], still_needed=2, reasons=["not in sre"])
-    assert cli_approvals.approval_sentence("p-1", refused) == "approval not counted for proposal p-1: not in sre"
+    assert views.approval_sentence("p-1", refused) == "approval not counted for proposal p-1: not in sre"
     met = ApprovalResult(counted=True, quorum_met=True, approvals=["alice", "bob"], still_needed=0)
-    assert cli_approvals.approval_sentence("p-1", met) == "approved proposal p-1: quorum met, execution starts"
+    assert views.approval_sentence("p-1", met) == "approved proposal p-1: quorum met, execution starts"
 
 
 def test_queue_on_a_fresh_home_creates_the_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
