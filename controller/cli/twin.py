@@ -1,7 +1,11 @@
-"""`twinops twin ...`: validate documents, run the simulator, ask what-if questions."""
+"""`twinops twin ...`: validate documents, run the simulator, take a snapshot, ask what-if questions.
+
+A scenario is a path to a YAML file or the name of one in `twin/scenarios/` (`hidden_downstream`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +14,8 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 
 from controller.app.twin_table import state_table
-from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json
+from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json, settings_of
+from controller.core.settings import REPO_ROOT
 from twin.actions import Action, describe
 from twin.contract import render_json_schema
 from twin.history import write_history
@@ -20,6 +25,20 @@ from twin.simulator import Simulator, what_if
 app = typer.Typer(no_args_is_help=True, help="The digital twin: contract, simulator, what-if.")
 
 _ACTION = TypeAdapter[Action](Action)
+SCENARIOS = REPO_ROOT / "twin" / "scenarios"
+_SCENARIO_HELP = "scenario YAML, or a name from twin/scenarios (e.g. hidden_downstream)"
+
+
+def scenario_path(value: str) -> Path:
+    """A scenario file from a path or a name in twin/scenarios; a one-line error listing the names if neither."""
+    given = Path(value)
+    if given.is_file():
+        return given
+    for candidate in (SCENARIOS / value, SCENARIOS / f"{value}.yaml"):
+        if candidate.is_file() and candidate.parent == SCENARIOS:
+            return candidate
+    names = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.yaml")))
+    fail(f"scenario {value!r}: no such file, and not a scenario name (known: {names})")
 
 
 def parse_action(text: str) -> Action:
@@ -67,15 +86,16 @@ def schema() -> None:
 
 @app.command()
 def simulate(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
+    scenario: Annotated[str, typer.Argument(help=_SCENARIO_HELP)],
     seconds: Annotated[float, typer.Option("--seconds", min=1)] = 600,
     out: Annotated[Path, typer.Option("--out", help="history .jsonl to write")] = Path("history.jsonl"),
     every: Annotated[float, typer.Option("--every", min=0.1, help="seconds between recorded snapshots")] = 15,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
 ) -> None:
     """Run a scenario and write its history as JSON Lines."""
+    path = scenario_path(scenario)
     try:
-        sim = Simulator(load_scenario(scenario), seed=seed)
+        sim = Simulator(load_scenario(path), seed=seed)
     except (OSError, ValueError) as exc:
         fail(f"{scenario}: {exc}")
     snaps = sim.run(seconds, record_every=every)
@@ -85,16 +105,17 @@ def simulate(
 
 @app.command()
 def whatif(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
+    scenario: Annotated[str, typer.Argument(help=_SCENARIO_HELP)],
     at: Annotated[float, typer.Option("--at", min=0, help="seconds into the scenario to apply the actions")] = 0,
     action: Annotated[list[str], typer.Option("--action", help="e.g. 'scale gateway 8' (repeatable)")] = [],  # noqa: B006 - Typer reads list defaults
     seconds: Annotated[float, typer.Option("--seconds", min=1, help="how far to look ahead")] = 300,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Fork the simulator at --at, apply the actions, and show the predicted state after --seconds."""
+    path = scenario_path(scenario)
     try:
         actions = [parse_action(a) for a in action]
-        sim = Simulator(load_scenario(scenario))
+        sim = Simulator(load_scenario(path))
     except (OSError, ValueError) as exc:
         fail(str(exc))
     if at:
@@ -117,3 +138,39 @@ def whatif(
     console.print(state_table(before, title=f"now (t={at:g}s)"))
     console.print("actions: " + (", ".join(describe(a) for a in actions) or "none"))
     console.print(state_table(after, title=f"predicted after {seconds:g}s"))
+
+
+@app.command()
+def snapshot(
+    ctx: typer.Context,
+    scenario: Annotated[str | None, typer.Argument(help=_SCENARIO_HELP + "; none: the configured twin source")] = None,
+    at: Annotated[float, typer.Option("--at", min=0, help="seconds into the scenario")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="the twin.v1 document")] = False,
+) -> None:
+    """Take one snapshot: from a scenario's simulator at --at, or from the configured twin source."""
+    if scenario is not None:
+        path = scenario_path(scenario)
+        try:
+            sim = Simulator(load_scenario(path))
+        except (OSError, ValueError) as exc:
+            fail(f"{path}: {exc}")
+        if at:
+            sim.run(at)
+        snap = sim.snapshot()
+        where = f"{path.stem} at t={at:g}s"
+    else:
+        if at:
+            fail("--at needs a scenario: the configured twin source gives its latest snapshot")
+        from controller.app.worker import make_twin_source
+        from twin.sources import TwinSourceError
+
+        settings = settings_of(ctx)
+        try:
+            snap = asyncio.run(make_twin_source(settings).latest())
+        except TwinSourceError as exc:
+            fail(f"twin source {settings.twin_source!r}: {exc}")
+        where = f"the {settings.twin_source} twin source"
+    if as_json:
+        typer.echo(snap.model_dump_json(indent=2, exclude_none=False))
+        return
+    console.print(state_table(snap, title=f"{snap.twin_id} from {where}, observed {snap.observed_at.isoformat()}"))
