@@ -97,7 +97,6 @@ class InboxStatus(StrEnum):
     DENIED = "denied"
     PENDING = "pending"
     ESCALATED = "escalated"
-    APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
     EXECUTING = "executing"

@@ -9,8 +9,9 @@ lazily: importing the package loads none of their libraries.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from controller.core.lazy import lazy_getattr as _lazy_getattr
 
 if TYPE_CHECKING:
     from controller.adapters.action_history import LedgerActionHistory
@@ -55,10 +56,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use."""
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOME[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_getattr(__name__, globals(), _HOME)

@@ -45,7 +45,7 @@ from workflows.ports import InboxEntry, InboxStatus
 __all__ = ["CLOSED_STATUSES", "OPEN_STATUSES", "SqlApprovalInbox", "approval_inbox", "metadata"]
 
 OPEN_STATUSES: frozenset[InboxStatus] = frozenset(
-    {InboxStatus.PENDING, InboxStatus.ESCALATED, InboxStatus.APPROVED, InboxStatus.EXECUTING, InboxStatus.VERIFYING}
+    {InboxStatus.PENDING, InboxStatus.ESCALATED, InboxStatus.EXECUTING, InboxStatus.VERIFYING}
 )
 """Statuses that still need a human or are still running; the queue's default view."""
 CLOSED_STATUSES: frozenset[InboxStatus] = frozenset(InboxStatus) - OPEN_STATUSES

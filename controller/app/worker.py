@@ -100,7 +100,6 @@ class Services:
     twin: TwinSource
     desires: Desires
     simulator: Simulator | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     signer: DecisionSigner = field(default_factory=DecisionSigner.generate)
     """The approval service's key: its public half goes into every workflow input and checks old runs."""
 

@@ -67,7 +67,7 @@ def entry_requirement(e: InboxEntry, compact: bool = False) -> str:
         e.approvals,
         groups=e.approver_groups,
         pending=e.pending,
-        met=e.status.value in ("approved", "executing", "verifying", "completed", "rolled_back"),
+        met=e.status.value in ("executing", "verifying", "completed", "rolled_back"),
         compact=compact,
     )
 
