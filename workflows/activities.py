@@ -43,6 +43,7 @@ DELIBERATION_FAILED = "DeliberationFailed"
 GOALS_NOT_MET_YET = "GoalsNotMetYet"
 
 
+# A fifth of the step heartbeat timeout: a few missed beats under load do not fail a healthy step.
 HEARTBEAT_EVERY_SECONDS = 2.0
 RECENT_ACTIONS_WINDOW = timedelta(hours=24)
 """How far back the moment-of-action check reads the ledger's actions (covers any rate-limit window)."""

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
 PATCH_SURVIVE_TICK = "0.2.0-survive-a-failing-tick"
 PATCH_POLICY_LOOP_BREAKER = "0.2.0-loop-breaker-in-policy"
 
+# Bounded so continue-as-new carries a small input whatever the twin size.
 HISTORY_KEPT = 60
 """Snapshots carried for trends (the agent's window is 15 min: 60 ticks at the default 15 s)."""
 

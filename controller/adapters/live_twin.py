@@ -18,7 +18,11 @@ from twin.scenario import Scenario, load_scenario
 from twin.simulator import Simulator
 
 MAX_CATCH_UP_SECONDS = 3600.0
-"""After a long pause, catch up at most this much simulated time in one call (then jump)."""
+"""After a long pause, catch up at most this much simulated time in one call (then jump).
+
+Why: each simulated second costs CPU in the worker; replaying a night of downtime second by
+second would stall the activity past its timeout, and an hour of history is all the agent reads.
+"""
 
 
 def live_scenario(scenario: Scenario, now: datetime) -> Scenario:

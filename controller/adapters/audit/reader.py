@@ -39,6 +39,7 @@ __all__ = ["LedgerReader", "TreeHead", "row_entry"]
 
 EVENTS = cast(Table, AuditEventRow.__table__)
 HEADS = cast(Table, TreeHeadRow.__table__)
+# Rows per read when walking the log: verification of 1M events stays in bounded memory.
 _CHUNK = 10_000
 # How late a head may come on top of the head interval: the timer ticks once per interval (so a
 # head can take two), and an event's time is its workflow's, which a retried append lags.

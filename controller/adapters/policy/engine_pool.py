@@ -35,7 +35,8 @@ from controller.adapters.policy.bundle import PolicyBundle
 from controller.core.errors import PolicyEvaluationError
 
 CHILD = Path(engine_process.__file__).resolve()
-# Seconds to wait for a killed or closed child to be reaped.
+# Seconds to wait for a killed or closed child to be reaped; past that it is left to the OS rather
+# than holding up the decision that replaced it.
 _REAP_SECONDS = 5.0
 
 
