@@ -245,13 +245,16 @@ def _estate(twin_id: str, nodes: int, *, tier: str, replicas: int) -> Scenario:
 
 
 def _policies(dest: Path) -> Path:
-    """The shipped bundle without freeze windows (as the tests do) and with a longer twin-age limit."""
+    """The shipped bundle without freeze windows (as the tests do), a longer twin-age limit, no rate limit."""
     shutil.copytree(REPO_ROOT / "policies", dest)
     data_file = dest / "data.json"
     data = json.loads(data_file.read_text())
     safety = data["twinops"]["config"]["safety"]
     safety["freeze_windows"] = []
     safety["max_twin_age_seconds"] = POLICY_MAX_TWIN_AGE_SECONDS
+    # The throughput part re-applies the same plans to the same ten nodes hundreds of times; the
+    # moment-of-action check counts them from the ledger, so the shipped rate limit would deny them.
+    safety["rate_limit"] = {"max_actions": 1_000_000, "window_minutes": 30}
     data_file.write_text(json.dumps(data))
     return dest
 
@@ -670,8 +673,10 @@ def summarize(result: dict[str, Any]) -> list[str]:
         f"{t['remediation_history']['activities']} activities each and the verification window's timer "
         f"({t['verification_window_seconds']:g} s). Ceiling: a workflow of the same shape whose activities do "
         f"nothing, same worker ({result['stack']['worker']}; with 100 workflow-task slots the tasks overran "
-        "their timeout), same run. The policies copy drops the freeze windows and raises the twin-age "
-        "limit (a queued proposal must not go stale); nothing else changes.",
+        "their timeout), same run. The policies copy drops the freeze windows, raises the twin-age "
+        "limit (a queued proposal must not go stale) and lifts the rate limit (the same ten nodes are scaled "
+        "again and again, and the moment-of-action check counts every time from the ledger); nothing else "
+        "changes.",
         "",
         "| concurrent | remediations/s | seconds | outcomes | ceiling workflows/s | seconds | ratio |",
         "|---:|---:|---:|---|---:|---:|---:|",
