@@ -15,7 +15,7 @@ from controller.cli import app as cli_app
 from controller.core.db import create_engine, scratch_postgres_schema
 from controller.core.errors import AuthenticationError
 from controller.core.settings import Settings
-from tests.controller.adapters.audit.conftest import PG_URL, pg_skip_reason
+from tests.controller.adapters.audit.conftest import PG_URL, require_postgres
 from workflows import Principal
 
 Run = Callable[..., Result]
@@ -27,9 +27,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield Settings(home=tmp_path).resolved_database_url
         return
-    reason = pg_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_postgres()
     with scratch_postgres_schema(PG_URL, "twinops_users_test") as make:
         with make().connect() as conn:
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()

@@ -15,7 +15,7 @@ from controller.adapters.audit import SqlAuditLedger
 from controller.cli.audit import app
 from controller.core.db import create_engine
 from controller.core.settings import Settings
-from tests.controller.adapters.audit.conftest import PG_URL, pg_skip_reason
+from tests.controller.adapters.audit.conftest import PG_URL, require_postgres
 from tests.controller.adapters.audit.factory import remediation_trail, step_event
 from tests.controller.adapters.audit.test_ledger import drop_triggers
 
@@ -29,9 +29,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
     monkeypatch.setenv("TWINOPS_HOME", str(tmp_path / "home"))
     schema = None
     if request.param == "postgres":
-        reason = pg_skip_reason()
-        if reason:
-            pytest.skip(reason)
+        require_postgres()
         # A fresh schema, selected through the URL exactly as an operator would configure it.
         schema = f"twinops_cli_test_{uuid.uuid4().hex[:12]}"
         with create_engine(PG_URL).begin() as conn:

@@ -14,7 +14,7 @@ from controller.adapters.audit import SqlAuditLedger
 from controller.cli.audit import app
 from controller.core.db import create_engine
 from controller.core.settings import Settings
-from tests.controller.adapters.audit.conftest import PG_URL, pg_skip_reason
+from tests.controller.adapters.audit.conftest import PG_URL, require_postgres
 from tests.controller.adapters.audit.factory import step_event
 
 runner = CliRunner()
@@ -79,9 +79,7 @@ def test_a_file_that_is_no_ledger_is_an_error_and_gets_no_tables(
 
 @pytest.fixture
 def empty_pg_schema() -> Iterator[str]:
-    reason = pg_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_postgres()
     schema = f"twinops_verify_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
