@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.core.errors import ConfigurationError
+from controller.core.settings import Settings
 from workflows.contracts import Principal, SignedDecision
 from workflows.decisions import DecisionKind, key_fingerprint
 
@@ -65,6 +66,21 @@ class DecisionSigner:
         if not isinstance(loaded, Ed25519PrivateKey):
             raise ConfigurationError(f"approval signing key {path} is not an Ed25519 private key")
         return cls(loaded)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecisionSigner:
+        """The configured key; created on first use when embedded, never in production (it must be provisioned)."""
+        if settings.mode == "production":
+            if settings.approval_signing_key is None:
+                raise ConfigurationError(
+                    "TWINOPS_APPROVAL_SIGNING_KEY is not set: production needs a provisioned approval key "
+                    "shared by the approval service and the workers"
+                )
+            try:
+                return cls.from_file(settings.approval_signing_key, create=False)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"TWINOPS_APPROVAL_SIGNING_KEY: {exc}") from exc
+        return cls.from_file(settings.resolved_approval_key)
 
     def sign(
         self, kind: DecisionKind, *, proposal_id: str, plan_hash: str, principal: Principal, text: str

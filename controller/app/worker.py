@@ -120,7 +120,7 @@ class Services:
             twin=twin,
             desires=load_desires(desires_text),
             simulator=sim,
-            signer=DecisionSigner.from_file(settings.resolved_approval_key),
+            signer=DecisionSigner.from_settings(settings),
         )
 
 

@@ -93,7 +93,7 @@ async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
     from controller.app.approval_service import ApprovalService
     from controller.app.decision_signer import DecisionSigner
 
-    signer = DecisionSigner.from_file(settings.resolved_approval_key)
+    signer = DecisionSigner.from_settings(settings)
     return ApprovalService(await connect(settings), stores.inbox, stores.identities, signer)
 
 

@@ -27,36 +27,21 @@ from controller.adapters.temporal_server import TemporalRuntime
 from controller.app.decision_signer import DecisionSigner
 from controller.app.worker import Services, build_worker
 from controller.core.settings import REPO_ROOT, Settings
+from controller.testing import RecordingNotifier
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
 from workflows.contracts import ApproveInput, CancelInput, Principal, RejectInput
-from workflows.ports import Notification
 
 T = TypeVar("T")
 SCENARIOS = REPO_ROOT / "twin" / "scenarios"
 
 
-class RecordingNotifier:
-    """The pager stand-in: remembers what it was asked to deliver."""
+def policies_without_freezes(dest: Path, source: Path = REPO_ROOT / "policies") -> Path:
+    """A copy of a bundle (the shipped one by default) with no freeze windows, so tests do not depend on the calendar.
 
-    def __init__(self) -> None:
-        self.sent: list[Notification] = []
-
-    async def notify(self, notification: Notification) -> None:
-        """Record one notification."""
-        self.sent.append(notification)
-
-    def kinds(self) -> list[str]:
-        """Kinds delivered, in order."""
-        return [n.kind.value for n in self.sent]
-
-
-def policies_without_freezes(dest: Path) -> Path:
-    """A copy of the shipped bundle with no freeze windows, so the tests do not depend on the calendar.
-
-    Freeze-window behaviour is covered by the Rego tests and the policy parity cases.
+    Freeze-window behaviour is covered by the Rego tests, the parity cases and test_trust's freeze test.
     """
-    shutil.copytree(REPO_ROOT / "policies", dest)
+    shutil.copytree(source, dest)
     data_file = dest / "data.json"
     data = json.loads(data_file.read_text())
     data["twinops"]["config"]["safety"]["freeze_windows"] = []

@@ -25,7 +25,8 @@ from controller.adapters.temporal_server import TemporalRuntime
 from controller.app.decision_signer import DecisionSigner
 from controller.app.worker import Services, activities_of, build_worker
 from controller.core.settings import Settings
-from tests.workflows.conftest import RecordingNotifier, Stack, eventually, policies_without_freezes, signed_update
+from controller.testing import RecordingNotifier
+from tests.workflows.conftest import Stack, eventually, policies_without_freezes, signed_update
 from tests.workflows.test_remediation import ALICE, BOB, CAROL, approve_until_quorum, start, wait_stage
 from twin.scenario import Scenario
 from twin.simulator import Simulator

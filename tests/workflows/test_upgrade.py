@@ -136,7 +136,7 @@ async def test_in_flight_remediations_of_the_previous_release_complete_after_upg
         "PYTHONPATH": str(release),
         "TWINOPS_HOME": str(home),
         "TWINOPS_TEMPORAL_ADDRESS": temporal.info.address,
-        "TWINOPS_POLICIES_DIR": str(_without_freezes(release / "policies", tmp_path / "old-policies")),
+        "TWINOPS_POLICIES_DIR": str(policies_without_freezes(tmp_path / "old-policies", release / "policies")),
         "TWINOPS_ACTUATOR": "webhook",
         "TWINOPS_ACTUATOR_URL": estate.url + "/actions",
         "TWINOPS_ACTUATOR_SECRET": SECRET,
@@ -207,12 +207,3 @@ async def test_in_flight_remediations_of_the_previous_release_complete_after_upg
         r for r in trail if r.kind.value == "approved" and r.payload.get("comment") == "after the upgrade"
     ]
     assert approved_after and approved_after[0].payload["details"]["signed_decision"]["signature"]
-
-
-def _without_freezes(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest)
-    data_file = dest / "data.json"
-    data = json.loads(data_file.read_text())
-    data["twinops"]["config"]["safety"]["freeze_windows"] = []
-    data_file.write_text(json.dumps(data))
-    return dest
