@@ -6,8 +6,9 @@ the other commands do not pay for them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -22,12 +23,13 @@ if TYPE_CHECKING:
     from controller.adapters.inbox import SqlApprovalInbox
     from controller.app.approval_service import ApprovalService
     from controller.core.settings import Settings
-    from workflows import ApprovalResult, RemediationState
+    from workflows import RemediationState
     from workflows.ports import InboxEntry
 
 app = typer.Typer(add_completion=False)
 
 _PROPOSAL = typer.Argument(help="proposal id (a unique prefix is enough)")
+T = TypeVar("T")
 
 
 def _token(settings: Settings) -> str:
@@ -97,6 +99,21 @@ async def _service(settings: Settings, stores: _Stores) -> ApprovalService:
     return ApprovalService(await connect(settings), stores.inbox, stores.identities, signer)
 
 
+def _decide(
+    ctx: typer.Context, proposal: str, act: Callable[[ApprovalService, str, str], Awaitable[T]]
+) -> tuple[str, T]:
+    """Resolve the id, then act through the approval service as the user of TWINOPS_TOKEN."""
+    settings = settings_of(ctx)
+    token = _token(settings)
+    stores = _stores(settings)
+    full = stores.resolve(proposal)
+
+    async def go() -> T:
+        return await act(await _service(settings, stores), token, full)
+
+    return full, run_async(go)
+
+
 def _reason(reason: str) -> str:
     if not reason.strip():
         fail("--reason: say why (it is recorded in the audit trail)")
@@ -124,15 +141,8 @@ def approve(
     comment: Annotated[str, typer.Option("--comment")] = "",
 ) -> None:
     """Approve a proposal as the user of TWINOPS_TOKEN."""
-    settings = settings_of(ctx)
-    token = _token(settings)
-    stores = _stores(settings)
-    full = stores.resolve(proposal)
-
-    async def go() -> ApprovalResult:
-        return await (await _service(settings, stores)).approve(token, full, comment)
-
-    console.print(approval_sentence(full, run_async(go)), highlight=False, soft_wrap=True)
+    full, result = _decide(ctx, proposal, lambda service, token, full: service.approve(token, full, comment))
+    console.print(approval_sentence(full, result), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -143,15 +153,7 @@ def reject(
 ) -> None:
     """Reject a proposal as the user of TWINOPS_TOKEN."""
     reason = _reason(reason)
-    settings = settings_of(ctx)
-    token = _token(settings)
-    stores = _stores(settings)
-    full = stores.resolve(proposal)
-
-    async def go() -> ApprovalResult:
-        return await (await _service(settings, stores)).reject(token, full, reason)
-
-    result = run_async(go)
+    full, result = _decide(ctx, proposal, lambda service, token, full: service.reject(token, full, reason))
     if result.reasons != ["rejected"]:
         fail(f"proposal {full!r} was not rejected: {'; '.join(result.reasons) or 'no reason given'}")
     console.print(f"rejected proposal {full}: {reason}", highlight=False, soft_wrap=True)
@@ -165,15 +167,7 @@ def cancel(
 ) -> None:
     """Cancel a remediation; steps already executed are compensated."""
     reason = _reason(reason)
-    settings = settings_of(ctx)
-    token = _token(settings)
-    stores = _stores(settings)
-    full = stores.resolve(proposal)
-
-    async def go() -> InboxEntry:
-        return await (await _service(settings, stores)).cancel(token, full, reason)
-
-    entry = run_async(go)
+    _, entry = _decide(ctx, proposal, lambda service, token, full: service.cancel(token, full, reason))
     console.print(
         f"cancellation requested for {entry.proposal_id}: {reason} (executed steps are compensated)",
         highlight=False,
