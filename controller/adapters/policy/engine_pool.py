@@ -87,8 +87,8 @@ class _Child:
             raise EOFError("engine process closed its output")
         return frame
 
-    def call(self, query: str, input_json: str) -> str:
-        """One evaluation: the result JSON text. Raises PolicyEvaluationError, OSError or EOFError."""
+    def wait_ready(self) -> None:
+        """Block until the child has built its engine (or said why it could not). Raises OSError or EOFError."""
         if self.start_error is not None:
             raise self.start_error
         if not self._ready:
@@ -96,6 +96,10 @@ class _Child:
             self._ready = True
             if not status.get("ok"):
                 self._init_error = (str(status.get("code", "policy_error")), str(status.get("message", "")))
+
+    def call(self, query: str, input_json: str) -> str:
+        """One evaluation: the result JSON text. Raises PolicyEvaluationError, OSError or EOFError."""
+        self.wait_ready()
         if self._init_error is not None:
             raise PolicyEvaluationError(*self._init_error)
         self._send(query.encode() + b"\n" + input_json.encode("utf-8"))
@@ -168,8 +172,14 @@ class EnginePool:
         self._closed = False
         # None is the closing sentinel: a thread that takes it puts it back and refuses.
         self._idle: queue.SimpleQueue[_Child | None] = queue.SimpleQueue()
-        for _ in range(size):
-            self._idle.put(self._spawn())
+        first = [self._spawn() for _ in range(size)]
+        # Wait for the first engines here, once, so building them never counts against a decision's
+        # deadline (on a loaded machine it can take longer than the deadline itself). A child that
+        # failed to start is handed out anyway: its first request fails closed and replaces it.
+        for child in first:
+            with contextlib.suppress(OSError, EOFError, ValueError):
+                child.wait_ready()
+            self._idle.put(child)
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="twinops-policy")
 
     def _spawn(self) -> _Child:

@@ -145,3 +145,15 @@ async def test_closing_the_gate_ends_its_engine_processes(make_bundle: MakeBundl
     assert os.getpid() not in pids
     refused = await gate.evaluate_safety(FAST_IN)
     assert refused.allow is False and [r.code for r in refused.deny] == ["policy_error"]
+
+
+async def test_building_the_engines_does_not_count_against_the_first_decision(make_bundle: MakeBundle) -> None:
+    """A fresh gate answers its first decision within a deadline far shorter than starting an engine process."""
+    source = "package twinops.safety\nimport rego.v1\ndecision := {'allow': false, 'deny': []}\n"
+    gate = RegorusPolicyGate(load_bundle(make_bundle({"twinops/safety/safety.rego": source})), timeout_seconds=0.02)
+    try:
+        decision = await gate.evaluate_safety(SAFETY_IN)
+        # The toy rule's answer is malformed (a deny without a reason); what matters is that it was *answered*.
+        assert [r.code for r in decision.deny] != ["policy_timeout"], decision.deny
+    finally:
+        gate.close()
