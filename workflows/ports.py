@@ -127,6 +127,8 @@ class InboxEntry(Message):
     approver_groups: list[str] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
     """What the quorum still lacks, in the approval policy's words."""
+    team: str | None = None
+    """The owning team of the target node (its `team` tag), when it has one."""
 
 
 @runtime_checkable

@@ -95,14 +95,17 @@ approval_inbox = Table(
     Column("plan", Text(), nullable=False, server_default=""),
     Column("approver_groups", JSON(), nullable=False, server_default="[]"),
     Column("pending", JSON(), nullable=False, server_default="[]"),
+    Column("team", String(100), nullable=True),
     Index("ix_approval_inbox_status", "status", "created_at"),
+    Index("ix_approval_inbox_team", "team", "created_at"),
+    Index("ix_approval_inbox_target", "target", "created_at"),
 )
 """One row per proposal: the approval queue."""
 
 _T = approval_inbox.c
 # Written on every upsert; created_at keeps its first value.
 _UPDATED = ("workflow_id", "twin_id", "status", "risk", "target", "summary", "updated_at", "deadline",
-            "required_approvals", "approvals", "reasons", "plan", "approver_groups", "pending")  # fmt: skip
+            "required_approvals", "approvals", "reasons", "plan", "approver_groups", "pending", "team")  # fmt: skip
 
 
 def _entry(row: Row[Any]) -> InboxEntry:
@@ -122,6 +125,7 @@ def _entry(row: Row[Any]) -> InboxEntry:
         plan=row.plan,
         approver_groups=list(row.approver_groups),
         pending=list(row.pending),
+        team=row.team,
     )
 
 

@@ -47,14 +47,24 @@ class ApprovalService:
             kind, proposal_id=entry.proposal_id, plan_hash=state.plan_hash, principal=principal, text=text
         )
 
-    async def _authorize(self, token: str, role: Role, proposal: str) -> tuple[Principal, InboxEntry]:
-        principal = await asyncio.to_thread(self.identities.resolve, token)
-        require(principal, role)
+    async def principal_of(self, who: str | Principal) -> Principal:
+        """The principal behind an API token, or `who` itself when the caller already authenticated it.
+
+        The HTTP API authenticates bearer tokens, OIDC tokens and browser sessions itself and passes
+        the principal; the CLI and the demo pass a token. Either way the role is checked here.
+        """
+        if isinstance(who, Principal):
+            return who
+        return await asyncio.to_thread(self.identities.resolve, who)
+
+    async def _authorize(self, who: str | Principal, role: Role, proposal: str) -> tuple[Principal, InboxEntry]:
+        principal = await self.principal_of(who)
+        require(principal, role, f"to {'read' if role is Role.VIEWER else 'decide on'} proposals")
         entry = await asyncio.to_thread(self.inbox.get, proposal)
         return principal, entry
 
-    async def approve(self, token: str, proposal: str, comment: str = "") -> ApprovalResult:
-        """Approve as the token's principal; returns whether it counted and what is still needed."""
+    async def approve(self, token: str | Principal, proposal: str, comment: str = "") -> ApprovalResult:
+        """Approve as the token's (or the given) principal; returns whether it counted and what is still needed."""
         principal, entry = await self._authorize(token, Role.APPROVER, proposal)
         handle = self.client.get_workflow_handle(entry.workflow_id)
         signed = await self._sign("approve", entry, principal, comment)
@@ -67,7 +77,7 @@ class ApprovalService:
         log.info("approval.sent", proposal_id=entry.proposal_id, by=principal.id, counted=result.counted)
         return result
 
-    async def reject(self, token: str, proposal: str, reason: str) -> ApprovalResult:
+    async def reject(self, token: str | Principal, proposal: str, reason: str) -> ApprovalResult:
         """Reject as the token's principal, with a reason."""
         principal, entry = await self._authorize(token, Role.APPROVER, proposal)
         handle = self.client.get_workflow_handle(entry.workflow_id)
@@ -81,7 +91,7 @@ class ApprovalService:
         log.info("rejection.sent", proposal_id=entry.proposal_id, by=principal.id)
         return result
 
-    async def cancel(self, token: str, proposal: str, reason: str) -> InboxEntry:
+    async def cancel(self, token: str | Principal, proposal: str, reason: str) -> InboxEntry:
         """Cancel a remediation, naming who and why (executed steps are compensated by the workflow)."""
         if not reason.strip():
             raise ValueError("a cancel needs a reason (it goes into the audit trail)")
@@ -106,7 +116,7 @@ class ApprovalService:
         log.info("cancel.sent", proposal_id=entry.proposal_id, by=principal.id)
         return entry
 
-    async def state(self, token: str, proposal: str) -> RemediationState:
+    async def state(self, token: str | Principal, proposal: str) -> RemediationState:
         """The live state of a proposal's workflow (any authenticated user)."""
         _, entry = await self._authorize(token, Role.VIEWER, proposal)
         return await self._query(entry)

@@ -128,9 +128,35 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(default=None, description="API token of the CLI user (TWINOPS_TOKEN).")
     agent_name: str = "bdi"
 
-    # API
+    # API and web UI (`twinops serve`; `up` starts it beside the worker)
     api_host: str = "127.0.0.1"
-    api_port: int = 8321
+    api_port: int = Field(default=8321, ge=0, le=65535, description="0: any free port (tests).")
+    api_url: str | None = Field(
+        default=None,
+        description="Base URL of a twinops API (e.g. https://twinops.example.com); when set with TWINOPS_TOKEN, "
+        "`queue`, `show`, `approve`, `reject` and `cancel` go through it instead of Temporal and the database.",
+    )
+    api_timeout_seconds: float = Field(default=30.0, gt=0.0)
+    session_ttl_seconds: float = Field(default=8 * 3600.0, gt=0.0, description="Browser sessions end after this.")
+    cookie_secure: bool | None = Field(
+        default=None, description="Mark the session cookie Secure; unset: when the request came over https."
+    )
+    signin_failures_allowed: int = Field(default=5, ge=1, description="Failed sign-ins per client per window.")
+    signin_window_seconds: float = Field(default=300.0, gt=0.0)
+    # OIDC (optional): bearer JWTs and browser sign-in checked against the issuer's JWKS.
+    oidc_issuer: str | None = Field(default=None, description="Issuer URL; its `iss` claim must equal this.")
+    oidc_audience: str | None = Field(default=None, description="Expected `aud` (the client id).")
+    oidc_jwks_url: str | None = Field(
+        default=None, description="JWKS URL; unset: read from the issuer's /.well-known/openid-configuration."
+    )
+    oidc_role_claim: str = Field(default="twinops_role", description="Claim holding viewer, approver or admin.")
+    oidc_team_claim: str = Field(default="team", description="Claim holding the user's team.")
+    oidc_groups_claim: str = Field(default="groups", description="Claim holding the approver groups (a list).")
+    oidc_name_claim: str = Field(default="preferred_username", description="Claim naming the user (else `sub`).")
+    oidc_authorize_url: str | None = Field(
+        default=None, description="Authorization endpoint for browser sign-in; unset: from the discovery document."
+    )
+    oidc_client_id: str | None = Field(default=None, description="Client id for browser sign-in (default: audience).")
 
     # Telemetry
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -1,0 +1,115 @@
+"""The ASGI application: the JSON API under /api/v1, the web pages, health and readiness.
+
+`create_app(settings)` opens its `ApiContext` (database, Temporal, keys) when the server starts
+and closes it when it stops; tests and `twinops up` pass a context they built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from controller.api.context import ApiContext, SignInLimiter, context_of
+from controller.api.problems import install_problem_handlers
+from controller.core.settings import Settings
+
+__all__ = ["create_app"]
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings, *, context: ApiContext | None = None) -> FastAPI:
+    """The application; `context` given, it is used as is (and not closed by the app)."""
+    from controller.api.v1 import router as api_router
+    from controller.api.web import mount as mount_web
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            app.state.context = context
+            yield
+            return
+        opened = await ApiContext.open(settings)
+        opened.limiter = SignInLimiter(settings.signin_failures_allowed, settings.signin_window_seconds)
+        app.state.context = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    from importlib.metadata import version
+
+    app = FastAPI(
+        title="twinops",
+        version=version("twinops"),
+        summary="Approve, reject and inspect the remediations twinops proposes; read their audit trail.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    if context is not None:
+        app.state.context = context
+    install_problem_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Temporal, the database and the policy engine are reachable",
+        responses={503: {"description": "at least one dependency is not reachable; each is named"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        checks = await readiness(context_of(request))
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    app.include_router(api_router, prefix=API_PREFIX)
+    mount_web(app)
+    return app
+
+
+async def readiness(ctx: ApiContext, timeout: float = 2.0) -> dict[str, dict[str, Any]]:
+    """Each dependency by name: ok, and what failed when not."""
+
+    def database() -> None:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    async def temporal() -> None:
+        await ctx.client.service_client.check_health(timeout=timedelta(seconds=timeout))
+
+    def policy() -> None:
+        # The workers evaluate; this process checks what they would use: OPA answers, or the bundle compiles.
+        if ctx.settings.opa_url:
+            import httpx
+
+            httpx.get(ctx.settings.opa_url.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+            return
+        from controller.adapters.policy.bundle import read_bundle
+        from controller.adapters.policy.engine import build_engine
+
+        build_engine(read_bundle(ctx.settings.policies_dir))
+
+    async def run(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            result = probe() if asyncio.iscoroutinefunction(probe) else asyncio.to_thread(probe)
+            await asyncio.wait_for(result, timeout)
+        except TimeoutError:
+            return name, {"ok": False, "error": f"no answer within {timeout:g}s"}
+        except Exception as exc:
+            return name, {"ok": False, "error": " ".join(str(exc).split()) or type(exc).__name__}
+        return name, {"ok": True}
+
+    results = await asyncio.gather(run("temporal", temporal), run("database", database), run("policy", policy))
+    return dict(results)
