@@ -27,6 +27,7 @@ API_PREFIX = "/api/v1"
 
 def create_app(settings: Settings, *, context: ApiContext | None = None) -> FastAPI:
     """The application; `context` given, it is used as is (and not closed by the app)."""
+    from controller.api.signin_oidc import router as oidc_router
     from controller.api.v1 import router as api_router
     from controller.api.web import mount as mount_web
 
@@ -75,11 +76,12 @@ def create_app(settings: Settings, *, context: ApiContext | None = None) -> Fast
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(oidc_router)
     mount_web(app)
     return app
 
 
-async def readiness(ctx: ApiContext, timeout: float = 2.0) -> dict[str, dict[str, Any]]:
+async def readiness(ctx: ApiContext, each_seconds: float = 2.0) -> dict[str, dict[str, Any]]:
     """Each dependency by name: ok, and what failed when not."""
 
     def database() -> None:
@@ -87,14 +89,14 @@ async def readiness(ctx: ApiContext, timeout: float = 2.0) -> dict[str, dict[str
             conn.execute(text("SELECT 1"))
 
     async def temporal() -> None:
-        await ctx.client.service_client.check_health(timeout=timedelta(seconds=timeout))
+        await ctx.client.service_client.check_health(timeout=timedelta(seconds=each_seconds))
 
     def policy() -> None:
         # The workers evaluate; this process checks what they would use: OPA answers, or the bundle compiles.
         if ctx.settings.opa_url:
             import httpx
 
-            httpx.get(ctx.settings.opa_url.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+            httpx.get(ctx.settings.opa_url.rstrip("/") + "/health", timeout=each_seconds).raise_for_status()
             return
         from controller.adapters.policy.bundle import read_bundle
         from controller.adapters.policy.engine import build_engine
@@ -104,9 +106,9 @@ async def readiness(ctx: ApiContext, timeout: float = 2.0) -> dict[str, dict[str
     async def run(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
         try:
             result = probe() if asyncio.iscoroutinefunction(probe) else asyncio.to_thread(probe)
-            await asyncio.wait_for(result, timeout)
+            await asyncio.wait_for(result, each_seconds)
         except TimeoutError:
-            return name, {"ok": False, "error": f"no answer within {timeout:g}s"}
+            return name, {"ok": False, "error": f"no answer within {each_seconds:g}s"}
         except Exception as exc:
             return name, {"ok": False, "error": " ".join(str(exc).split()) or type(exc).__name__}
         return name, {"ok": True}
