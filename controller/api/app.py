@@ -115,3 +115,13 @@ async def readiness(ctx: ApiContext, each_seconds: float = 2.0) -> dict[str, dic
 
     results = await asyncio.gather(run("temporal", temporal), run("database", database), run("policy", policy))
     return dict(results)
+
+
+def app_from_env() -> FastAPI:
+    """The application for `uvicorn --factory` and `twinops serve --workers N` (settings from TWINOPS_*)."""
+    from controller.adapters.telemetry import configure
+    from controller.core.settings import load_settings
+
+    settings = load_settings()
+    configure(settings)
+    return create_app(settings)

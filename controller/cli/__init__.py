@@ -45,8 +45,13 @@ _LAZY: dict[str, tuple[str, str, str]] = {
     "twin": ("controller.cli.twin", "group", "The digital twin: contract, simulator, what-if."),
     "audit": ("controller.cli.audit", "group", "The tamper-evident audit trail (RFC 6962 log, signed checkpoints)."),
     "users": ("controller.cli.users", "group", "Manage users (viewer, approver, admin) and their API tokens."),
+    "serve": (
+        "controller.cli.serve",
+        "command",
+        "Serve the HTTP API and web UI (sign in at /login) against Temporal and the database.",
+    ),
 }
-_ORDER = ("detect", "plan", "worker", "queue", "approve", "reject", "cancel", "show", "up", "demo")
+_ORDER = ("detect", "plan", "worker", "queue", "approve", "reject", "cancel", "show", "serve", "up", "demo")
 
 
 class _Placeholder(TyperCommand):

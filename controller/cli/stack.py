@@ -32,6 +32,8 @@ UP_OPTIONS: dict[str, str] = {
     "ui_port": "temporal_ui_port",
     "ui": "temporal_ui",
     "log_file": "log_file",
+    "api_host": "api_host",
+    "api_port": "api_port",
 }
 
 
@@ -43,7 +45,7 @@ def up_settings(**options: Any) -> Settings:
     return Settings(**overrides)
 
 
-async def _serve_forever(settings: Settings, log_file: Path) -> None:
+async def _serve_forever(settings: Settings, log_file: Path, *, api: bool = True) -> None:
     from controller.adapters.notifiers import ConsoleNotifier, FanoutNotifier
     from controller.adapters.temporal_server import TemporalRuntime
     from controller.app.agent_loop import start_agent_loop
@@ -70,6 +72,11 @@ async def _serve_forever(settings: Settings, log_file: Path) -> None:
                 console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
                 if info.ui_url:
                     console.print(f"Temporal UI:       [bold]{info.ui_url}[/]")
+                if api:
+                    from controller.api.server import running_api
+
+                    served = await stack.enter_async_context(running_api(settings, rt.client))
+                    console.print(f"twinops web UI:    [bold]{served.url}/login[/] (API {served.url}/api/v1)")
                 if info.database:
                     console.print(f"state:             {info.database}")
                 console.print(f"log:               {log_file}", soft_wrap=True)
@@ -134,8 +141,13 @@ def up(
         Path | None,
         typer.Option("--log-file", help="JSON Lines log (TWINOPS_LOG_FILE; default: TWINOPS_HOME/twinops.log)"),
     ] = None,
+    api_host: Annotated[str | None, typer.Option("--api-host", help="web UI/API address (TWINOPS_API_HOST)")] = None,
+    api_port: Annotated[
+        int | None, typer.Option("--api-port", help="web UI/API port (TWINOPS_API_PORT; 0: any free one)")
+    ] = None,
+    api: Annotated[bool, typer.Option("--api/--no-api", help="serve the web UI and API beside the worker")] = True,
 ) -> None:
-    """Start the embedded stack (Temporal dev server with SQLite under TWINOPS_HOME) and wait."""
+    """Start the embedded stack (Temporal dev server with SQLite under TWINOPS_HOME), the web UI and API, and wait."""
     from controller.adapters.telemetry import configure_logging
 
     settings = up_settings(
@@ -146,10 +158,12 @@ def up(
         ui_port=ui_port,
         ui=ui,
         log_file=log_file,
+        api_host=api_host,
+        api_port=api_port,
     )
     path = settings.log_file or settings.home / "twinops.log"
     configure_logging(settings, verbose=invocation(ctx).verbose, log_file=path, file_only={"notification"})
-    asyncio.run(_serve_forever(settings, path))
+    asyncio.run(_serve_forever(settings, path, api=api))
 
 
 @app.command()

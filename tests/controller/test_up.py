@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -24,6 +26,7 @@ def test_up_runs_the_loop_until_interrupted(tmp_path: Path) -> None:
         "TWINOPS_TICK_SECONDS": "1",
         "TWINOPS_TEMPORAL_UI": "false",
         "TWINOPS_LOG_FORMAT": "json",
+        "TWINOPS_API_PORT": "0",
     }
     env.pop("TWINOPS_TEMPORAL_ADDRESS", None)
     log = (tmp_path / "up.log").open("wb")
@@ -43,6 +46,15 @@ def test_up_runs_the_loop_until_interrupted(tmp_path: Path) -> None:
             entries = json.loads(queue.stdout)
         assert entries, "no proposal reached the queue: " + (tmp_path / "up.log").read_text()[-3000:]
         assert entries[0]["target"] == "gateway" and entries[0]["status"] == "pending"
+        # The web UI and API run beside the worker, at the address `up` prints.
+        printed = (tmp_path / "up.log").read_text()
+        match = re.search(r"twinops web UI:\s+(http://[0-9.:]+)/login", printed)
+        assert match, printed[-3000:]
+        base = match.group(1)
+        assert httpx.get(base + "/healthz", timeout=10).json() == {"status": "ok"}
+        ready = httpx.get(base + "/readyz", timeout=10).json()
+        assert ready["ready"] is True and set(ready["checks"]) == {"temporal", "database", "policy"}, ready
+        assert httpx.get(base + "/api/v1/proposals", timeout=10).status_code == 401
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)
