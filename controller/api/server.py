@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ class RunningApi:
     @property
     def url(self) -> str:
         """Base URL for a browser on this machine."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104 - a display address
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
@@ -69,6 +69,14 @@ def uvicorn_config(settings: Settings, app: object, *, proxy_headers: bool = Fal
     )
 
 
+class _QuietServer(uvicorn.Server):
+    """A server that leaves SIGINT and SIGTERM to its host process (`up` stops everything in order)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def running_api(
     settings: Settings, client: Client, *, host: str | None = None, port: int | None = None
@@ -79,8 +87,7 @@ async def running_api(
     sock = _bind(host, port)
     context = await ApiContext.open(settings, client=client)
     context.limiter = SignInLimiter(settings.signin_failures_allowed, settings.signin_window_seconds)
-    server = uvicorn.Server(uvicorn_config(settings, create_app(settings, context=context)))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the caller owns SIGINT
+    server = _QuietServer(uvicorn_config(settings, create_app(settings, context=context)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
