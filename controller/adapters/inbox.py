@@ -42,7 +42,7 @@ from controller.core.db import sqlite_immediate
 from controller.core.errors import AmbiguousIdError, ConfigurationError, NotFoundError
 from workflows.ports import InboxEntry, InboxStatus
 
-__all__ = ["CLOSED_STATUSES", "OPEN_STATUSES", "SqlApprovalInbox", "approval_inbox", "metadata"]
+__all__ = ["CLOSED_STATUSES", "OPEN_STATUSES", "SqlApprovalInbox", "approval_inbox", "entry_of", "metadata"]
 
 OPEN_STATUSES: frozenset[InboxStatus] = frozenset(
     {InboxStatus.PENDING, InboxStatus.ESCALATED, InboxStatus.EXECUTING, InboxStatus.VERIFYING}
@@ -108,7 +108,8 @@ _UPDATED = ("workflow_id", "twin_id", "status", "risk", "target", "summary", "up
             "required_approvals", "approvals", "reasons", "plan", "approver_groups", "pending", "team")  # fmt: skip
 
 
-def _entry(row: Row[Any]) -> InboxEntry:
+def entry_of(row: Row[Any]) -> InboxEntry:
+    """An approval_inbox row as the port's InboxEntry."""
     return InboxEntry(
         proposal_id=row.proposal_id,
         workflow_id=row.workflow_id,
@@ -186,7 +187,7 @@ class SqlApprovalInbox:
         elif not include_closed:
             query = query.where(_T.status.in_(sorted(s.value for s in OPEN_STATUSES)))
         with self._engine.connect() as conn:
-            return [_entry(row) for row in conn.execute(query)]
+            return [entry_of(row) for row in conn.execute(query)]
 
     def get(self, proposal_id: str) -> InboxEntry:
         """The entry for `proposal_id`, or for the one proposal whose id starts with it.
@@ -200,7 +201,7 @@ class SqlApprovalInbox:
                 raise NotFoundError(f"unknown proposal {proposal_id!r}")
             row = conn.execute(select(approval_inbox).where(_T.proposal_id == wanted)).one_or_none()
             if row is not None:
-                return _entry(row)
+                return entry_of(row)
             # substr, not LIKE: exact and case-sensitive on both databases, no wildcard escaping.
             matches = conn.execute(
                 select(approval_inbox)
@@ -216,7 +217,7 @@ class SqlApprovalInbox:
                 raise AmbiguousIdError(
                     f"proposal prefix {proposal_id!r} is ambiguous: it matches {shown}{more}; type more of the id"
                 )
-            return _entry(matches[0])
+            return entry_of(matches[0])
 
     async def aget(self, proposal_id: str) -> InboxEntry:
         """`get` off the event loop (for the API)."""
