@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench up clean histories
+.PHONY: demo demo-serve test lint typecheck unit bench up clean histories browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/twinops demo
 
+# The demo, then the stack and the web UI stay up with one proposal waiting for approval in the browser.
+demo-serve: $(STAMP)
+	$(BIN)/twinops demo --serve
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -30,7 +34,16 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint typecheck unit
+# The browser tests drive Debian's chromium, never a downloaded browser: installed here when missing and
+# we are root; otherwise those tests skip, naming the package.
+browser:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+				|| echo "note: apt-get could not install chromium; browser tests will skip"; \
+		else echo "note: /usr/bin/chromium missing (Debian package chromium); browser tests will skip"; fi; }
+
+test: lint typecheck browser unit
 
 # Capture this release's replay histories (tests/workflows/histories/<version>/); earlier releases' stay frozen.
 histories: $(STAMP)

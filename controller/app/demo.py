@@ -11,9 +11,11 @@ Then both decision trails are printed and `twinops audit verify` runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,8 +171,12 @@ def _twinops(*args: str) -> int:
     return subprocess.run([str(exe), *args], check=False, env=env).returncode
 
 
-async def run_demo(settings: Settings, console: Console) -> int:
-    """Run both parts; print the trails; verify the ledger. Returns the process exit code."""
+ThenServe = Callable[[Client, Settings, dict[str, str], set[str]], Awaitable[None]]
+"""What `demo --serve` runs after the demo, with the stack still up: the client, settings, demo tokens, ids seen."""
+
+
+async def run_demo(settings: Settings, console: Console, then: ThenServe | None = None) -> int:
+    """Run both parts; print the trails; verify the ledger; then `then`, if given. Returns the exit code."""
     if not console.is_terminal:
         console.width = max(console.width, 140)
     # The demo narrates; the structured logs would drown it (TWINOPS_LOG_LEVEL=INFO shows them anyway).
@@ -202,13 +208,55 @@ async def run_demo(settings: Settings, console: Console) -> int:
         seen: set[str] = set()
         for part in PARTS:
             results.append(await _run_part(console, rt.client, settings, part, tokens, seen))
-    # Sign a head over everything the demo wrote, so the verification below covers every event.
-    SqlAuditLedger.from_settings(settings).publish_head()
-    console.rule("decision trails")
-    for result in results:
-        _twinops("audit", "show", result.proposal_id)
-    console.rule("twinops audit verify")
-    code = _twinops("audit", "verify")
-    ok = all(r.stage.value == p.expect for r, p in zip(results, PARTS, strict=True)) and code == 0
-    console.print("[green]demo finished as expected[/]" if ok else "[red]demo did not finish as expected[/]")
+        # Sign a head over everything the demo wrote, so the verification below covers every event.
+        SqlAuditLedger.from_settings(settings).publish_head()
+        console.rule("decision trails")
+        for result in results:
+            _twinops("audit", "show", result.proposal_id)
+        console.rule("twinops audit verify")
+        code = _twinops("audit", "verify")
+        ok = all(r.stage.value == p.expect for r, p in zip(results, PARTS, strict=True)) and code == 0
+        console.print("[green]demo finished as expected[/]" if ok else "[red]demo did not finish as expected[/]")
+        if ok and then is not None:
+            await then(rt.client, settings, tokens, seen)
     return 0 if ok else 1
+
+
+@contextlib.asynccontextmanager
+async def parked_proposal(
+    console: Console, client: Client, settings: Settings, seen: set[str]
+) -> AsyncIterator[InboxEntry]:
+    """A fresh hidden_downstream estate with its worker and agent loop running and one proposal awaiting approval.
+
+    Used by `twinops demo --serve`: the proposal waits an hour for a human in the browser; the
+    loop and worker keep running (approved, it executes and verifies) until the block ends.
+    """
+    settings = settings.model_copy(update={"approval_timeout_seconds": 3600.0, "approval_expiry_seconds": 3600.0})
+    now = datetime.now(UTC)
+    simulator = Simulator(live_scenario(load_scenario(SCENARIOS / "hidden_downstream.yaml"), now))
+    services = Services.from_settings(settings, simulator=simulator)
+    assert isinstance(services.inbox, SqlApprovalInbox)
+    queue = f"demo-serve-{now.strftime('%H%M%S')}"
+    console.rule("one proposal left for you")
+    async with running_worker(client, queue, services, **worker_options(settings)):
+        await services.twin.latest()
+        loop_id = await start_agent_loop(
+            client,
+            settings,
+            services,
+            task_queue=queue,
+            twin_id=f"{simulator.snapshot().twin_id}-serve",
+            tick_seconds=TICK_SECONDS,
+            replace_running=True,
+        )
+        try:
+            entry = await _wait_entry(services.inbox, now, "gateway", seen)
+            deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+            while entry.status.value not in ("pending", "escalated") and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.3)
+                entry = await services.inbox.aget(entry.proposal_id)
+            console.print(f"proposal [bold]{entry.proposal_id}[/] for [bold]{entry.target}[/]: {entry.status.value}")
+            console.print(f"  {entry.summary}")
+            yield entry
+        finally:
+            await stop_agent_loop(client, loop_id)

@@ -167,13 +167,43 @@ def up(
 
 
 @app.command()
-def demo(ctx: typer.Context) -> None:
+def demo(
+    ctx: typer.Context,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="afterwards keep the stack and the web UI running with one proposal waiting for you (Ctrl-C stops)",
+        ),
+    ] = False,
+) -> None:
     """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
     from controller.app.demo import run_demo
     from controller.core.errors import RuntimeUnavailableError
 
     try:
-        code = asyncio.run(run_demo(settings_of(ctx), console))
+        code = asyncio.run(run_demo(settings_of(ctx), console, then=_serve_demo if serve else None))
     except RuntimeUnavailableError as exc:
         fail(str(exc))
     raise typer.Exit(code)
+
+
+async def _serve_demo(client: Any, settings: Settings, tokens: dict[str, str], seen: set[str]) -> None:
+    """`demo --serve`: a proposal waiting in the web UI, the address and the demo approvers' tokens."""
+    from controller.api.server import running_api
+    from controller.app.demo import parked_proposal
+    from controller.cli.worker import wait_for_shutdown
+
+    async with parked_proposal(console, client, settings, seen) as entry, running_api(settings, client) as api:
+        console.rule("approve it in your browser")
+        console.print(f"web UI:   [bold]{api.url}/login[/]   (API {api.url}/api/v1, OpenAPI {api.url}/docs)")
+        console.print(f"proposal: [bold]{api.url}/proposals/{entry.proposal_id}[/]")
+        console.print(
+            f"the policy asks for {entry.required_approvals or 2} approvals from group sre; sign in with one token, "
+            "approve, sign out, and sign in with the other:",
+            highlight=False,
+        )
+        for name, token in list(tokens.items())[:2]:
+            console.print(f"  demo-{name}: {token}", highlight=False, soft_wrap=True)
+        console.print("Ctrl-C stops the stack.")
+        await wait_for_shutdown()

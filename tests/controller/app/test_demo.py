@@ -1,17 +1,24 @@
-"""`twinops demo` twice in a row in one home: the second run must find its proposals in the queue again.
+"""`twinops demo` twice in a row in one home, the second time with `--serve`.
 
-The agent re-proposes the same plan under the same proposal (and workflow) id, so a
-queue that cannot tell a new run from the closed entry of the last one loses it
-(the second demo used to fail after 60 s: "no proposal for 'gateway' reached the inbox").
+The second run must find its proposals in the queue again: the agent re-proposes the same
+plan under the same proposal (and workflow) id, so a queue that cannot tell a new run from
+the closed entry of the last one loses it (the second demo used to fail after 60 s: "no
+proposal for 'gateway' reached the inbox"). With `--serve` the stack and the web UI stay up
+with one proposal waiting: a new user approves it with the two printed tokens and it completes.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -19,10 +26,58 @@ pytestmark = pytest.mark.integration
 TWINOPS = Path(sys.executable).with_name("twinops")
 
 
-def test_the_demo_runs_twice_in_one_home(tmp_path: Path) -> None:
-    env = {**os.environ, "TWINOPS_HOME": str(tmp_path), "TWINOPS_TEMPORAL_UI": "false", "COLUMNS": "160"}
-    env.pop("TWINOPS_TOKEN", None)
-    for run in (1, 2):
-        done = subprocess.run([str(TWINOPS), "demo"], env=env, capture_output=True, text=True, timeout=240, check=False)
-        assert done.returncode == 0, (run, done.stdout[-3000:], done.stderr[-3000:])
-        assert "demo finished as expected" in done.stdout, (run, done.stdout[-3000:])
+def _env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "TWINOPS_HOME": str(home), "TWINOPS_TEMPORAL_UI": "false", "COLUMNS": "200"}
+    env["TWINOPS_API_PORT"] = "0"
+    for name in ("TWINOPS_TOKEN", "TWINOPS_API_URL"):
+        env.pop(name, None)
+    return env
+
+
+def test_the_demo_runs_twice_in_one_home_and_then_serves_a_proposal(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    done = subprocess.run([str(TWINOPS), "demo"], env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    assert "demo finished as expected" in done.stdout, done.stdout[-3000:]
+
+    serving = subprocess.Popen(
+        [str(TWINOPS), "demo", "--serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(serving.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any("Ctrl-C stops the stack" in line for line in lines):
+            assert serving.poll() is None, "".join(lines)[-3000:]
+            time.sleep(0.5)
+        out = "".join(lines)
+        assert "demo finished as expected" in out, out[-3000:]
+        base = re.search(r"web UI:\s+(http://[0-9.:]+)/login", out)
+        proposal = re.search(r"/proposals/(p-[0-9a-f]+)", out)
+        tokens = re.findall(r"demo-\w+: (tw_\S+)", out)
+        assert base and proposal and len(tokens) == 2, out[-3000:]
+        url, pid = base.group(1), proposal.group(1)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert http.get("/login").status_code == 200
+            for token in tokens:
+                answer = http.post(
+                    f"/api/v1/proposals/{pid}/approve",
+                    json={"comment": "approved by a new user"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["counted"] is True, answer.json()
+            assert answer.json()["quorum_met"] is True
+            stage = ""
+            until = time.monotonic() + 90
+            while time.monotonic() < until and stage != "completed":
+                detail = http.get(f"/api/v1/proposals/{pid}", headers={"Authorization": f"Bearer {tokens[0]}"})
+                stage = detail.json()["stage"]
+                time.sleep(0.5)
+            assert stage == "completed", detail.json()
+    finally:
+        serving.send_signal(signal.SIGINT)
+        code = serving.wait(60)
+        reader.join(5)
+    assert code == 0, "".join(lines)[-3000:]
