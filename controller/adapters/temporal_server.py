@@ -129,7 +129,7 @@ def temporal_tls(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def _connect(address: str, settings: Settings) -> Client:
+async def _connect(address: str, settings: Settings, *, lazy: bool = False) -> Client:
     # A URL is refused here: the SDK only warns about it (an extra stderr line) and then cannot connect.
     if "://" in address or not address.strip():
         raise RuntimeUnavailableError(f"Temporal address {address!r} ({_where(settings)}): expected host:port")
@@ -141,6 +141,7 @@ async def _connect(address: str, settings: Settings) -> Client:
             data_converter=pydantic_data_converter,
             tls=tls,
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+            lazy=lazy,
         )
     except Exception as exc:
         raise RuntimeUnavailableError(
@@ -148,9 +149,13 @@ async def _connect(address: str, settings: Settings) -> Client:
         ) from exc
 
 
-async def connect(settings: Settings) -> Client:
-    """A client (pydantic data converter) to the configured or discovered Temporal server."""
-    return await _connect(discover_address(settings), settings)
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """A client (pydantic data converter) to the configured or discovered Temporal server.
+
+    `lazy` connects on first use instead of now: a long-running service (the API) starts while
+    Temporal is down and reports it in its readiness check rather than failing to start.
+    """
+    return await _connect(discover_address(settings), settings, lazy=lazy)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

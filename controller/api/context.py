@@ -98,7 +98,7 @@ class ApiContext:
         inbox = SqlApprovalInbox(engine)
         identities = Identities(engine)
         signer = DecisionSigner.from_settings(settings)
-        client = client or await connect(settings)
+        client = client or await connect(settings, lazy=True)
         oidc = None
         if settings.oidc_issuer:
             from controller.adapters.oidc import OidcVerifier

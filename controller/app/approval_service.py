@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from controller.adapters.identity import Identities, Role, require
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.app.decision_signer import DecisionSigner
-from controller.core.errors import NotFoundError, TwinopsError
+from controller.core.errors import NotFoundError, RuntimeUnavailableError, TwinopsError
 from workflows import ApprovalResult, ApproveInput, Principal, RejectInput, RemediationState, RemediationWorkflow
 from workflows.contracts import CancelInput, SignedDecision
 from workflows.decisions import DecisionKind
@@ -148,4 +148,6 @@ class ApprovalService:
             )
         if exc.status == RPCStatusCode.NOT_FOUND:
             return NotFoundError(f"proposal {entry.proposal_id!r}: workflow {entry.workflow_id!r} not found")
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return RuntimeUnavailableError(f"proposal {entry.proposal_id!r}: Temporal is unreachable ({exc.message})")
         return ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {exc.message}")
