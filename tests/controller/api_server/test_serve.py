@@ -11,7 +11,6 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from controller.adapters.identity import Identities
 from controller.api.app import create_app
 from controller.api.context import ApiContext
 from controller.core.settings import Settings
