@@ -11,7 +11,21 @@ from agents.desires import Budget, Desires, DesiresError, GoalKind, UtilizationT
 from agents.detection import Detection, Finding, FindingKind, detect
 from agents.intentions import AgentState, DroppedIntention, Intention, adopt, decline, settle
 from agents.planner import Planner, needed_replicas, plan, projected_snapshot
-from agents.proposal import Alternative, GoalResult, NodeOutcome, PlanOption, PlanStep, Proposal, plan_hash, proposal_id
+from agents.proposal import (
+    Alternative,
+    ContextBuilder,
+    ContextEdge,
+    ContextNode,
+    GoalResult,
+    NodeOutcome,
+    PlanOption,
+    PlanStep,
+    Proposal,
+    ProposalContext,
+    plan_hash,
+    proposal_context,
+    proposal_id,
+)
 from agents.trend import theil_sen_slope
 from agents.whatif import Prediction, SimulatorWhatIf, SteadyStateWhatIf, WhatIf, steady_state
 
@@ -20,6 +34,9 @@ __all__ = [
     "Alternative",
     "Beliefs",
     "Budget",
+    "ContextBuilder",
+    "ContextEdge",
+    "ContextNode",
     "DataIssue",
     "Decision",
     "DeclinedPlan",
@@ -41,6 +58,7 @@ __all__ = [
     "Planner",
     "Prediction",
     "Proposal",
+    "ProposalContext",
     "Sample",
     "SimulatorWhatIf",
     "SteadyStateWhatIf",
@@ -58,6 +76,7 @@ __all__ = [
     "plan",
     "plan_hash",
     "projected_snapshot",
+    "proposal_context",
     "proposal_id",
     "revise",
     "settle",

@@ -24,6 +24,7 @@ from agents.detection import CAPACITY_KINDS, Finding
 from agents.library import alternatives_for, rate_limit_step, restart_step, scale_step, shift_step
 from agents.proposal import (
     Alternative,
+    ContextBuilder,
     GoalResult,
     NodeOutcome,
     PlanOption,
@@ -91,6 +92,7 @@ class _Context:
         self.children = _children(beliefs.snapshot)
         self.target = {n.id: desires.target_for(n) for n in beliefs.snapshot.nodes}
         self.base = whatif.predict(self.snapshot, [], lookahead)
+        self.context = ContextBuilder(beliefs)
 
     def predict(self, actions: Sequence[Action]) -> Prediction:
         """The what-if for `actions` at the projected load."""
@@ -428,6 +430,7 @@ def _proposal(
         plan_hash=chosen.plan_hash,
         actions=chosen.actions,
         compensations=tuple(s.compensation for s in reversed(chosen.steps) if s.compensation is not None),
+        context=ctx.context.build(findings, chosen, ctx.target[target]),
     )
 
 
