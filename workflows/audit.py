@@ -115,6 +115,9 @@ class ProposedPayload(_Payload):
     rationale: str
     predicted: dict[str, Any] = Field(default_factory=dict)
     intention: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] | None = None
+    """The affected part of the graph and its utilization history (`agents.ProposalContext` in
+    JSON form) for the approval UI; None for proposals made before release 0.3.0."""
 
 
 class PolicyEvaluatedPayload(_Payload):

@@ -85,6 +85,9 @@ PATCH_POLICY_ERROR_DENIES = "0.2.0-policy-error-denies-on-record"
 PATCH_LOOP_BREAKER_ESCALATES = "0.2.0-loop-breaker-escalates"
 PATCH_VERIFY_BY_POLLING = "0.2.0-verify-by-polling"
 
+TEAM_TAG = "team"
+"""The node tag naming the team that owns it (as in the twin scenarios and `Desires.team_tag`'s default)."""
+
 _INBOX_STATUS = {
     Stage.AWAITING_APPROVAL: InboxStatus.PENDING,
     Stage.ESCALATED: InboxStatus.ESCALATED,
@@ -159,6 +162,9 @@ class RemediationWorkflow:
             reasons=self._run.reasons,
             on_compensating=self._compensating,
         )
+        # The queue shows (and filters by) the team that owns the target node.
+        target = next((b for b in p.beliefs_used if b.node == p.target), None)
+        self._team = target.tags.get(TEAM_TAG) if target is not None else None
         # One decision at a time: an approval awaits the policy activity, and a second approval
         # (or a reject) interleaving there would be counted against a stale list of approvals.
         self._lock = asyncio.Lock()
@@ -375,6 +381,7 @@ class RemediationWorkflow:
                 rationale=p.rationale,
                 predicted={k: v.model_dump(mode="json") for k, v in p.plan.predicted.items()},
                 intention={"intent": p.intent, "findings": [f.model_dump(mode="json") for f in p.findings]},
+                context=p.context.model_dump(mode="json") if p.context is not None else None,
             ),
         )
 
@@ -748,6 +755,7 @@ class RemediationWorkflow:
                 plan="; ".join(describe(a) for a in p.actions),
                 approver_groups=list(d.approver_groups) if d else [],
                 pending=list(self._book.pending),
+                team=self._team,
             ),
             start_to_close_timeout=INBOX_TIMEOUT,
             retry_policy=INBOX_RETRY,
