@@ -31,7 +31,14 @@ from controller.core.errors import (
     TwinopsError,
 )
 
-__all__ = ["PROBLEM_JSON", "Problem", "ProblemBody", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "Problem",
+    "ProblemBody",
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -129,6 +136,50 @@ def problem_of(exc: TwinopsError) -> Problem:
     return Problem(400, "refused", "Request refused", str(exc))
 
 
+_MEANINGS = {
+    401: "Not signed in: no credential, or an unknown, revoked or expired one",
+    403: "Signed in, but the role does not allow this; or a session's form without its CSRF token",
+    404: "No such thing (the detail names it), or an id prefix that matches several",
+    409: "The thing is not in a state that allows this (the detail says what happened)",
+    422: "The request does not validate; invalid-params names each offending field",
+    503: "A dependency (Temporal, the database, the audit ledger) is not reachable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring each status as problem details (application/problem+json)."""
+    return {status: {"model": ProblemBody, "description": _MEANINGS[status]} for status in statuses}
+
+
+def _problems_in_openapi(app: FastAPI) -> None:
+    """Declare error answers with the media type they are sent with (FastAPI files models under application/json)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, answer in operation.get("responses", {}).items():
+                    content = answer.get("content", {})
+                    ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                    if status.startswith(("4", "5")) and ref.endswith(("/ProblemBody", "/HTTPValidationError")):
+                        content.pop("application/json")
+                        content[PROBLEM_JSON] = {"schema": {"$ref": "#/components/schemas/ProblemBody"}}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "ProblemBody" not in components:  # no route declared one: still name the schema the errors use
+            body = ProblemBody.model_json_schema(
+                by_alias=True, mode="serialization", ref_template="#/components/schemas/{model}"
+            )
+            components.update(body.pop("$defs", {}))
+            components["ProblemBody"] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def problem_response(problem: Problem, request: Request) -> JSONResponse:
     """`problem` as an application/problem+json response."""
     headers = dict(problem.headers)
@@ -144,7 +195,8 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Answer every error of `app` as problem details."""
+    """Answer every error of `app` as problem details, and say so in its OpenAPI document."""
+    _problems_in_openapi(app)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Any:
@@ -172,7 +224,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = str(exc.detail) if exc.detail else ""
         if exc.status_code == 404 and detail in ("", "Not Found"):
             detail = f"no such resource: {request.url.path}"
-        problem = Problem(exc.status_code, slug, detail or slug.replace("-", " "), detail, headers=exc.headers)
+        headers = dict(exc.headers) if exc.headers else None
+        problem = Problem(exc.status_code, slug, detail or slug.replace("-", " "), detail, headers=headers)
         return problem_response(problem, request)
 
     @app.exception_handler(Exception)

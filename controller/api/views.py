@@ -26,7 +26,7 @@ from controller.adapters.inbox import OPEN_STATUSES, approval_inbox, entry_of
 from controller.api.problems import Problem
 from controller.app.approval_service import ApprovalRefusedError
 from controller.app.approval_words import entry_requirement, state_requirement
-from controller.core.errors import AuditError, NotFoundError
+from controller.core.errors import AuditError, NotFoundError, RuntimeUnavailableError
 from twin.actions import Action, describe
 from workflows import RemediationState
 from workflows.audit import AuditRecord, EventKind
@@ -380,12 +380,12 @@ _STAGE_OF_STATUS = {InboxStatus.PENDING: "awaiting_approval"}
 
 
 async def _live_state(ctx: ApiContext, entry: InboxEntry, principal: Principal) -> RemediationState | None:
-    """The workflow's state while it runs; None once it has ended, is gone, or does not answer in time."""
+    """The workflow's state while it runs; None once it has ended, is gone, or Temporal does not answer in time."""
     if entry.status not in OPEN_STATUSES:
         return None
     try:
         return await asyncio.wait_for(ctx.approvals.state(principal, entry.proposal_id), _STATE_WAIT_SECONDS)
-    except (NotFoundError, ApprovalRefusedError, RPCError, TimeoutError) as exc:
+    except (NotFoundError, ApprovalRefusedError, RuntimeUnavailableError, RPCError, TimeoutError) as exc:
         log.info("api.state_unavailable", proposal_id=entry.proposal_id, reason=str(exc) or type(exc).__name__)
         return None
 

@@ -10,9 +10,10 @@ from controller.adapters.audit.canonical import entry_bytes
 from controller.adapters.audit.checkpoint import Checkpoint, NoteVerifier
 from controller.adapters.audit.ledger import SqlAuditLedger
 from controller.adapters.audit.merkle import inclusion_proof, leaf_hash, root_from_inclusion
-from controller.core.errors import LedgerIntegrityError
+from controller.adapters.audit.reader import LedgerReader, TreeHead
+from controller.core.errors import ConflictError, LedgerIntegrityError, NotFoundError
 
-__all__ = ["PROOF_FORMAT", "InclusionProof", "prove_event", "verify_inclusion_proof"]
+__all__ = ["PROOF_FORMAT", "InclusionProof", "prove_event", "prove_under_latest_head", "verify_inclusion_proof"]
 
 PROOF_FORMAT = "twinops-inclusion-proof/1"
 
@@ -39,12 +40,33 @@ def prove_event(ledger: SqlAuditLedger, event_id: str, *, leaves: list[bytes] | 
     head = ledger.latest_head()
     if head is None or head.tree_size <= record.seq:
         head = ledger.publish_head()
-    hashes = leaves if leaves is not None and len(leaves) == head.tree_size else ledger.leaf_hashes(head.tree_size)
-    entry = ledger.entry(event_id)
-    path = inclusion_proof(hashes, record.seq, head.tree_size)
+    return _proof(ledger, event_id, record.seq, head, leaves)
+
+
+def prove_under_latest_head(reader: LedgerReader, event_id: str) -> InclusionProof:
+    """Proof that `event_id` is under the newest signed head, signing nothing (for readers such as the API).
+
+    NotFoundError when the event is unknown or no head has been signed yet; ConflictError when
+    the event is newer than the newest head (the writers sign one within the head interval).
+    """
+    record = reader.get(event_id)
+    head = reader.latest_head()
+    if head is None:
+        raise NotFoundError("the audit log has no signed head yet; the writers sign one within the head interval")
+    if head.tree_size <= record.seq:
+        raise ConflictError(
+            f"audit event {event_id!r} (seq {record.seq}) is newer than the latest signed head (size "
+            f"{head.tree_size}); a head is pending, ask again after the next one is signed"
+        )
+    return _proof(reader, event_id, record.seq, head, None)
+
+
+def _proof(reader: LedgerReader, event_id: str, seq: int, head: TreeHead, leaves: list[bytes] | None) -> InclusionProof:
+    hashes = leaves if leaves is not None and len(leaves) == head.tree_size else reader.leaf_hashes(head.tree_size)
+    path = inclusion_proof(hashes, seq, head.tree_size)
     return InclusionProof(
-        entry=entry,
-        leaf_index=record.seq,
+        entry=reader.entry(event_id),
+        leaf_index=seq,
         tree_size=head.tree_size,
         audit_path=[p.hex() for p in path],
         checkpoint=head.checkpoint,

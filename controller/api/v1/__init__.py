@@ -1,9 +1,20 @@
-"""The JSON API, version 1 (mounted under /api/v1)."""
+"""The JSON API, version 1 (mounted under /api/v1): proposals, the audit trail, users.
+
+Errors are RFC 9457 problem details (`controller.api.problems`); every route declares its
+answer model and the problems it may answer, so `/openapi.json` is the whole contract.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from controller.api.v1.audit import router as audit_router
+from controller.api.v1.proposals import router as proposals_router
+from controller.api.v1.users import router as users_router
+
 __all__ = ["router"]
 
 router = APIRouter()
+router.include_router(proposals_router)
+router.include_router(audit_router)
+router.include_router(users_router)
