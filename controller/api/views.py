@@ -209,7 +209,9 @@ class ProposalContext(BaseModel):
 
     nodes: list[ContextNode] = Field(default_factory=list)
     edges: list[ContextEdge] = Field(default_factory=list)
-    history: dict[str, list[tuple[datetime, float]]] = Field(default_factory=dict)
+    history: dict[str, list[tuple[datetime, float | None]]] = Field(
+        default_factory=dict, description="Per node, [time, demand utilization] oldest first; null marks a gap."
+    )
     target_utilization: float | None = None
 
 
