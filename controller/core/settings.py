@@ -157,6 +157,13 @@ class Settings(BaseSettings):
         default=None, description="Authorization endpoint for browser sign-in; unset: from the discovery document."
     )
     oidc_client_id: str | None = Field(default=None, description="Client id for browser sign-in (default: audience).")
+    oidc_token_url: str | None = Field(
+        default=None, description="Token endpoint for browser sign-in; unset: from the discovery document."
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Client secret for the code exchange (HTTP Basic); unset: a public client, PKCE alone.",
+    )
 
     # Telemetry
     log_format: Literal["auto", "json", "console"] = "auto"
