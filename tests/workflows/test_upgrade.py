@@ -39,13 +39,16 @@ pytestmark = pytest.mark.integration
 SECRET = "upgrade-test-secret"
 APPROVERS = [Principal(id=n, roles=["sre"], team=t) for n, t in (("alice", "edge"), ("bob", "payments"))]
 
-# Runs with the previous release's modules first on sys.path: only APIs that release had.
+# Runs with the previous release's modules first on sys.path: only APIs that release had (0.2.0: decisions
+# are signed by the approval service's key, which its worker and this starter share through TWINOPS_HOME).
 STARTER = """
 import asyncio, json, sys, urllib.request
 from datetime import UTC, datetime
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from agents import AgentState, decide, load_desires
+from controller.app.decision_signer import DecisionSigner
+from controller.core.settings import Settings
 from twin.contract import Snapshot
 from workflows import ApproveInput, Principal, RemediationInput, RemediationWorkflow, Timeouts
 from workflows.policy import Requester
@@ -54,6 +57,7 @@ async def main(address, queue, snapshot_url):
     snapshot = Snapshot.model_validate_json(urllib.request.urlopen(snapshot_url).read())
     proposal = decide(AgentState(), snapshot, load_desires(None), now=datetime.now(UTC)).proposals[0]
     client = await Client.connect(address, data_converter=pydantic_data_converter)
+    signer = DecisionSigner.from_settings(Settings())
     handles = {}
     for name, window in (("waiting", 8), ("verifying", 30)):
         handles[name] = await client.start_workflow(
@@ -62,6 +66,7 @@ async def main(address, queue, snapshot_url):
                 proposal=proposal,
                 requester=Requester(kind="agent", id="bdi"),
                 timeouts=Timeouts(approval_seconds=900, expiry_seconds=900, verification_window_seconds=window),
+                approval_key=signer.public_key_b64,
             ),
             id=f"remediation-{proposal.id}-{name}",
             task_queue=queue,
@@ -72,8 +77,12 @@ async def main(address, queue, snapshot_url):
         while await stage(h) != "awaiting_approval":
             await asyncio.sleep(0.2)
     for who, team in (("alice", "edge"), ("bob", "payments"), ("carol", "payments")):
+        principal = Principal(id=who, roles=["sre"], team=team)
+        signed = signer.sign(
+            "approve", proposal_id=proposal.id, plan_hash=proposal.plan_hash, principal=principal, text=""
+        )
         vote = await handles["verifying"].execute_update(
-            RemediationWorkflow.approve, ApproveInput(principal=Principal(id=who, roles=["sre"], team=team))
+            RemediationWorkflow.approve, ApproveInput(principal=principal, signed=signed)
         )
         if vote.quorum_met:
             break
