@@ -1,6 +1,8 @@
 """`twinops queue | show | approve | reject | cancel`: the approval queue and the remediations behind it.
 
-Temporal, SQLAlchemy and the workflows are imported inside the commands: `--help` and
+With TWINOPS_API_URL set they go through the HTTP API as the user of TWINOPS_TOKEN
+(`_api_client`); otherwise straight to Temporal and the database. The output is the same.
+Temporal, SQLAlchemy, httpx and the workflows are imported inside the commands: `--help` and
 the other commands do not pay for them.
 """
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from controller.cli._api_client import ApiClient
 from controller.cli._approval_views import approval_sentence, entry_requirement, print_state, queue_table, state_json
 from controller.cli._common import console, fail, print_json, run_async, settings_of
 from controller.core.errors import TwinopsError
@@ -114,6 +117,11 @@ def _decide(
     return full, run_async(go)
 
 
+def _api(ctx: typer.Context) -> ApiClient | None:
+    """The API client when TWINOPS_API_URL is set, else None (the direct path)."""
+    return ApiClient.from_settings(settings_of(ctx))
+
+
 def _reason(reason: str) -> str:
     if not reason.strip():
         fail("--reason: say why (it is recorded in the audit trail)")
@@ -127,7 +135,8 @@ def queue(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
 ) -> None:
     """List proposals waiting for approval (or every proposal with --all)."""
-    entries = _list_entries(settings_of(ctx), include_closed=all_)
+    api = _api(ctx)
+    entries = api.entries(all_) if api else _list_entries(settings_of(ctx), include_closed=all_)
     if as_json:
         print_json([{**e.model_dump(mode="json"), "requirement": entry_requirement(e)} for e in entries])
     else:
@@ -141,7 +150,11 @@ def approve(
     comment: Annotated[str, typer.Option("--comment")] = "",
 ) -> None:
     """Approve a proposal as the user of TWINOPS_TOKEN."""
-    full, result = _decide(ctx, proposal, lambda service, token, full: service.approve(token, full, comment))
+    api = _api(ctx)
+    if api:
+        full, result = api.approve(proposal, comment)
+    else:
+        full, result = _decide(ctx, proposal, lambda service, token, full: service.approve(token, full, comment))
     console.print(approval_sentence(full, result), highlight=False, soft_wrap=True)
 
 
@@ -153,7 +166,11 @@ def reject(
 ) -> None:
     """Reject a proposal as the user of TWINOPS_TOKEN."""
     reason = _reason(reason)
-    full, result = _decide(ctx, proposal, lambda service, token, full: service.reject(token, full, reason))
+    api = _api(ctx)
+    if api:
+        full, result = api.reject(proposal, reason)
+    else:
+        full, result = _decide(ctx, proposal, lambda service, token, full: service.reject(token, full, reason))
     if result.reasons != ["rejected"]:
         fail(f"proposal {full!r} was not rejected: {'; '.join(result.reasons) or 'no reason given'}")
     console.print(f"rejected proposal {full}: {reason}", highlight=False, soft_wrap=True)
@@ -167,9 +184,13 @@ def cancel(
 ) -> None:
     """Cancel a remediation; steps already executed are compensated."""
     reason = _reason(reason)
-    _, entry = _decide(ctx, proposal, lambda service, token, full: service.cancel(token, full, reason))
+    api = _api(ctx)
+    if api:
+        full = api.cancel(proposal, reason)
+    else:
+        full, _ = _decide(ctx, proposal, lambda service, token, full: service.cancel(token, full, reason))
     console.print(
-        f"cancellation requested for {entry.proposal_id}: {reason} (executed steps are compensated)",
+        f"cancellation requested for {full}: {reason} (executed steps are compensated)",
         highlight=False,
         soft_wrap=True,
     )
@@ -182,6 +203,16 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output, nothing cut")] = False,
 ) -> None:
     """Live state of a remediation: plan, policy reasons, what approval still needs, steps done, deadline."""
+    api = _api(ctx)
+    entry, state = api.proposal(proposal) if api else _live(ctx, proposal)
+    if as_json:
+        print_json(state_json(state, entry))
+        return
+    print_state(state, entry)
+
+
+def _live(ctx: typer.Context, proposal: str) -> tuple[InboxEntry, RemediationState]:
+    """A proposal's inbox entry and its workflow's live state, read directly (as the user of TWINOPS_TOKEN)."""
     settings = settings_of(ctx)
     token = _token(settings)
     stores = _stores(settings)
@@ -191,8 +222,4 @@ def show(
         return await (await _service(settings, stores)).state(token, full)
 
     state = run_async(go)
-    entry = stores.inbox.get(full)
-    if as_json:
-        print_json(state_json(state, entry))
-        return
-    print_state(state, entry)
+    return stores.inbox.get(full), state
