@@ -12,7 +12,10 @@ from controller.cli._common import one_line
 from controller.core.errors import TwinopsError
 
 # Values never echoed back: credentials, and URLs that may carry them.
-_SECRET_FIELDS = frozenset({"token", "actuator_secret", "database_url", "notifier_url", "actuator_url", "twin_url"})
+_SECRET_FIELDS = frozenset(
+    {"token", "actuator_secret", "database_url", "notifier_url", "actuator_url", "twin_url", "oidc_client_secret"}
+    | {"temporal_api_key"}
+)
 
 
 def _settings_problem(exc: Exception) -> str | None:
