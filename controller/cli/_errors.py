@@ -13,8 +13,8 @@ from controller.core.errors import TwinopsError
 
 # Values never echoed back: credentials, and URLs that may carry them.
 _SECRET_FIELDS = frozenset(
-    {"token", "actuator_secret", "database_url", "notifier_url", "actuator_url", "twin_url", "oidc_client_secret"}
-    | {"temporal_api_key"}
+    {"token", "actuator_secret", "database_url", "notifier_url", "actuator_url", "twin_url"}
+    | {"oidc_client_secret", "temporal_api_key", "api_url"}
 )
 
 
