@@ -109,10 +109,14 @@ class ApprovalService:
             raise ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {message}") from exc
         except RPCError as exc:
             raise self._rpc_error(entry, exc) from exc
+        except RuntimeError as exc:
+            raise self._connect_error(entry, exc) from exc
         try:
             await handle.cancel()
         except RPCError as exc:
             raise self._rpc_error(entry, exc) from exc
+        except RuntimeError as exc:
+            raise self._connect_error(entry, exc) from exc
         log.info("cancel.sent", proposal_id=entry.proposal_id, by=principal.id)
         return entry
 
@@ -128,6 +132,8 @@ class ApprovalService:
             )
         except RPCError as exc:
             raise self._rpc_error(entry, exc) from exc
+        except RuntimeError as exc:
+            raise self._connect_error(entry, exc) from exc
         return state
 
     async def _update(self, entry: InboxEntry, call: Awaitable[ApprovalResult]) -> ApprovalResult:
@@ -139,6 +145,15 @@ class ApprovalService:
             raise ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {message}") from exc
         except RPCError as exc:
             raise self._rpc_error(entry, exc) from exc
+        except RuntimeError as exc:
+            raise self._connect_error(entry, exc) from exc
+
+    @staticmethod
+    def _connect_error(entry: InboxEntry, exc: RuntimeError) -> Exception:
+        """A lazily connected client that cannot connect raises a bare RuntimeError; name Temporal."""
+        if "client connect" not in str(exc).lower():
+            return exc
+        return RuntimeUnavailableError(f"proposal {entry.proposal_id!r}: Temporal is unreachable ({str(exc)[:200]})")
 
     @staticmethod
     def _rpc_error(entry: InboxEntry, exc: RPCError) -> TwinopsError:
