@@ -288,19 +288,27 @@ def _quiet_estate() -> Simulator:
 
 
 class _SlowPager(RecordingNotifier):
-    """A pager that takes its time over the auto-approval notice (the freeze begins meanwhile)."""
+    """A pager that takes its time over the auto-approval notice: until the freeze has begun."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__()
+        self.until = until
 
     async def notify(self, notification: Notification) -> None:
         await super().notify(notification)
         if notification.kind.value == "auto_approved":
-            await asyncio.sleep(4)
+            await asyncio.sleep(max(0.0, (self.until - datetime.now(UTC)).total_seconds()) + 0.5)
 
 
-async def test_execution_is_denied_when_a_freeze_began_after_approval(tmp_path: Path) -> None:
+async def test_execution_is_denied_when_a_freeze_began_after_approval(
+    temporal: TemporalRuntime, tmp_path: Path
+) -> None:
     """Auto-approved before a freeze, about to run after it began: the check at the moment of action denies."""
     policies = policies_without_freezes(tmp_path / "policies")
     data = json.loads((policies / "data.json").read_text())
-    begins = datetime.now(UTC) + timedelta(seconds=3)
+    # Far enough ahead that the first policy answer comes before it even on a loaded machine (the session's
+    # dev server is already up); the pager then holds the run until the freeze has begun.
+    begins = datetime.now(UTC) + timedelta(seconds=8)
     data["twinops"]["config"]["safety"]["freeze_windows"] = [
         {
             "name": "starts-during-the-test",
@@ -314,13 +322,14 @@ async def test_execution_is_denied_when_a_freeze_began_after_approval(tmp_path: 
     settings = Settings(home=tmp_path, temporal_ui=False, policies_dir=policies)
     simulator = _quiet_estate()
     services = Services.from_settings(settings, simulator=simulator)
-    pager = _SlowPager()
+    pager = _SlowPager(until=begins)
     services.notifier = pager
     source = WallClockSimulatorSource(simulator)
     source.advance()
     proposal = decide(AgentState(), simulator.snapshot(), services.desires, now=datetime.now(UTC)).proposals[0]
-    async with TemporalRuntime(settings) as rt, build_worker(rt.client, "freeze", services):
-        handle = await rt.client.start_workflow(
+    queue = f"freeze-{uuid.uuid4().hex[:8]}"
+    async with build_worker(temporal.client, queue, services):
+        handle = await temporal.client.start_workflow(
             RemediationWorkflow.run,
             RemediationInput(
                 proposal=proposal,
@@ -328,7 +337,7 @@ async def test_execution_is_denied_when_a_freeze_began_after_approval(tmp_path: 
                 approval_key=services.signer.public_key_b64,
             ),
             id=f"remediation-{proposal.id}",
-            task_queue="freeze",
+            task_queue=queue,
         )
         result = await asyncio.wait_for(handle.result(), 60)
     trail = [r.kind.value for r in await services.ledger.trail(proposal.id)]
