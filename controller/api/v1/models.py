@@ -7,6 +7,7 @@ fields only grow.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -129,7 +130,20 @@ class NewUserBody(_Body):
     name: str = Field(pattern=_NAME_PATTERN, description="1-100 letters, digits, '.', '_', '@' or '-'.")
     role: Role = Role.VIEWER
     team: str | None = Field(None, max_length=100)
-    groups: list[str] = Field(default_factory=list, max_length=50)
+    groups: list[str] = Field(
+        default_factory=list, max_length=50, description="Approver groups (sre, dba, ...); not role names."
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_are_not_roles(cls, groups: list[str]) -> list[str]:
+        roles = [g for g in groups if g.lower() in {r.value for r in Role}]
+        if roles:
+            raise ValueError(f"group {roles[0]!r} is a role name; give the role in `role`")
+        bad = [g for g in groups if not re.fullmatch(_NAME_PATTERN, g)]
+        if bad:
+            raise ValueError(f"group name {bad[0]!r}: use 1-100 letters, digits, '.', '_', '@' or '-'")
+        return groups
 
 
 class NewUserAnswer(BaseModel):

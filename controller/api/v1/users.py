@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Path, Request
 from controller.adapters.identity import Role
 from controller.api.auth import Caller, require_role
 from controller.api.context import context_of
-from controller.api.problems import problem_responses
+from controller.api.problems import Problem, problem_responses
 from controller.api.v1.models import NewUserAnswer, NewUserBody, RevokedAnswer, TokenAnswer, UserView
+from controller.core.errors import AuthenticationError
 
 __all__ = ["router"]
 
@@ -43,7 +44,10 @@ async def list_users(request: Request, _: Admin) -> list[UserView]:
 async def add_user(request: Request, body: NewUserBody, _: Admin) -> NewUserAnswer:
     """A new user with its role, team and approver groups; its token is shown here only."""
     identities = context_of(request).identities
-    token = await asyncio.to_thread(identities.add_user, body.name, body.role, body.team, body.groups)
+    try:
+        token = await asyncio.to_thread(identities.add_user, body.name, body.role, body.team, body.groups)
+    except ValueError as exc:  # the store's own checks of names and groups, should they grow beyond the body's
+        raise Problem(422, "invalid-request", "Invalid request", str(exc), invalid=[("body", str(exc))]) from None
     user = await asyncio.to_thread(identities.get_user, body.name)
     return NewUserAnswer(user=UserView.of(user), token=token)
 
@@ -53,11 +57,14 @@ async def add_user(request: Request, body: NewUserBody, _: Admin) -> NewUserAnsw
     summary="Issue another API token to a user",
     response_model=TokenAnswer,
     status_code=201,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def issue_token(request: Request, name: UserName, _: Admin) -> TokenAnswer:
     """A new token for an enabled user (its other tokens stay valid)."""
-    token = await asyncio.to_thread(context_of(request).identities.issue_token, name)
+    try:
+        token = await asyncio.to_thread(context_of(request).identities.issue_token, name)
+    except AuthenticationError as exc:  # the user's state, not the caller's credential: not a 401
+        raise Problem(409, "user-disabled", "User disabled", str(exc)) from None
     return TokenAnswer(token=token)
 
 
