@@ -165,7 +165,7 @@ class ApprovalsView(BaseModel):
     given: list[str]
     groups: list[str]
     pending: list[str] = Field(description="The approval policy's words on what the quorum still lacks.")
-    still_needed: int | None = None
+    still_needed: int = Field(description="Approvals still needed, as the approval policy counts them.")
 
 
 class StepView(BaseModel):
@@ -524,20 +524,16 @@ def _policy(run: list[AuditRecord]) -> PolicyView | None:
 
 
 def _approvals(entry: InboxEntry, state: RemediationState | None) -> ApprovalsView:
-    if state is None:
-        return ApprovalsView(
-            required=entry.required_approvals,
-            given=entry.approvals,
-            groups=entry.approver_groups,
-            pending=entry.pending,
-            still_needed=None if entry.pending else max(0, entry.required_approvals - len(entry.approvals)),
-        )
+    required = state.required_approvals if state else entry.required_approvals
+    given = state.approvals if state else entry.approvals
+    # Before the policy's first answer the workflow reports no count: the plain shortfall stands in.
+    still_needed = state.still_needed if state and state.still_needed is not None else None
     return ApprovalsView(
-        required=state.required_approvals,
-        given=state.approvals,
-        groups=state.approver_groups or entry.approver_groups,
-        pending=state.pending or entry.pending,
-        still_needed=state.still_needed,
+        required=required,
+        given=given,
+        groups=(state.approver_groups if state else []) or entry.approver_groups,
+        pending=(state.pending if state else []) or entry.pending,
+        still_needed=still_needed if still_needed is not None else max(0, required - len(given)),
     )
 
 
