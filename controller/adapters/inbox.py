@@ -99,6 +99,7 @@ approval_inbox = Table(
     Index("ix_approval_inbox_status", "status", "created_at"),
     Index("ix_approval_inbox_team", "team", "created_at"),
     Index("ix_approval_inbox_target", "target", "created_at"),
+    Index("ix_approval_inbox_created", "created_at", "proposal_id"),
 )
 """One row per proposal: the approval queue."""
 

@@ -1,4 +1,7 @@
-"""How the approval commands show things: the requirement in words, the queue table, a remediation's state.
+"""How the approval commands show things: the queue table, a remediation's state.
+
+The requirement and approval sentences are `controller.app.approval_words`, shared with the API
+and the pages (re-exported here for the commands).
 
 Rich and the standard library only at module level: `--help` imports this through `approvals`.
 """
@@ -13,10 +16,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from controller.app.approval_words import approval_sentence, entry_requirement, requirement, state_requirement
 from controller.cli._common import console
 
 if TYPE_CHECKING:
-    from workflows import ApprovalResult, RemediationState
+    from workflows import RemediationState
     from workflows.ports import InboxEntry
 
 __all__ = [
@@ -28,48 +32,6 @@ __all__ = [
     "short_ids",
     "state_json",
 ]
-
-
-def requirement(
-    required: int,
-    approvals: Sequence[str],
-    *,
-    groups: Sequence[str] = (),
-    pending: Sequence[str] = (),
-    still_needed: int | None = None,
-    met: bool = False,
-    compact: bool = False,
-) -> str:
-    """What the approval policy requires, in words: how many, from which groups, what is still needed.
-
-    The count alone misleads: with the owning-team rule three approvals may be given of
-    two required and the quorum still open, so the policy's own words on what is
-    missing (`pending`) are shown whenever there are any.
-    """
-    if compact:
-        head = f"{len(approvals)}/{required}"
-    else:
-        source = f" from {' or '.join(groups)}" if groups else ""
-        head = f"{required} required{source}, {len(approvals)} given"
-    if met:
-        return head + ("" if compact else "; quorum met")
-    if not pending:
-        missing = still_needed if still_needed is not None else max(0, required - len(approvals))
-        pending = [f"{missing} more needed"] if missing else []
-    if not pending:
-        return head
-    return head + (" · " if compact else "; still needed: ") + "; ".join(pending)
-
-
-def entry_requirement(e: InboxEntry, compact: bool = False) -> str:
-    return requirement(
-        e.required_approvals,
-        e.approvals,
-        groups=e.approver_groups,
-        pending=e.pending,
-        met=e.status.value in ("executing", "verifying", "completed", "rolled_back"),
-        compact=compact,
-    )
 
 
 def _when(value: datetime | None) -> str:
@@ -133,7 +95,7 @@ def state_json(state: RemediationState, entry: InboxEntry) -> dict[str, Any]:
     data["plan"] = _plan(state, entry)
     data["target"] = entry.target
     data["summary"] = entry.summary
-    data["requirement"] = _state_requirement(state, entry)
+    data["requirement"] = state_requirement(state, entry)
     return data
 
 
@@ -142,17 +104,6 @@ def _plan(state: RemediationState, entry: InboxEntry) -> list[str]:
     if state.actions:
         return [_describe(a) for a in state.actions]
     return [line.strip() for line in entry.plan.splitlines() if line.strip()]
-
-
-def _state_requirement(state: RemediationState, entry: InboxEntry) -> str:
-    return requirement(
-        state.required_approvals,
-        state.approvals,
-        groups=state.approver_groups or entry.approver_groups,
-        pending=state.pending or entry.pending,
-        still_needed=state.still_needed,
-        met=state.stage.value in ("executing", "verifying", "compensating", "completed", "rolled_back"),
-    )
 
 
 def _verdict(state: RemediationState) -> str:
@@ -181,7 +132,7 @@ def print_state(state: RemediationState, entry: InboxEntry, to: Console = consol
         out("notes:", highlight=False)
         for reason in other:
             out(f"  - {reason}", highlight=False, overflow="fold")
-    out(f"approvals: {_state_requirement(state, entry)}", highlight=False, overflow="fold")
+    out(f"approvals: {state_requirement(state, entry)}", highlight=False, overflow="fold")
     if state.approvals:
         out(f"  given by {', '.join(state.approvals)}", highlight=False)
     out(f"deadline: {_when(state.deadline)}", highlight=False)
@@ -189,14 +140,3 @@ def print_state(state: RemediationState, entry: InboxEntry, to: Console = consol
         undo = f"; undo: {_describe(step.compensation)}" if step.compensation else ""
         done = "applied" if step.applied else "already applied (retry)"
         out(f"  step {step.index}: {_describe(step.action)} ({done}{undo})", highlight=False, overflow="fold")
-
-
-def approval_sentence(proposal_id: str, result: ApprovalResult) -> str:
-    """What `approve` tells the approver, in one sentence: counted or not, and what is still needed."""
-    why = "; ".join(result.reasons)
-    if result.quorum_met:
-        return f"approved proposal {proposal_id}: quorum met, execution starts"
-    if result.counted:
-        needed = f"still needed: {why}" if why else f"{result.still_needed} more needed"
-        return f"approval counted for proposal {proposal_id} ({len(result.approvals)} so far); {needed}"
-    return f"approval not counted for proposal {proposal_id}: {why or 'no reason given'}"

@@ -3,8 +3,9 @@
 `web_sessions` keeps server-side sessions: the cookie carries a random id, the table only its
 SHA-256 (a leaked table signs nobody in), with the principal it stands for, its CSRF token and
 its expiry. `approval_inbox.team` is the target node's owning team, so the queue filters on it
-in the database; rows from before stay NULL (no team known). The (status, risk, deadline) index
-serves the queue page's order; the list API pages by (created_at, proposal_id), already indexed.
+in the database; rows from before stay NULL (no team known). Indexes: (team, created_at) and
+(target, created_at) for the filters, (created_at, proposal_id) for the API's keyset pages over
+every status; the queue page's pending set comes from the existing (status, created_at) index.
 
 Revision ID: 0007_web_sessions_inbox_team
 Revises: 0006_audit_no_replace_indexed
@@ -40,10 +41,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("team", sa.String(100), nullable=True))
     op.create_index("ix_approval_inbox_team", "approval_inbox", ["team", "created_at"])
     op.create_index("ix_approval_inbox_target", "approval_inbox", ["target", "created_at"])
+    op.create_index("ix_approval_inbox_created", "approval_inbox", ["created_at", "proposal_id"])
 
 
 def downgrade() -> None:
     """Drop them again."""
+    op.drop_index("ix_approval_inbox_created", table_name="approval_inbox")
     op.drop_index("ix_approval_inbox_target", table_name="approval_inbox")
     op.drop_index("ix_approval_inbox_team", table_name="approval_inbox")
     with op.batch_alter_table("approval_inbox") as batch:
