@@ -30,6 +30,7 @@ TwinopsError                     the root, re-exported here                     
  ├── ConflictError               the thing already exists (a user name taken)
  ├── ApprovalRefusedError        the workflow refused an approval call            [controller.app.approval_service]
  ├── AuthenticationError         unknown or revoked API token, disabled user (also a PermissionError)
+ │    └── IssuerUnreachableError the OIDC issuer's keys could not be fetched     [controller.adapters.oidc]
  └── AuthorizationError          authenticated, but the role is too low (also a PermissionError)
 
 Outside the tree, on purpose (tests/controller/core/test_errors.py holds the same list):
@@ -37,6 +38,10 @@ Outside the tree, on purpose (tests/controller/core/test_errors.py holds the sam
   standard library and regorus; `controller.adapters.policy.engine` turns it into PolicyEvaluationError.
 - `controller.adapters.policy.engine_pool._AbandonedError`: a private signal for a request nobody waits
   for any more; it never reaches a caller.
+- `controller.api.problems.Problem`: an HTTP answer (RFC 9457 problem details) a handler raises; a
+  `TwinopsError` reaching the API is turned into one.
+- `controller.api.web.render.SignInRequired`: a page's signal to redirect to /login.
+- `controller.api.signin_oidc._SignInError`: a private signal the OIDC sign-in turns into an error page.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ PACKAGES = ("twinops", "twin", "agents", "workflows", "controller")
 OUTSIDE = {
     "controller.adapters.policy.engine_process.EngineError": "the engine child process imports only stdlib and regorus",
     "controller.adapters.policy.engine_pool._AbandonedError": "a private signal that never reaches a caller",
+    "controller.api.problems.Problem": "an HTTP answer (RFC 9457 problem details), raised by handlers",
+    "controller.api.web.render.SignInRequired": "a page's signal to redirect to /login",
+    "controller.api.signin_oidc._SignInError": "a private signal the OIDC sign-in turns into an error page",
 }
 
 _NODE = re.compile(r"^(?P<indent>[ │├└─]*)(?P<name>[A-Za-z_]\w*)(?:\s+(?P<what>.*?))?(?:\s+\[(?P<module>[\w.]+)\])?$")
