@@ -98,10 +98,10 @@ def countdown_words(deadline: Any, now: datetime | None = None) -> str:
     return f"in {age_words(left)}" if left >= 0 else f"overdue by {age_words(-left)}"
 
 
-def when_words(value: Any) -> str:
-    """A time as 'YYYY-MM-DD HH:MM UTC'."""
+def when_words(value: Any, seconds: bool = False) -> str:
+    """A time as 'YYYY-MM-DD HH:MM UTC' (with ':SS' when `seconds`)."""
     at = _parse(value)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at else "–"
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "") + " UTC") if at else "–"
 
 
 def iso(value: Any) -> str:

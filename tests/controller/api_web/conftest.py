@@ -1,8 +1,9 @@
 """The web pages in process: the real app over real SQLite stores and the session's Temporal dev server.
 
 `web` is the app without a worker (sign-in, sessions, CSRF, users need none); tests of a
-proposal page use `api` and `pending` from tests/controller/api (a worker on the workflow
-tests' stack and a real RemediationWorkflow waiting for approval). Browsers sign in the way
+proposal page use `api` and `pending` from tests/controller/api (one stack per module, a
+real RemediationWorkflow waiting for approval, rejected after the test); a test that lets a
+plan execute changes the estate, so it builds its own stack. Browsers sign in the way
 a person does: GET /login for the form, POST the token with the form's one-time value.
 """
 
@@ -22,7 +23,6 @@ from controller.api.app import create_app
 from controller.api.context import ApiContext
 from controller.core.settings import Settings
 from tests.controller.api.conftest import api, pending  # noqa: F401 - fixtures for the proposal page tests
-from tests.workflows.conftest import scenario, stack  # noqa: F401 - fixtures `api` builds on
 
 BASE = "http://testserver"
 HTML = {"Accept": "text/html"}

@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
-import pytest_asyncio
+import pytest
 
-from controller.api.app import create_app
-from tests.controller.api.conftest import Api, Pending
+from controller.adapters.temporal_server import TemporalRuntime
+from tests.controller.api.conftest import Api, Pending, running_stack, serving, start_pending
 from tests.controller.api_web.conftest import HTML, signed_in
 from workflows import RemediationWorkflow
 
 
-@pytest_asyncio.fixture
-async def app(api: Api) -> AsyncIterator[object]:
-    """The app over the `api` fixture's context (its users: vera viewer, alice and bob approvers, ada admin)."""
-    yield create_app(api.stack.settings, context=api.ctx)
+@pytest.fixture
+def app(api: Api) -> object:
+    """The module's app (its users: vera viewer, alice and bob approvers, ada admin)."""
+    return api.app
 
 
 def forms(page: httpx.Response) -> list[str]:
@@ -83,8 +83,16 @@ async def test_a_viewer_reads_everything_but_gets_no_forms_and_a_forged_post_is_
     assert state.approvals == []
 
 
-async def test_approvers_decide_on_the_page_and_watch_it_complete(api: Api, pending: Pending, app: object) -> None:
-    url = f"/proposals/{pending.proposal_id}"
+async def test_approvers_decide_on_the_page_and_watch_it_complete(temporal: TemporalRuntime, tmp_path: Path) -> None:
+    # The plan executes and changes the estate: a stack of its own, not the module's.
+    async with running_stack(temporal, tmp_path) as stack, serving(stack) as api:
+        pending = await start_pending(api)
+        await decide_and_complete(api, pending)
+
+
+async def decide_and_complete(api: Api, pending: Pending) -> None:
+    """Alice approves (counted), again (409), Bob rejects blank (422) then approves (quorum); it completes."""
+    app, url = api.app, f"/proposals/{pending.proposal_id}"
     async with (
         signed_in(app, api.tokens["alice"]) as (alice, alice_csrf),
         signed_in(app, api.tokens["bob"]) as (

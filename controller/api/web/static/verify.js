@@ -171,17 +171,23 @@
   }
 
   // ---- the page
+  class NotYetSigned extends Error {}
+
   async function getText(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
+    // 409: the event is newer than the newest signed head; the writers sign the next one soon.
+    if (r.status === 409) throw new NotYetSigned("not under a signed head yet");
     if (!r.ok) throw new Error(url + " answered " + r.status);
     return r.text();
   }
 
-  function mark(row, ok, text) {
+  const VERDICTS = { ok: "\u2713 verified", failed: "\u2717 failed", waiting: "\u29d7 not signed yet" };
+
+  function mark(row, verdict, text) {
     const cell = row.querySelector("[data-verdict]");
-    cell.textContent = (ok ? "\u2713 verified" : "\u2717 failed") + (text ? ": " + text : "");
-    cell.classList.toggle("ok", ok);
-    cell.classList.toggle("failed", !ok);
+    cell.textContent = VERDICTS[verdict] + (text ? ": " + text : "");
+    cell.className = "verdict " + verdict;
+    return verdict;
   }
 
   async function checkEvent(row, base, key, checked) {
@@ -194,18 +200,17 @@
       checked.set(checkpointText, { cp, signature: await signatureVerifies(cp, key) });
     }
     const { cp, signature } = checked.get(checkpointText);
-    if (signature === false) return mark(row, false, "the checkpoint's signature does not verify");
-    if (cp.size !== size) return mark(row, false, "the proof's tree size is not the checkpoint's");
+    if (signature === false) return mark(row, "failed", "the checkpoint's signature does not verify");
+    if (cp.size !== size) return mark(row, "failed", "the proof's tree size is not the checkpoint's");
     const fields = new Map(ENTRY_FIELDS.map((f) => [f, entry.get(f)]));
-    if (ENTRY_FIELDS.some((f) => !entry.has(f))) return mark(row, false, "the entry lacks fields");
-    if (plain(entry.get("seq")) !== index) return mark(row, false, "the entry's position is not the proof's");
+    if (ENTRY_FIELDS.some((f) => !entry.has(f))) return mark(row, "failed", "the entry lacks fields");
+    if (plain(entry.get("seq")) !== index) return mark(row, "failed", "the entry's position is not the proof's");
     const leaf = await leafHash(utf8.encode(canonical(fields)));
-    if (hex(leaf) !== entry.get("leaf_hash")) return mark(row, false, "the entry does not hash to its leaf");
+    if (hex(leaf) !== entry.get("leaf_hash")) return mark(row, "failed", "the entry does not hash to its leaf");
     const path = proof.get("audit_path").map(fromHex);
     const root = await rootFromInclusion(leaf, index, size, path);
-    if (root === null || hex(root) !== hex(cp.root)) return mark(row, false, "the audit path does not lead to the signed root");
-    mark(row, true, "leaf " + index + " of " + size);
-    return true;
+    if (root === null || hex(root) !== hex(cp.root)) return mark(row, "failed", "the audit path does not lead to the signed root");
+    return mark(row, "ok", "leaf " + index + " of " + size);
   }
 
   async function verifyAll(box, button) {
@@ -240,18 +245,24 @@
         : headSignature === null ? "not checked here (no Ed25519 in this browser's WebCrypto); the server checks it"
           : "\u2717 the signature does not verify";
     const checked = new Map([[head.checkpoint, { cp: headCp, signature: headSignature }]]);
-    let good = 0;
+    const count = { ok: 0, failed: 0, waiting: 0 };
     for (const row of rows) {
+      let verdict;
       try {
-        if (headSignature !== false && rootMatches && (await checkEvent(row, box.dataset.proofUrl, key, checked))) good++;
-        else if (headSignature === false || !rootMatches) mark(row, false, "the signed head does not verify");
+        verdict = headSignature === false || !rootMatches
+          ? mark(row, "failed", "the signed head does not verify")
+          : await checkEvent(row, box.dataset.proofUrl, key, checked);
       } catch (err) {
-        mark(row, false, err.message);
+        verdict = err instanceof NotYetSigned ? mark(row, "waiting", "the next signed head will cover it")
+          : mark(row, "failed", err.message);
       }
+      count[verdict]++;
     }
-    summary.textContent = good === rows.length
-      ? "All " + rows.length + " of " + rows.length + " events verified against the signed head."
-      : (rows.length - good) + " of " + rows.length + " events failed verification.";
+    const n = rows.length;
+    if (count.ok === n) summary.textContent = "All " + n + " of " + n + " events verified against the signed head.";
+    else if (count.failed) summary.textContent = count.failed + " of " + n + " events failed verification.";
+    else summary.textContent = count.ok + " of " + n + " events verified against the signed head; " + count.waiting
+      + " newer than it (verify again after the next head).";
     button.disabled = false;
   }
 
