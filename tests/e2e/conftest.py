@@ -92,7 +92,7 @@ async def first_proposal(of: Stack, within: float = 10.0) -> Proposal:
             await asyncio.sleep(0.5)
 
 
-async def watched_proposal(of: Stack, ticks: int = 8, every: float = 1.0) -> Proposal:
+async def watched_proposal(of: Stack, ticks: int = 6, every: float = 1.0) -> Proposal:
     """What the agent proposes after watching the estate for a few ticks: its trend window has points to draw."""
     source = WallClockSimulatorSource(of.simulator)
     memory = None

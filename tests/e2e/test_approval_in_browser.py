@@ -96,8 +96,14 @@ async def test_two_approvers_approve_and_watch_it_complete_without_reloading(chr
     await expect(alice).to_have_url(served.url + proposal_path)  # the script put the page's own address back
     await alice.evaluate("window.__notReloaded = true")
 
+    queue = await bob_ctx.new_page()  # Bob's queue in another tab, left alone from here on
+    await queue.goto(served.url + "/")
+    await expect(queue).to_have_title("(1) twinops queue")
     await bob.get_by_role("button", name="Approve").click()
     await expect(bob.locator("#outcome")).to_contain_text("quorum met")
+    # The queue follows without a reload: nothing waits for a decision any more.
+    await expect(queue).to_have_title("twinops queue", timeout=15_000)
+    await expect(queue.locator("[data-waiting]")).to_have_text("0")
 
     # Alice's page follows the remediation on its own: executing, verifying, completed.
     await expect(alice.locator("#live-stage")).to_have_text("completed", timeout=60_000)

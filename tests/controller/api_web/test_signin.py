@@ -154,8 +154,12 @@ async def test_a_signed_in_browser_skips_the_form(web: Web) -> None:
     assert answer.status_code == 303 and answer.headers["location"] == "/history"
 
 
-async def test_the_sso_link_shows_only_with_oidc(web: Web) -> None:
+async def test_the_sso_link_shows_only_with_oidc(web: Web, temporal: TemporalRuntime, tmp_path: Path) -> None:
     async with await browser(web.app) as http:
-        form = await http.get("/login", headers=HTML)
-    assert "Sign in with SSO" not in form.text
-    assert csrf_of(form)
+        plain = await http.get("/login?next=/history", headers=HTML)
+    with_oidc = await open_web(tmp_path / "oidc", temporal, oidc_issuer="https://issuer.test", oidc_audience="twinops")
+    async with await browser(with_oidc.app) as http:
+        sso = await http.get("/login?next=/history", headers=HTML)
+    await with_oidc.ctx.close()
+    assert "Sign in with SSO" not in plain.text
+    assert '<a class="button" href="/login/oidc?next=/history">Sign in with SSO</a>' in sso.text
