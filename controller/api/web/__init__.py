@@ -56,9 +56,10 @@ def _as_problem(exc: Exception) -> Problem:
 
 async def _error_page(request: Request, problem: Problem) -> Response:
     caller = None
-    if problem.status != 401:
+    # The header shows who is signed in; not after a server error, whose cause may be the session store.
+    if problem.status != 401 and problem.status < 500 and request.method in ("GET", "HEAD"):
         try:
-            caller = await page_caller(request) if request.method in ("GET", "HEAD") else None
+            caller = await page_caller(request)
         except (SignInRequired, Problem):
             caller = None
     headers = {k: v for k, v in problem.headers.items() if k.lower() != "www-authenticate"}
