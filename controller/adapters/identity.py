@@ -54,6 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from controller.adapters.sessions import web_sessions
 from controller.core.db import sqlite_immediate
 from controller.core.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError
 from workflows.contracts import Principal
@@ -288,21 +289,23 @@ class Identities:
         return token
 
     def revoke_tokens(self, name: str) -> int:
-        """Revoke every token of `name`; returns how many were still valid."""
+        """Revoke every token of `name` and end its token browser sessions; returns how many tokens were valid."""
         with self._writer.begin() as conn:
             user_id, _ = self._user(conn, name)
             self._keep_an_admin(conn, user_id, name, "revoking its tokens")
             result = conn.execute(
                 update(api_tokens).where(_K.user_id == user_id, _K.revoked.is_(False)).values(revoked=True)
             )
+            _end_sessions(conn, name)
             return int(result.rowcount)
 
     def set_disabled(self, name: str, disabled: bool = True) -> None:
-        """Disable (or enable again) a user; a disabled user's tokens stop resolving."""
+        """Disable (or enable again) a user; a disabled user's tokens stop resolving and its sessions end."""
         with self._writer.begin() as conn:
             user_id, _ = self._user(conn, name)
             if disabled:
                 self._keep_an_admin(conn, user_id, name, "disabling it")
+                _end_sessions(conn, name)
             conn.execute(update(users).where(_U.name == name).values(disabled=disabled))
 
     def resolve(self, token: str) -> Principal:
@@ -418,6 +421,16 @@ class Identities:
     @staticmethod
     def _groups_of(conn: Connection, user_id: int) -> list[str]:
         return list(conn.scalars(select(_G.group_name).where(_G.user_id == user_id).order_by(_G.group_name)).all())
+
+
+def _end_sessions(conn: Connection, name: str) -> None:
+    """End the browser sessions a user signed in with a token (in the caller's transaction).
+
+    A revoked token or a disabled user must not live on in a signed-in browser; whichever
+    front end makes the change (CLI, API, pages), the sessions end with it.
+    """
+    sessions = web_sessions.c
+    conn.execute(delete(web_sessions).where(sessions.subject == name, sessions.source == "token"))
 
 
 def _groups(groups: Iterable[str]) -> list[str]:

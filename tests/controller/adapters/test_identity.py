@@ -381,3 +381,23 @@ async def test_a_group_other_than_sre_is_required_and_met_only_by_a_member(ids: 
         assert [r.code for r in decisions[refused].reasons] == ["not_in_approver_group"], refused
     assert decisions["dora"].counts is True
     assert decisions["dora"].quorum_met is True
+
+
+def test_revoking_tokens_or_disabling_a_user_ends_its_browser_sessions(ids: Identities, engine: Engine) -> None:
+    from datetime import timedelta
+
+    from controller.adapters.sessions import SqlSessions
+
+    ids.bootstrap_admin("root")
+    ids.add_user("ana", "approver")
+    ids.add_user("bo", "viewer")
+    sessions = SqlSessions(engine)
+    ana, _ = sessions.create(ids.principal("ana", Role.APPROVER, None), source="token", ttl=timedelta(hours=1))
+    bo, _ = sessions.create(ids.principal("bo", Role.VIEWER, None), source="token", ttl=timedelta(hours=1))
+    sso, _ = sessions.create(ids.principal("ana", Role.APPROVER, None), source="oidc", ttl=timedelta(hours=1))
+    ids.revoke_tokens("ana")
+    assert sessions.get(ana) is None, "a revoked token's browser session lives on"
+    assert sessions.get(sso) is not None, "an SSO session is the issuer's to end"
+    assert sessions.get(bo) is not None
+    ids.set_disabled("bo")
+    assert sessions.get(bo) is None, "a disabled user's browser session lives on"
