@@ -66,7 +66,7 @@ from controller.api.server import running_api
 from controller.api.views import DEFAULT_LIMIT
 from controller.core.errors import NotFoundError
 from controller.core.settings import Settings
-from workflows import RemediationInput, RemediationWorkflow, Stage
+from workflows import RemediationInput, RemediationResult, RemediationWorkflow, Stage
 from workflows.ports import InboxEntry, InboxStatus
 
 NAME = "api"
@@ -358,8 +358,8 @@ async def _split(client: Client, proposal_id: str, sent: float, answered: float)
 
 async def _settled(client: Client, stages: Counter[str], proposal_id: str) -> None:
     """Wait for the remediation to finish (so it does not run under the next sample) and count its outcome."""
-    handle = client.get_workflow_handle_for(RemediationWorkflow.run, f"remediation-{proposal_id}")
-    result = await asyncio.wait_for(handle.result(), 120)
+    handle = client.get_workflow_handle(f"remediation-{proposal_id}", result_type=RemediationResult)
+    result: RemediationResult = await asyncio.wait_for(handle.result(), 120)
     stages[result.stage.value] += 1
 
 
