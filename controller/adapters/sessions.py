@@ -131,6 +131,14 @@ class SqlSessions:
         with self._writer.begin() as conn:
             return bool(conn.execute(delete(web_sessions).where(_S.id_hash == _hash(session_id))).rowcount)
 
+    def count(self, subject: str, now: datetime | None = None) -> int:
+        """How many live sessions a subject has (the users page says how many a change ended)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_S.id_hash).where(_S.subject == subject, _S.expires_at > (now or datetime.now(UTC)))
+            ).all()
+        return len(rows)
+
     def end_all(self, subject: str) -> int:
         """End every session of a subject (a user disabled or its tokens revoked); returns how many."""
         with self._writer.begin() as conn:

@@ -100,6 +100,9 @@ async def _act(request: Request, who: Caller, name: str, action: str) -> HTMLRes
             token = await asyncio.to_thread(ids.issue_token, name)
             log.info("web.token_issued", by=who.principal.id, user=name)
             return await _page(request, who, message=f"new token for {name}", new_token=(name, token))
+        # Revoking and disabling end the user's sessions themselves (Identities does it in the same
+        # transaction); count them first so the page can say how many ended.
+        live = await asyncio.to_thread(ctx.sessions.count, name) if action in ("revoke", "disable") else 0
         if action == "revoke":
             count = await asyncio.to_thread(ids.revoke_tokens, name)
             message = f"revoked {count} token(s) of {name}"
@@ -107,7 +110,8 @@ async def _act(request: Request, who: Caller, name: str, action: str) -> HTMLRes
             await asyncio.to_thread(ids.set_disabled, name, action == "disable")
             message = f"{action}d {name}"
         if action in ("revoke", "disable"):
-            ended = await asyncio.to_thread(ctx.sessions.end_all, name)
+            ended = live - await asyncio.to_thread(ctx.sessions.count, name)
+            ended += await asyncio.to_thread(ctx.sessions.end_all, name)  # SSO sessions of the same name
             message += f"; ended {ended} session(s)" if ended else ""
     except (TwinopsError, ValueError) as exc:
         status = 404 if isinstance(exc, NotFoundError) else 422 if isinstance(exc, ValueError) else 409
