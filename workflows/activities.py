@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from agents import AgentState, Desires, DroppedIntention, Proposal, SuppressedPlan, decide
 from twin.contract import Snapshot
@@ -207,7 +207,12 @@ class RemediationActivities:
         if verdict.met and not verdict.worse:
             return verdict
         # Not a failure yet: the retry policy asks again until the settle period ends (samples-python polling).
-        raise ApplicationError("goals not met yet: " + "; ".join(verdict.findings), type=GOALS_NOT_MET_YET)
+        # BENIGN: the worker logs these expected attempts at DEBUG, not as a warning with a traceback each.
+        raise ApplicationError(
+            "goals not met yet: " + "; ".join(verdict.findings),
+            type=GOALS_NOT_MET_YET,
+            category=ApplicationErrorCategory.BENIGN,
+        )
 
 
 class DeliberateInput(BaseModel):

@@ -171,8 +171,8 @@ def _twinops(*args: str) -> int:
     return subprocess.run([str(exe), *args], check=False, env=env).returncode
 
 
-ThenServe = Callable[[Client, Settings, dict[str, str], set[str]], Awaitable[None]]
-"""What `demo --serve` runs after the demo, with the stack still up: the client, settings, demo tokens, ids seen."""
+ThenServe = Callable[[Client, Settings, dict[str, str]], Awaitable[None]]
+"""What `demo --serve` runs after the demo, with the stack still up: the client, the settings, the demo tokens."""
 
 
 async def run_demo(settings: Settings, console: Console, then: ThenServe | None = None) -> int:
@@ -218,14 +218,12 @@ async def run_demo(settings: Settings, console: Console, then: ThenServe | None 
         ok = all(r.stage.value == p.expect for r, p in zip(results, PARTS, strict=True)) and code == 0
         console.print("[green]demo finished as expected[/]" if ok else "[red]demo did not finish as expected[/]")
         if ok and then is not None:
-            await then(rt.client, settings, tokens, seen)
+            await then(rt.client, settings, tokens)
     return 0 if ok else 1
 
 
 @contextlib.asynccontextmanager
-async def parked_proposal(
-    console: Console, client: Client, settings: Settings, seen: set[str]
-) -> AsyncIterator[InboxEntry]:
+async def parked_proposal(console: Console, client: Client, settings: Settings) -> AsyncIterator[InboxEntry]:
     """A fresh hidden_downstream estate with its worker and agent loop running and one proposal awaiting approval.
 
     Used by `twinops demo --serve`: the proposal waits an hour for a human in the browser; the
@@ -250,7 +248,8 @@ async def parked_proposal(
             replace_running=True,
         )
         try:
-            entry = await _wait_entry(services.inbox, now, "gateway", seen)
+            # The same estate and plan as part (a): the same proposal id, under a new workflow run (created now).
+            entry = await _wait_entry(services.inbox, now, "gateway", set())
             deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
             while entry.status.value not in ("pending", "escalated") and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.3)

@@ -188,13 +188,13 @@ def demo(
     raise typer.Exit(code)
 
 
-async def _serve_demo(client: Any, settings: Settings, tokens: dict[str, str], seen: set[str]) -> None:
+async def _serve_demo(client: Any, settings: Settings, tokens: dict[str, str]) -> None:
     """`demo --serve`: a proposal waiting in the web UI, the address and the demo approvers' tokens."""
     from controller.api.server import running_api
     from controller.app.demo import parked_proposal
     from controller.cli.worker import wait_for_shutdown
 
-    async with parked_proposal(console, client, settings, seen) as entry, running_api(settings, client) as api:
+    async with parked_proposal(console, client, settings) as entry, running_api(settings, client) as api:
         console.rule("approve it in your browser")
         console.print(f"web UI:   [bold]{api.url}/login[/]   (API {api.url}/api/v1, OpenAPI {api.url}/docs)")
         console.print(f"proposal: [bold]{api.url}/proposals/{entry.proposal_id}[/]")
