@@ -44,7 +44,7 @@ async def twinops(
     )
 
 
-async def started(stack: Stack, verification_seconds: float = 15) -> tuple[WorkflowHandle[Any, RemediationResult], str]:
+async def started(stack: Stack, verification_seconds: float = 5) -> tuple[WorkflowHandle[Any, RemediationResult], str]:
     proposal = stack.proposal()
     handle = await stack.client.start_workflow(
         RemediationWorkflow.run,

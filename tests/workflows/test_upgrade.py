@@ -42,7 +42,7 @@ APPROVERS = [Principal(id=n, roles=["sre"], team=t) for n, t in (("alice", "edge
 # Runs with the previous release's modules first on sys.path: only APIs that release had (0.2.0: decisions
 # are signed by the approval service's key, which its worker and this starter share through TWINOPS_HOME).
 STARTER = """
-import asyncio, json, sys, urllib.request
+import asyncio, json, os, sys, urllib.request
 from datetime import UTC, datetime
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -91,6 +91,10 @@ async def main(address, queue, snapshot_url):
     print(json.dumps({"proposal": proposal.id, **{k: h.id for k, h in handles.items()}}))
 
 asyncio.run(main(*sys.argv[1:4]))
+# Leave without finalizing: Temporal's Rust runtime may still hold a thread, and finalizing then aborts
+# with "PyGILState_Release" (sdk-python issue #300), as `twinops` itself avoids in controller.cli._exit.
+sys.stdout.flush()
+os._exit(0)
 """
 
 
