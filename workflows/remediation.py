@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from agents import Proposal
@@ -84,6 +84,7 @@ PATCH_NOTIFY_AUTO_APPROVED = "0.2.0-notify-auto-approved"
 PATCH_POLICY_ERROR_DENIES = "0.2.0-policy-error-denies-on-record"
 PATCH_LOOP_BREAKER_ESCALATES = "0.2.0-loop-breaker-escalates"
 PATCH_VERIFY_BY_POLLING = "0.2.0-verify-by-polling"
+PATCH_CANCEL_DURING_NOTIFY = "0.3.0-cancel-during-a-notification-cancels"
 
 TEAM_TAG = "team"
 """The node tag naming the team that owns it (as in the twin scenarios and `Desires.team_tag`'s default)."""
@@ -783,6 +784,10 @@ class RemediationWorkflow:
                 start_to_close_timeout=NOTIFY_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
             )
-        except ActivityError:
+        except ActivityError as err:
+            # A cancel that arrives while the pager is called cancels this activity: that is the run being
+            # cancelled, not a pager outage, and swallowing it lost the cancel (the run waited on and expired).
+            if is_cancelled_exception(err) and workflow.patched(PATCH_CANCEL_DURING_NOTIFY):
+                raise asyncio.CancelledError() from err  # the run records the cancel and compensates
             # A pager outage must not stop the remediation; the audit trail still holds every step.
             workflow.logger.warning("notification %s for %s failed", kind.value, p.id)
