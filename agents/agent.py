@@ -14,6 +14,7 @@ from agents.beliefs import Beliefs, revise
 from agents.declined import DeclinedPlan, SuppressedPlan, action_set_hash, ago, finite
 from agents.desires import Desires
 from agents.detection import CAPACITY_KINDS, Detection, Finding, FindingKind, detect
+from agents.forecast import DemandHistory
 from agents.intentions import AgentState, DroppedIntention, Intention, achieved, adopt, with_cooldown
 from agents.planner import Planner
 from agents.proposal import PlanOption, Proposal
@@ -151,6 +152,7 @@ def decide(
     history: Sequence[Snapshot] = (),
     now: datetime | None = None,
     whatif: WhatIf | None = None,
+    demand_history: DemandHistory | None = None,
 ) -> Decision:
     """One tick of the agent. Deterministic: same state, snapshot and desires give the same decision.
 
