@@ -8,6 +8,7 @@ start: 2026-11-21T08:00:00Z      # aware datetime; the simulator's t = 0
 seed: 7                          # seeds measurement noise
 noise: 0.02                      # relative measurement noise (std dev), default 0
 duration: 3600                   # suggested run length in seconds (optional)
+readiness_seconds: 120           # a replica added by a scale-up serves this long after it (default 0)
 nodes:                           # twin.v1 node fields, minus metrics
   - {id: gateway, replicas: 4, capacity_per_replica: 250, min_replicas: 2, max_replicas: 20}
 edges:
@@ -233,6 +234,8 @@ class Scenario(_Model):
     seed: int = 0
     noise: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     duration: Annotated[float, Field(gt=0.0)] | None = None
+    readiness_seconds: Seconds = 0.0
+    """Seconds a replica added by a scale-up takes to serve (twin/simulator.py); 0: at once."""
     description: str = ""
     nodes: Annotated[list[ScenarioNode], Field(min_length=1)]
     edges: list[Edge] = Field(default_factory=list)

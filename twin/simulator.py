@@ -25,6 +25,14 @@ Each step of `dt` seconds, evaluated at the end of the step (time t):
    external rate, arrival rate, throughput, queue depth and latency are each multiplied by
    max(0, 1 + noise x N(0, 1)) from the seeded RNG (utilization follows the noisy throughput).
 
+Readiness: with `readiness_seconds` > 0 (the scenario's, or the constructor's), replicas added by
+a scale-up serve only that long after it (scheduling, image pull, start, readiness probe). Until
+then they are provisioned (they count in `provisioned`, the spec, and cost replica-hours) but
+not ready: snapshots report ready replicas, as `kube_deployment_status_replicas_available`
+does, and capacity counts only those. A scale-down cancels pending replicas first (newest
+first), then removes ready ones at once. A replica loss takes ready replicas and lowers the
+spec with them (they stay lost until scaled back).
+
 Actions (`apply`) return the action that undoes them. `restart` is not compensable: queued work
 is lost and the node runs at `RESTART_WARMUP_FACTOR` of its capacity for
 `RESTART_WARMUP_SECONDS`; its "undo" is a no-op marker, a `ScaleAction` to the replica count the
@@ -80,12 +88,17 @@ _EV_FACTOR_OFF = 2
 _EV_BAD_ON = 3
 _EV_BAD_OFF = 4
 _EV_WARM_END = 5
+_EV_READY = 6
 
 
 class Simulator:
     """Time-stepped, seeded model of a service graph; see the module docstring for the semantics."""
 
-    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+    def __init__(self, scenario: Scenario, seed: int | None = None, readiness_seconds: float | None = None) -> None:
+        readiness = scenario.readiness_seconds if readiness_seconds is None else readiness_seconds
+        if not (readiness >= 0 and math.isfinite(readiness)):
+            raise ValueError(f"readiness_seconds must be a finite number >= 0, got {readiness_seconds}")
+        self._readiness = float(readiness)
         self._scenario = scenario
         self._rng = random.Random(scenario.seed if seed is None else seed)
         self._noise = scenario.noise
@@ -97,6 +110,11 @@ class Simulator:
         self._index = {name: i for i, name in enumerate(self._ids)}
         n = len(nodes)
         self._replicas = [node.replicas for node in nodes]
+        """Ready replicas (serving)."""
+        self._provisioned = [node.replicas for node in nodes]
+        """Replicas asked for (the spec): ready + pending."""
+        self._pending: list[list[tuple[float, int]]] = [[] for _ in nodes]
+        """Per node, scale-ups not ready yet: (ready at, replicas), oldest first."""
         self._mu = [node.capacity_per_replica for node in nodes]
         self._factors: list[list[float]] = [[] for _ in range(n)]
         self._warm_until = [-math.inf] * n
@@ -284,7 +302,15 @@ class Simulator:
         while events and events[0][0] <= horizon:
             _, _, kind, i, value = heapq.heappop(events)
             if kind == _EV_LOSE:
-                self._replicas[i] = max(0, self._replicas[i] - int(value))
+                lost = min(self._replicas[i], int(value))
+                self._replicas[i] -= lost
+                self._provisioned[i] -= lost
+            elif kind == _EV_READY:
+                due = [p for p in self._pending[i] if p[0] <= horizon]
+                if not due:
+                    continue  # cancelled by a scale-down
+                self._pending[i] = [p for p in self._pending[i] if p[0] > horizon]
+                self._replicas[i] += sum(count for _, count in due)
             elif kind == _EV_FACTOR_ON:
                 self._factors[i].append(value)
             elif kind == _EV_FACTOR_OFF:
@@ -429,14 +455,13 @@ class Simulator:
             case ScaleAction(node=name, replicas=replicas):
                 i = self._node_index(name, "scale")
                 spec = self._nodes[i]
-                current = self._replicas[i]
+                current = self._provisioned[i]
                 if replicas != current and not spec.min_replicas <= replicas <= spec.max_replicas:
                     raise ValueError(
                         f"scale {name!r} to {replicas}: outside bounds "
                         f"[{spec.min_replicas}, {spec.max_replicas}] (min_replicas, max_replicas)"
                     )
-                self._replicas[i] = replicas
-                self._recompute_capacity(i)
+                self._scale(i, replicas)
                 return ScaleAction(node=name, replicas=current)
             case ShiftTrafficAction(source=name, ratios=ratios):
                 s = self._node_index(name, "shift_traffic")
@@ -464,8 +489,39 @@ class Simulator:
                 self._push(self._warm_until[i], _EV_WARM_END, i, 0.0)
                 self._recompute_capacity(i)
                 # Not compensable: the marker "undo" sets what is already there.
-                return ScaleAction(node=name, replicas=self._replicas[i])
+                return ScaleAction(node=name, replicas=self._provisioned[i])
         raise TypeError(f"not a twin action: {action!r}")
+
+    def _scale(self, i: int, replicas: int) -> None:
+        current = self._provisioned[i]
+        if replicas > current and self._readiness > 0:
+            at = self._elapsed + self._readiness
+            self._pending[i].append((at, replicas - current))
+            self._push(at, _EV_READY, i, 0.0)
+        elif replicas > current:
+            self._replicas[i] += replicas - current
+        else:
+            remove = current - replicas
+            pending = self._pending[i]
+            while remove and pending:
+                at, count = pending.pop()
+                if count > remove:
+                    pending.append((at, count - remove))
+                    remove = 0
+                else:
+                    remove -= count
+            self._replicas[i] -= remove
+        self._provisioned[i] = replicas
+        self._recompute_capacity(i)
+
+    @property
+    def readiness_seconds(self) -> float:
+        """Seconds a replica added by a scale-up takes to serve (0: at once)."""
+        return self._readiness
+
+    def provisioned(self) -> dict[str, int]:
+        """Replicas asked for per node (ready + pending): what a scale-up set, what replica-hours cost."""
+        return dict(zip(self._ids, self._provisioned, strict=True))
 
     # ---- what-if ---------------------------------------------------------------------------
 
