@@ -16,10 +16,11 @@ from agents.desires import Desires
 from agents.detection import CAPACITY_KINDS, Detection, Finding, FindingKind, detect
 from agents.forecast import DemandHistory
 from agents.intentions import AgentState, DroppedIntention, Intention, achieved, adopt, with_cooldown
-from agents.planner import Planner
+from agents.outlook import URGENT_SLACK_SECONDS, with_outlook
+from agents.planner import Planner, needed_replicas
 from agents.proposal import PlanOption, Proposal
 from agents.whatif import SteadyStateWhatIf, WhatIf
-from twin.contract import Snapshot
+from twin.contract import Node, Snapshot
 
 
 class Decision(Frozen):
@@ -144,6 +145,22 @@ class _Declines:
         return tuple(d for d in self.entries if d.node not in self.consumed)
 
 
+def _underused(beliefs: Beliefs, node: Node, desires: Desires) -> bool:
+    """Whether `node` carries its load on fewer replicas.
+
+    With a forecast: the replicas that carry the upper band's peak over the planning window at
+    the target are fewer than it runs. Without: demand under `scale_down_below` and not rising
+    (the hysteresis band).
+    """
+    b = beliefs.nodes[node.id]
+    if b.forecast is not None:
+        need = needed_replicas(
+            b.forecast.planning_rps, desires.target_for(node), b.capacity_per_replica, b.min_replicas, b.max_replicas
+        )
+        return need < b.replicas
+    return b.demand_utilization < desires.scale_down_below and b.demand_slope <= 0
+
+
 def decide(
     state: AgentState,
     snapshot: Snapshot,
@@ -163,7 +180,7 @@ def decide(
     `Decision.suppressed`; one proposed again says why in its rationale.
     """
     whatif = whatif or SteadyStateWhatIf()
-    beliefs = revise(state.memory, snapshot, history, desires=desires, now=now)
+    beliefs = with_outlook(revise(state.memory, snapshot, history, desires=desires, now=now), demand_history, desires)
     detection = detect(beliefs, desires)
     at = beliefs.observed_at
     by_node: dict[str, list[Finding]] = {}
@@ -171,6 +188,7 @@ def decide(
         if f.node is not None and f.kind in (*CAPACITY_KINDS, FindingKind.LATENCY_SLO):
             by_node.setdefault(f.node, []).append(f)
 
+    nodes_by_id = {n.id: n for n in snapshot.nodes}
     cooldown = dict(state.cooldown_until)
     kept: list[Intention] = []
     dropped: list[DroppedIntention] = []
@@ -185,7 +203,7 @@ def decide(
                 DroppedIntention(intention=intention, reason="cleared", detail="its findings cleared on their own")
             )
         elif intention.intent == "scale_down" and (
-            beliefs.nodes[intention.target].demand_utilization >= desires.scale_down_below
+            not _underused(beliefs, nodes_by_id[intention.target], desires)
             or beliefs.nodes[intention.target].upstream_saturated
         ):
             dropped.append(DroppedIntention(intention=intention, reason="cleared", detail="no longer underused"))
@@ -196,12 +214,23 @@ def decide(
     def cooling(n: str) -> bool:
         return working.cooling(n, at)
 
+    def urgent(n: str, fs: Sequence[Finding]) -> bool:
+        """Waiting out the cool-down is worse: saturated, or a forecast crossing capacity must be ordered for now."""
+        lead = desires.readiness_for(nodes_by_id[n]) + URGENT_SLACK_SECONDS
+        return any(
+            f.kind is FindingKind.SATURATED
+            or (
+                f.kind is FindingKind.PREDICTED
+                and beliefs.nodes[n].forecast is not None
+                and (f.eta_seconds or 0) <= lead
+            )
+            for f in fs
+        )
+
     # No fresh twin, no action: a stale snapshot neither proposes nor supersedes anything.
     problems: set[str] = set()
     if not beliefs.stale:
-        problems = {
-            n for n, fs in by_node.items() if not cooling(n) or any(f.kind is FindingKind.SATURATED for f in fs)
-        }
+        problems = {n for n, fs in by_node.items() if not cooling(n) or urgent(n, fs)}
     proposals: list[Proposal] = []
     declines = _Declines(state.declined, beliefs, desires)
     planner = Planner(beliefs, desires, whatif)
@@ -245,8 +274,7 @@ def decide(
                 or cooling(n)
                 or b.upstream_saturated
                 or b.replicas <= b.min_replicas
-                or b.demand_utilization >= desires.scale_down_below
-                or b.demand_slope > 0
+                or not _underused(beliefs, nodes_by_id[n], desires)
             ):
                 continue
             down = planner.scale_down(n)

@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, Field
 
 from agents._frozen import Frozen
 from agents.desires import Desires
+from agents.forecast import DemandOutlook
 from agents.trend import MAX_SAMPLES, significant_slope
 from twin.contract import Metrics, NodeKind, Snapshot
 from twin.graph import out_edges_of, propagate, topological_order
@@ -109,6 +110,8 @@ class NodeBelief(Frozen):
     observed: Metrics
     confidence: float
     evidence: tuple[Evidence, ...] = ()
+    forecast: DemandOutlook | None = None
+    """The demand forecast over the planning window, where a seasonal one exists (agents/outlook.py)."""
 
     @property
     def trusted(self) -> bool:

@@ -63,7 +63,8 @@ class Detection(Frozen):
 
 def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
     """Findings for every node: saturated (rho >= 1), at_risk (rho >= target), predicted (the
-    rising trend crosses the target within the horizon), latency_slo (observed p95 over its SLO),
+    forecast's upper band crosses the target within the planning window, or without a forecast
+    the rising trend crosses it within the horizon), latency_slo (observed p95 over its SLO),
     data_quality (stale, missing or contradictory data). One capacity finding per node at most."""
     desires = desires or Desires()
     snapshot = beliefs.snapshot
@@ -103,6 +104,27 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
                     confidence=b.confidence,
                 )
             )
+        elif b.forecast is not None:
+            # The forecast replaces the trend where it exists: the upper band crossing the target.
+            crossing = b.forecast.crossing_at
+            if crossing is not None:
+                eta = max(0.0, (crossing - beliefs.observed_at).total_seconds())
+                findings.append(
+                    Finding(
+                        kind=FindingKind.PREDICTED,
+                        node=node.id,
+                        demand_utilization=rho,
+                        target_utilization=target,
+                        eta_seconds=eta,
+                        hidden=b.throttled,
+                        message=(
+                            f"{node.id} will cross its {target:.0%} target at {crossing:%H:%M} "
+                            f"(in about {eta / 60:.0f} min): {b.forecast.sentence()}"
+                        ),
+                        evidence=b.evidence,
+                        confidence=b.confidence,
+                    )
+                )
         elif b.demand_slope > 0 and b.capacity > 0:
             eta = (target * b.capacity - b.demand) / b.demand_slope
             if eta <= desires.horizon_seconds:

@@ -432,3 +432,39 @@ def forecast(
         if f is not None:
             out[n] = f
     return out
+
+
+class DemandOutlook(Frozen):
+    """What the forecast says about one node's demand over the planning window, for planning and people.
+
+    Demand is forecast at the entry nodes and carried through the graph (inner nodes' demand is
+    the graph's function of the entries', as beliefs compute it), so every node fed only by
+    entries with a seasonal forecast has one.
+    """
+
+    method: Method
+    days_of_history: float
+    band: float
+    """Relative half-width of the entries' band (the widest of them)."""
+    window_seconds: float
+    """The planning window: readiness delay + cool-down (capacity is sized to hold through it)."""
+    current_rps: float
+    peak_rps: float
+    """Expected demand at the window's peak."""
+    peak_upper_rps: float
+    """The band's upper edge there."""
+    peak_at: AwareDatetime
+    planning_rps: float
+    """Demand capacity is sized for: the upper band's peak over the window, never less than now."""
+    crossing_at: AwareDatetime | None = None
+    """When the upper band first crosses the node's target at its current capacity (within the window)."""
+    external_rps: float | None = None
+    """Entry nodes: the external load the planner projects (the upper band's peak over the window)."""
+
+    def sentence(self) -> str:
+        """'peak of 1,840 rps expected at 14:10, +/- 6% (seasonal forecast, 7 days of history)'."""
+        kind = "weekly seasonal" if self.method == "seasonal_weekly" else "seasonal"
+        return (
+            f"peak of {self.peak_rps:,.0f} rps expected at {self.peak_at:%H:%M}, +/- {self.band:.0%} "
+            f"({kind} forecast, {self.days_of_history:.0f} days of history)"
+        )

@@ -41,11 +41,15 @@ EPS = 1e-9
 
 
 def projected_snapshot(beliefs: Beliefs, seconds: float) -> Snapshot:
-    """The snapshot at the believed external load, moved `seconds` along each rising trend."""
+    """The snapshot at the believed external load, moved `seconds` along each rising trend; an entry
+    with a forecast is at its upper band's peak over the planning window instead (never under now)."""
     nodes = []
     for n in beliefs.snapshot.nodes:
         b = beliefs.nodes[n.id]
-        rate = b.external_rate + max(0.0, b.external_slope) * max(0.0, seconds)
+        if b.forecast is not None and b.forecast.external_rps is not None:
+            rate = max(b.external_rate, b.forecast.external_rps)
+        else:
+            rate = b.external_rate + max(0.0, b.external_slope) * max(0.0, seconds)
         nodes.append(
             n if rate == (n.external_arrival_rate or 0.0) else n.model_copy(update={"external_arrival_rate": rate})
         )
@@ -385,7 +389,13 @@ def _rationale(
     if hidden:
         shown = ", ".join(f"{n} ({ctx.beliefs.nodes[n].demand_utilization:.0%})" for n in hidden[:3])
         parts.append(f"Hidden behind it: {shown}; fixed in the same step.")
-    if ctx.lookahead > 0 and any(ctx.beliefs.nodes[n].demand_slope > 0 for n in group):
+    outlook = b.forecast
+    if outlook is not None:
+        parts.append(
+            f"Forecast: {outlook.sentence()}; sized for its upper band ({outlook.planning_rps:,.0f} rps) "
+            f"over the next {outlook.window_seconds / 60:.0f} min (readiness + cool-down)."
+        )
+    elif ctx.lookahead > 0 and any(ctx.beliefs.nodes[n].demand_slope > 0 for n in group):
         parts.append(f"Sized for the load projected {ctx.lookahead / 60:.0f} min ahead.")
     unmet = chosen.unmet
     outcome = "everything lands at or under target" if not unmet else "still unmet: " + "; ".join(unmet[:2])
@@ -393,6 +403,22 @@ def _rationale(
     if alternatives:
         parts.append(f"Rejected {alternatives[0].option.name}: {alternatives[0].lost_because}.")
     return " ".join(parts)
+
+
+def _scale_down_rationale(ctx: _Context, target: str, chosen: PlanOption) -> str:
+    b = ctx.beliefs.nodes[target]
+    outlook = b.forecast
+    plan = f"Plan: {chosen.summary} ({chosen.cost_per_hour:+.1f}/h)."
+    if outlook is None:
+        return (
+            f"{target} runs at {b.demand_utilization:.0%} of capacity, under the "
+            f"{ctx.desires.scale_down_below:.0%} scale-down threshold. {plan}"
+        )
+    return (
+        f"{target} runs at {b.demand_utilization:.0%} of capacity and the forecast's upper band stays at or under "
+        f"{outlook.planning_rps:,.0f} rps over the next {outlook.window_seconds / 60:.0f} min (readiness + cool-down): "
+        f"{outlook.sentence()}. Fewer replicas carry it at the {ctx.target[target]:.0%} target. {plan}"
+    )
 
 
 def _proposal(
@@ -421,11 +447,7 @@ def _proposal(
         unmet=chosen.unmet,
         rationale=_rationale(ctx, target, group, chosen, alternatives)
         if intent == "remediate"
-        else (
-            f"{target} runs at {ctx.beliefs.nodes[target].demand_utilization:.0%} of capacity, under the "
-            f"{ctx.desires.scale_down_below:.0%} scale-down threshold. "
-            f"Plan: {chosen.summary} ({chosen.cost_per_hour:+.1f}/h)."
-        ),
+        else _scale_down_rationale(ctx, target, chosen),
         blast_radius=chosen.risk,
         plan_hash=chosen.plan_hash,
         actions=chosen.actions,
@@ -495,8 +517,15 @@ class Planner:
         if not b.trusted:
             return None  # fails closed: a load gap read as idle once scaled a busy node 5 -> 2
         ctx = self._ctx
-        demand = ctx.base.admitted[node]
-        to = needed_replicas(demand, self.desires.scale_down_to, b.capacity_per_replica, b.min_replicas, b.max_replicas)
+        if b.forecast is not None:
+            # Down to what carries the forecast's upper band through readiness + cool-down, at the target.
+            demand = max(ctx.base.demand[node], b.forecast.planning_rps)
+            to = needed_replicas(demand, ctx.target[node], b.capacity_per_replica, b.min_replicas, b.max_replicas)
+        else:
+            demand = ctx.base.admitted[node]
+            to = needed_replicas(
+                demand, self.desires.scale_down_to, b.capacity_per_replica, b.min_replicas, b.max_replicas
+            )
         if to >= b.replicas:
             return None
         steps = ctx.scale_steps({node: to})

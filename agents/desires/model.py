@@ -72,6 +72,29 @@ class UtilizationTarget(Frozen):
         return node.tags.get(key) == value
 
 
+class ReadinessDelay(Frozen):
+    """How long a new replica of one node (`node`) or of every node with a tag (`tag: "key=value"`) takes to serve."""
+
+    node: str | None = None
+    tag: str | None = None
+    seconds: Annotated[float, Field(ge=0.0)]
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ReadinessDelay:
+        if (self.node is None) == (self.tag is None):
+            raise ValueError("give exactly one of 'node' or 'tag'")
+        if self.tag is not None and "=" not in self.tag:
+            raise ValueError(f"tag {self.tag!r} must be 'key=value'")
+        return self
+
+    def matches(self, node: Node) -> bool:
+        """Whether this delay applies to `node`."""
+        if self.node is not None:
+            return node.id == self.node
+        key, _, value = (self.tag or "").partition("=")
+        return node.tags.get(key) == value
+
+
 class Budget(Frozen):
     """Replica budget: a total over the twin and per team (by the team tag). None = unlimited."""
 
@@ -103,6 +126,15 @@ class Desires(Frozen):
     """Plans are sized for the load projected this long past the horizon, so capacity for a
     predicted crossing is in place before its eta and holds for a while after."""
     cooldown_seconds: Annotated[float, Field(ge=0.0)] = 300.0
+    readiness_seconds: Annotated[float, Field(ge=0.0)] = 120.0
+    """How long a new replica takes to serve (scheduling, pull, start, readiness probe)..."""
+    readiness: tuple[ReadinessDelay, ...] = ()
+    """...per node or tag where it differs (the node's own entry wins, else the slowest matching tag)."""
+    forecast: bool = True
+    """Plan from the demand forecast where a seasonal one exists (agents/forecast.py): scale up so
+    capacity is ready before the upper band crosses the target, and down to what carries the
+    upper band through readiness + cool-down. Off, or without a day of history: the trend and
+    the hysteresis band above."""
     suppress_declined_seconds: Annotated[float, Field(ge=0.0)] = 3600.0
     """A plan a person rejected or cancelled is not proposed again for its node for this long..."""
     declined_worse_margin: Annotated[float, Field(gt=0.0)] = 0.10
@@ -131,6 +163,14 @@ class Desires(Frozen):
             return own[-1]
         tagged = [t.utilization for t in self.targets if t.tag is not None and t.matches(node)]
         return min(tagged) if tagged else self.target_utilization
+
+    def readiness_for(self, node: Node) -> float:
+        """Readiness delay of `node`: its own entry, else the slowest matching tag, else the default."""
+        own = [r.seconds for r in self.readiness if r.node is not None and r.matches(node)]
+        if own:
+            return own[-1]
+        tagged = [r.seconds for r in self.readiness if r.tag is not None and r.matches(node)]
+        return max(tagged) if tagged else self.readiness_seconds
 
     def replica_cost(self, node: Node) -> float:
         """Cost of one replica-hour of `node`, by its kind (unknown kinds cost 1)."""

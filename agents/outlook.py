@@ -1,0 +1,122 @@
+"""The forecast in the beliefs: each node's demand outlook over the planning window.
+
+Demand is forecast at the entry nodes (agents/forecast.py, from the stored history of their
+demand) and carried through the graph with the reference semantics, as beliefs carry today's
+demand: an inner node's demand is the graph's function of the entries', so forecasting it on
+its own would add a second, noisier opinion that could contradict the graph.
+
+A node gets an outlook only when every entry feeding it has a seasonal forecast and a trusted
+belief; otherwise the agent plans as before (trend and hysteresis). The window is the longest
+readiness delay plus the cool-down: a plan made now must hold until a later one could be
+ready.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from agents.beliefs import Beliefs
+from agents.desires import Desires
+from agents.forecast import DemandHistory, DemandOutlook, NodeForecast, forecast
+from twin.graph import out_edges_of, propagate
+
+__all__ = ["URGENT_SLACK_SECONDS", "eta_seconds", "planning_window", "with_outlook"]
+
+URGENT_SLACK_SECONDS = 60.0
+"""A predicted crossing within a node's readiness delay plus this is urgent: capacity ordered any
+later would not be ready in time, so it overrides the node's cool-down (as saturation does)."""
+
+
+def planning_window(beliefs: Beliefs, desires: Desires) -> float:
+    """Seconds a plan must hold: the longest readiness delay of the twin plus the cool-down."""
+    slowest = max((desires.readiness_for(n) for n in beliefs.snapshot.nodes), default=desires.readiness_seconds)
+    return slowest + desires.cooldown_seconds
+
+
+def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desires) -> Beliefs:
+    """`beliefs` with `NodeBelief.forecast` set where the history supports a seasonal forecast."""
+    if history is None or not desires.forecast or beliefs.stale or not len(history):
+        return beliefs
+    snapshot = beliefs.snapshot
+    order = list(beliefs.order)
+    out = out_edges_of(snapshot)
+    fed: set[str] = {e.target for e in snapshot.edges if e.ratio > 0}
+    entries = [n for n in order if beliefs.nodes[n].external_rate > 0]
+    window = planning_window(beliefs, desires)
+    now = beliefs.observed_at
+    # History holds each node's offered demand; for an entry without inflow that is its external load.
+    candidates = [n for n in entries if n not in fed and beliefs.nodes[n].trusted]
+    forecasts: dict[str, NodeForecast] = {
+        n: f
+        for n, f in forecast(
+            history,
+            now,
+            candidates,
+            current={n: beliefs.nodes[n].external_rate for n in candidates},
+            horizon_seconds=window,
+        ).items()
+        if f.method != "trend"
+    }
+    if not forecasts:
+        return beliefs
+    unlimited = dict.fromkeys(order, math.inf)
+    base_ext = {n: beliefs.nodes[n].external_rate for n in order}
+    # Nodes reached by load that has no seasonal forecast keep planning as before.
+    doubtful = propagate(order, {n: (v if n not in forecasts else 0.0) for n, v in base_ext.items()}, out, unlimited)
+    covered = [n for n in order if doubtful.demand[n] <= 1e-9 and beliefs.nodes[n].demand > 0]
+    if not covered:
+        return beliefs
+    # The curves through the graph, point by point (upper band and expected value)...
+    times = [p.at for p in next(iter(forecasts.values())).points]
+    upper_flows = []
+    mean_flows = []
+    for k, t in enumerate(times):
+        upper = dict(base_ext)
+        mean = dict(base_ext)
+        for n, f in forecasts.items():
+            p = f.points[k] if k < len(f.points) and f.points[k].at == t else f.at_time(t)
+            upper[n] = p.upper
+            mean[n] = p.mean
+        upper_flows.append(propagate(order, upper, out, unlimited).demand)
+        mean_flows.append(propagate(order, mean, out, unlimited).demand)
+    # ...and the planning load: each entry at its own peak over the window, never under now.
+    planning_ext = dict(base_ext)
+    for n, f in forecasts.items():
+        planning_ext[n] = max(base_ext[n], max(p.upper for p in f.points))
+    planning = propagate(order, planning_ext, out, unlimited).demand
+    band = max(f.band for f in forecasts.values())
+    days = min(f.days_of_history for f in forecasts.values())
+    method = "seasonal_weekly" if all(f.method == "seasonal_weekly" for f in forecasts.values()) else "seasonal_daily"
+    nodes = dict(beliefs.nodes)
+    by_id = {n.id: n for n in snapshot.nodes}
+    for n in covered:
+        b = beliefs.nodes[n]
+        k = max(range(len(times)), key=lambda i: (upper_flows[i][n], -i))
+        limit = desires.target_for(by_id[n]) * b.capacity
+        crossing = next(
+            (times[i] for i in range(len(times)) if max(upper_flows[i][n], 0.0) > limit + 1e-9 and b.capacity > 0),
+            None,
+        )
+        outlook = DemandOutlook(
+            method=method,
+            days_of_history=days,
+            band=band,
+            window_seconds=window,
+            current_rps=b.demand,
+            peak_rps=mean_flows[k][n],
+            peak_upper_rps=upper_flows[k][n],
+            peak_at=times[k],
+            planning_rps=max(b.demand, planning[n]),
+            crossing_at=crossing,
+            external_rps=planning_ext[n] if n in forecasts else None,
+        )
+        nodes[n] = b.model_copy(update={"forecast": outlook})
+    return beliefs.model_copy(update={"nodes": nodes})
+
+
+def eta_seconds(outlook: DemandOutlook, beliefs: Beliefs) -> float | None:
+    """Seconds from the beliefs' moment to the predicted crossing (None: none in the window)."""
+    if outlook.crossing_at is None:
+        return None
+    return max(0.0, (outlook.crossing_at - beliefs.observed_at) / timedelta(seconds=1))
