@@ -142,13 +142,14 @@ class DemandRecorder:
             for k in [k for k in buckets if k < oldest]:
                 del buckets[k]
 
-    def history(self) -> DemandHistory:
-        """Everything recorded, as an immutable `DemandHistory`."""
+    def history(self, nodes: Iterable[str] | None = None) -> DemandHistory:
+        """What is recorded (of `nodes`, default all), as an immutable `DemandHistory`."""
         b = self.bucket_seconds
+        wanted = self._sums.keys() if nodes is None else [n for n in nodes if n in self._sums]
         return DemandHistory(
             series={
-                node: tuple((k * b, s / n) for k, (s, n) in sorted(buckets.items()) if n > 0)
-                for node, buckets in self._sums.items()
+                node: tuple((k * b, s / n) for k, (s, n) in sorted(self._sums[node].items()) if n > 0)
+                for node in wanted
             },
             bucket_seconds=b,
         )
