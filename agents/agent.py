@@ -17,8 +17,9 @@ from agents.detection import CAPACITY_KINDS, Detection, Finding, FindingKind, de
 from agents.forecast import DemandHistory
 from agents.intentions import AgentState, DroppedIntention, Intention, achieved, adopt, with_cooldown
 from agents.outlook import URGENT_SLACK_SECONDS, with_outlook
-from agents.planner import Planner, needed_replicas
+from agents.planner import Planner
 from agents.proposal import PlanOption, Proposal
+from agents.sizing import replicas_for
 from agents.whatif import SteadyStateWhatIf, WhatIf
 from twin.contract import Node, Snapshot
 
@@ -154,8 +155,13 @@ def _underused(beliefs: Beliefs, node: Node, desires: Desires) -> bool:
     """
     b = beliefs.nodes[node.id]
     if b.forecast is not None:
-        need = needed_replicas(
-            b.forecast.planning_rps, desires.target_for(node), b.capacity_per_replica, b.min_replicas, b.max_replicas
+        need = replicas_for(
+            b.forecast.planning_rps,
+            desires.target_for(node),
+            b.capacity_per_replica,
+            b.min_replicas,
+            b.max_replicas,
+            desires.latency_slo_ms.get(node.id),
         )
         return need < b.replicas
     return b.demand_utilization < desires.scale_down_below and b.demand_slope <= 0

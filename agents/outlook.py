@@ -19,6 +19,7 @@ from datetime import timedelta
 from agents.beliefs import Beliefs
 from agents.desires import Desires
 from agents.forecast import DemandHistory, DemandOutlook, NodeForecast, forecast
+from agents.sizing import carried
 from twin.graph import out_edges_of, propagate
 
 __all__ = ["URGENT_SLACK_SECONDS", "eta_seconds", "planning_window", "with_outlook"]
@@ -93,7 +94,7 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
     for n in covered:
         b = beliefs.nodes[n]
         k = max(range(len(times)), key=lambda i: (upper_flows[i][n], -i))
-        limit = desires.target_for(by_id[n]) * b.capacity
+        limit = carried(b.replicas, b.capacity_per_replica, desires.target_for(by_id[n]), desires.latency_slo_ms.get(n))
         crossing = next(
             (times[i] for i in range(len(times)) if max(upper_flows[i][n], 0.0) > limit + 1e-9 and b.capacity > 0),
             None,

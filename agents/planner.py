@@ -33,6 +33,7 @@ from agents.proposal import (
     plan_hash,
     proposal_id,
 )
+from agents.sizing import carried, replicas_for
 from agents.whatif import Prediction, SteadyStateWhatIf, WhatIf
 from twin.actions import Action, ScaleAction, ShiftTrafficAction, describe
 from twin.contract import Snapshot
@@ -118,6 +119,28 @@ class _Context:
 
     def cost(self, node: str) -> float:
         return self.desires.replica_cost(self.nodes[node])
+
+    def replicas_for(self, n: str, demand: float) -> int:
+        """Fewest replicas of `n` that carry `demand` within its target and latency SLO (agents/sizing.py)."""
+        node = self.nodes[n]
+        return replicas_for(
+            demand,
+            self.target[n],
+            node.capacity_per_replica,
+            node.min_replicas,
+            node.max_replicas,
+            self.desires.latency_slo_ms.get(n),
+        )
+
+    def short(self, pred: Prediction, nodes: Iterable[str]) -> list[str]:
+        """Nodes whose admitted load exceeds what their replicas carry (target, and latency SLO where set)."""
+        out = []
+        for n in nodes:
+            mu = self.nodes[n].capacity_per_replica
+            bound = carried(pred.replicas[n], mu, self.target[n], self.desires.latency_slo_ms.get(n))
+            if pred.admitted[n] > bound + EPS * max(1.0, bound):
+                out.append(n)
+        return out
 
     def over_target(self, pred: Prediction, nodes: Iterable[str]) -> list[str]:
         return [n for n in nodes if pred.utilization(n) > self.target[n] + EPS]
@@ -319,17 +342,7 @@ def _summary(steps: Sequence[PlanStep]) -> str:
 
 
 def _candidates(ctx: _Context, group: Sequence[str], scope: Sequence[str]) -> list[PlanOption]:
-    over = ctx.over_target(ctx.base, scope)
-    wanted = {
-        n: needed_replicas(
-            ctx.base.admitted[n],
-            ctx.target[n],
-            ctx.nodes[n].capacity_per_replica,
-            ctx.nodes[n].min_replicas,
-            ctx.nodes[n].max_replicas,
-        )
-        for n in over
-    }
+    wanted = {n: ctx.replicas_for(n, ctx.base.admitted[n]) for n in ctx.short(ctx.base, scope)}
     wanted = {n: r for n, r in wanted.items() if r > ctx.nodes[n].replicas}
     granted = ctx.allocate(wanted)
     options: list[PlanOption] = []
@@ -520,7 +533,7 @@ class Planner:
         if b.forecast is not None:
             # Down to what carries the forecast's upper band through readiness + cool-down, at the target.
             demand = max(ctx.base.demand[node], b.forecast.planning_rps)
-            to = needed_replicas(demand, ctx.target[node], b.capacity_per_replica, b.min_replicas, b.max_replicas)
+            to = ctx.replicas_for(node, demand)
         else:
             demand = ctx.base.admitted[node]
             to = needed_replicas(
