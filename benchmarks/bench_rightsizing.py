@@ -93,7 +93,7 @@ class Truth:
         return ext
 
     def demand(self, t: float) -> dict[str, float]:
-        return propagate(self.order, self.external(t), self.out, self.cap).demand
+        return dict(propagate(self.order, self.external(t), self.out, self.cap).demand)
 
 
 def prior_history(scenario: Scenario, days: int = PRIOR_DAYS) -> DemandRecorder:
