@@ -1,19 +1,20 @@
 """Ports the activities receive by injection, and the messages that cross them.
 
 controller/ supplies the adapters (simulator or webhook actuator, log or webhook
-notifier, SQL inbox). The policy gate's port is `workflows.policy.PolicyGate`, the
+notifier, SQL inbox, SQL demand history). The policy gate's port is `workflows.policy.PolicyGate`, the
 ledger's `workflows.audit.AuditLedger`, the twin's `twin.sources.TwinSource`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
+from agents.forecast import DemandHistory
 from twin.actions import Action
 from twinops import TwinopsError
 from workflows.messages import Message
@@ -146,4 +147,24 @@ class ActionHistory(Protocol):
 
     async def actions_since(self, nodes: Sequence[str], since: datetime) -> list[ActionRecord]:
         """Actions started on any of `nodes` at or after `since`, oldest first."""
+        ...
+
+
+@runtime_checkable
+class DemandHistoryStore(Protocol):
+    """Per-node offered demand, downsampled into fixed buckets and kept for a retention window.
+
+    The deliberate activity reads it for forecasting and records each tick's trusted demand;
+    the series never enters a workflow's history. Semantics are `agents.forecast.DemandRecorder`'s:
+    a bucket keeps the mean of its observations, an observation not newer than the node's last
+    recorded one is ignored (so a retried activity records nothing twice), non-finite or negative
+    values are skipped, and buckets older than the retention before the newest observation go.
+    """
+
+    async def read(self, twin_id: str, now: datetime) -> DemandHistory:
+        """The twin's series over the retention window before `now` (empty for an unknown twin)."""
+        ...
+
+    async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
+        """Add one observation per node at `observed_at`; return how many were kept."""
         ...

@@ -1,10 +1,10 @@
 """The adapters: everything that does I/O for the controller, each behind a port of `workflows.ports`.
 
 The estate (actuators), people (notifiers, approval inbox, identities), the twin
-(`live_twin`), Temporal (the embedded dev server or a cluster), telemetry, and the two
-subsystems with packages of their own: the tamper-evident audit ledger (`audit/`) and the
-Rego policy gate (`policy/`). Adapters use `controller.core` only. Names are re-exported
-lazily: importing the package loads none of their libraries.
+(`live_twin`) and its demand history, Temporal (the embedded dev server or a cluster),
+telemetry, and the two subsystems with packages of their own: the tamper-evident audit
+ledger (`audit/`) and the Rego policy gate (`policy/`). Adapters use `controller.core` only.
+Names are re-exported lazily: importing the package loads none of their libraries.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from controller.adapters.action_history import LedgerActionHistory
     from controller.adapters.actuators import make_actuator
     from controller.adapters.audit import SqlAuditLedger
+    from controller.adapters.demand_history import SqlDemandHistory
     from controller.adapters.identity import Identities
     from controller.adapters.inbox import SqlApprovalInbox
     from controller.adapters.live_twin import WallClockSimulatorSource
@@ -30,6 +31,7 @@ __all__ = [
     "LedgerActionHistory",
     "SqlApprovalInbox",
     "SqlAuditLedger",
+    "SqlDemandHistory",
     "TemporalRuntime",
     "WallClockSimulatorSource",
     "configure",
@@ -45,6 +47,7 @@ _HOME = {
     "LedgerActionHistory": "controller.adapters.action_history",
     "SqlApprovalInbox": "controller.adapters.inbox",
     "SqlAuditLedger": "controller.adapters.audit",
+    "SqlDemandHistory": "controller.adapters.demand_history",
     "TemporalRuntime": "controller.adapters.temporal_server",
     "WallClockSimulatorSource": "controller.adapters.live_twin",
     "configure": "controller.adapters.telemetry",
