@@ -8,6 +8,8 @@ cause chained, so Temporal retries what may pass and stops on what never will.
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from agents import AgentState, Desires, DroppedIntention, Proposal, SuppressedPlan, decide
+from agents.forecast import DemandHistory
 from twin.contract import Snapshot
 from twin.sources import TwinSource, TwinSourceError
 from workflows.audit import AuditEventConflict, AuditEventInput, AuditLedger
@@ -26,6 +29,7 @@ from workflows.ports import (
     Actuator,
     ActuatorError,
     ApprovalInbox,
+    DemandHistoryStore,
     InboxEntry,
     Notification,
     Notifier,
@@ -47,6 +51,8 @@ GOALS_NOT_MET_YET = "GoalsNotMetYet"
 HEARTBEAT_EVERY_SECONDS = 2.0
 RECENT_ACTIONS_WINDOW = timedelta(hours=24)
 """How far back the moment-of-action check reads the ledger's actions (covers any rate-limit window)."""
+DEMAND_HISTORY_TIMEOUT_SECONDS = 10.0
+"""Longest a tick waits to read or record demand history; a slower store is treated as down."""
 
 
 async def _heartbeat(detail: str) -> None:
@@ -243,11 +249,17 @@ class DeliberateResult(BaseModel):
 
 
 class AgentActivities:
-    """Activities of the AgentLoopWorkflow: observe the twin, deliberate."""
+    """Activities of the AgentLoopWorkflow: observe the twin, deliberate.
 
-    def __init__(self, twin: TwinSource, desires: Desires) -> None:
+    With a `demand_history` store, each tick reads the twin's demand history for forecasting and
+    records the demand it trusts. The series stays between the activity and the store, never in
+    the loop's history; a store that fails or hangs costs the tick its forecasts, never the tick.
+    """
+
+    def __init__(self, twin: TwinSource, desires: Desires, demand_history: DemandHistoryStore | None = None) -> None:
         self.twin = twin
         self.desires = desires
+        self.demand_history = demand_history
 
     @activity.defn
     async def take_snapshot(self) -> Snapshot:
@@ -259,10 +271,24 @@ class AgentActivities:
 
     @activity.defn
     async def deliberate(self, input: DeliberateInput) -> DeliberateResult:
-        """Run one BDI tick (pure) on the snapshot: revise, detect, deliberate, plan."""
-        # The activity may read the clock (its result is recorded); it only feeds the staleness check.
+        """Run one BDI tick (pure) on the snapshot: revise, detect, deliberate, plan.
+
+        With a store, the demand history is read first (for forecasts) and the tick's trusted demand
+        recorded after; neither can fail the tick, and a retry records nothing twice.
+        """
+        # The activity may read the clock (its result is recorded); it feeds the staleness check and
+        # the window of demand history read.
+        now = datetime.now(UTC)
+        demand_history = await self._read_demand_history(input.snapshot.twin_id, now)
         try:
-            decision = decide(input.state, input.snapshot, self.desires, history=input.history, now=datetime.now(UTC))
+            decision = decide(
+                input.state,
+                input.snapshot,
+                self.desires,
+                history=input.history,
+                now=now,
+                demand_history=demand_history,
+            )
         except (ValueError, ArithmeticError, RecursionError) as exc:
             # The same snapshot fails the same way every time: do not retry, let the loop skip the tick.
             raise ApplicationError(
@@ -270,9 +296,45 @@ class AgentActivities:
                 type=DELIBERATION_FAILED,
                 non_retryable=True,
             ) from exc
+        if not decision.beliefs.stale:
+            # Only what the agent trusts enters the history: a guess would become tomorrow's season.
+            trusted = {n: b.demand for n, b in decision.beliefs.nodes.items() if b.trusted and math.isfinite(b.demand)}
+            await self._record_demand(input.snapshot.twin_id, input.snapshot.observed_at, trusted)
         return DeliberateResult(
             new_state=decision.new_state,
             proposals=decision.proposals,
             dropped_intentions=decision.dropped_intentions,
             suppressed=decision.suppressed,
         )
+
+    async def _read_demand_history(self, twin_id: str, now: datetime) -> DemandHistory | None:
+        """The twin's demand history, or None (decide without forecasts) when there is no store or it fails."""
+        if self.demand_history is None:
+            return None
+        try:
+            return await asyncio.wait_for(self.demand_history.read(twin_id, now), DEMAND_HISTORY_TIMEOUT_SECONDS)
+        except Exception as exc:  # forecasting improves a tick, it is no safety gate: an outage must not stop it
+            activity.logger.warning(
+                "demand history of twin %r unreadable, deciding without forecasts: %s: %s",
+                twin_id,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    async def _record_demand(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> None:
+        """Record the tick's trusted demand; a failure is logged and the tick goes on (the bucket just has fewer)."""
+        if self.demand_history is None or not demand:
+            return
+        try:
+            await asyncio.wait_for(
+                self.demand_history.record(twin_id, observed_at, demand), DEMAND_HISTORY_TIMEOUT_SECONDS
+            )
+        except Exception as exc:
+            activity.logger.warning(
+                "demand history of twin %r not recorded for %s: %s: %s",
+                twin_id,
+                observed_at.isoformat(),
+                type(exc).__name__,
+                exc,
+            )

@@ -1,7 +1,7 @@
 """Worker wiring: concrete adapters into the activity classes, workflows onto the task queue.
 
 `Services` holds the adapters one process uses (ledger, gate, inbox, actuator, notifier,
-twin source, desires); `build_worker` registers the bound activity methods and both
+twin source, desires, demand history); `build_worker` registers the bound activity methods and both
 workflows with the OpenTelemetry interceptor and the structlog context binder.
 """
 
@@ -31,6 +31,7 @@ from agents import Desires, load_desires
 from controller.adapters.action_history import LedgerActionHistory
 from controller.adapters.actuators import make_actuator
 from controller.adapters.audit import NotifierWitness, SqlAuditLedger
+from controller.adapters.demand_history import SqlDemandHistory
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.live_twin import WallClockSimulatorSource
 from controller.adapters.notifiers import make_notifier
@@ -45,7 +46,7 @@ from twin.sources import FileSource, TwinSource
 from workflows import AgentActivities, AgentLoopWorkflow, RemediationActivities, RemediationWorkflow
 from workflows.audit import AuditLedger
 from workflows.policy import PolicyGate
-from workflows.ports import Actuator, ApprovalInbox, Notifier
+from workflows.ports import Actuator, ApprovalInbox, DemandHistoryStore, Notifier
 
 
 class _BindContext(ActivityInboundInterceptor):
@@ -102,6 +103,8 @@ class Services:
     simulator: Simulator | None = None
     signer: DecisionSigner = field(default_factory=DecisionSigner.generate)
     """The approval service's key: its public half goes into every workflow input and checks old runs."""
+    demand_history: DemandHistoryStore | None = None
+    """Per-node demand history the agent's forecasts read (None: the agent decides without forecasts)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, simulator: Simulator | None = None) -> Services:
@@ -121,6 +124,11 @@ class Services:
             desires=load_desires(desires_text),
             simulator=sim,
             signer=DecisionSigner.from_settings(settings),
+            demand_history=SqlDemandHistory(
+                engine,
+                bucket_seconds=settings.demand_bucket_seconds,
+                retention_seconds=settings.demand_retention_seconds,
+            ),
         )
 
 
@@ -136,7 +144,7 @@ def activities_of(services: Services) -> Sequence[Any]:
         approval_key=services.signer.public_key_b64,
         history=LedgerActionHistory(services.ledger) if isinstance(services.ledger, SqlAuditLedger) else None,
     )
-    agent = AgentActivities(services.twin, services.desires)
+    agent = AgentActivities(services.twin, services.desires, services.demand_history)
     return [
         rem.record_event,
         rem.evaluate_safety,

@@ -10,10 +10,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DAY_SECONDS = 86400
 
 
 class Settings(BaseSettings):
@@ -69,6 +70,15 @@ class Settings(BaseSettings):
     )
     target_utilization: float = Field(default=0.8, gt=0.0, le=1.0)
     tick_seconds: float = Field(default=15.0, gt=0.0)
+    # Demand history (table demand_history): what the agent's forecasts read, recorded every tick.
+    demand_bucket_seconds: int = Field(
+        default=300,
+        gt=0,
+        description="Width of a demand history bucket (each keeps the mean demand of its ticks); divides a day.",
+    )
+    demand_retention_days: float = Field(
+        default=14.0, gt=0.0, description="Days of demand history kept (and read); two weeks covers weekly seasons."
+    )
 
     # Policy
     policies_dir: Path = REPO_ROOT / "policies"
@@ -175,6 +185,21 @@ class Settings(BaseSettings):
     )
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
+
+    @field_validator("demand_bucket_seconds")
+    @classmethod
+    def _bucket_divides_a_day(cls, value: int) -> int:
+        if value > 0 and DAY_SECONDS % value:
+            raise ValueError(
+                f"must divide a day ({DAY_SECONDS} s) evenly, so a time of day is the same bucket every day "
+                "(e.g. 60, 300, 600, 900, 3600)"
+            )
+        return value
+
+    @cached_property
+    def demand_retention_seconds(self) -> float:
+        """`demand_retention_days` in seconds."""
+        return self.demand_retention_days * DAY_SECONDS
 
     @cached_property
     def resolved_database_url(self) -> str:
