@@ -26,6 +26,7 @@ from controller.adapters.inbox import OPEN_STATUSES, approval_inbox, entry_of
 from controller.api.problems import Problem
 from controller.app.approval_service import ApprovalRefusedError
 from controller.app.approval_words import entry_requirement, state_requirement
+from controller.app.forecast_words import forecast_json, recorded_outlook
 from controller.core.errors import AuditError, NotFoundError, RuntimeUnavailableError
 from twin.actions import Action, describe
 from workflows import RemediationState
@@ -43,6 +44,7 @@ __all__ = [
     "ApprovalsView",
     "ContextEdge",
     "ContextNode",
+    "ForecastView",
     "NodePrediction",
     "PlanStepView",
     "PlanView",
@@ -215,6 +217,26 @@ class ProposalContext(BaseModel):
     target_utilization: float | None = None
 
 
+class ForecastView(BaseModel):
+    """The demand forecast the plan was sized from: the target's, when the agent had a seasonal one."""
+
+    method: str = Field(description="`seasonal_daily` or `seasonal_weekly` (same time of day, or of the week).")
+    days_of_history: float = Field(description="Days of demand history the forecast was made from.")
+    band: float = Field(description="Relative half-width of the uncertainty band (0.06 = +/- 6%).")
+    window_seconds: float = Field(
+        description="The planning window: readiness delay + cool-down (capacity is sized to hold through it)."
+    )
+    current_rps: float = Field(description="Demand believed when the proposal was made.")
+    peak_rps: float = Field(description="Expected demand at the window's peak.")
+    peak_upper_rps: float = Field(description="The band's upper edge at that peak.")
+    peak_at: datetime
+    planning_rps: float = Field(description="Demand capacity is sized for: the upper band's peak over the window.")
+    crossing_at: datetime | None = Field(
+        None, description="When the upper band crosses the target at current capacity; null when not in the window."
+    )
+    sentence: str = Field(description="The forecast in words, as the rationale names it.")
+
+
 class ProposalDetail(BaseModel):
     """Everything an approver needs to decide on one proposal."""
 
@@ -223,6 +245,9 @@ class ProposalDetail(BaseModel):
     stage: str
     requirement: str
     rationale: str = ""
+    forecast: ForecastView | None = Field(
+        None, description="The target's demand forecast the plan was sized from; null when planned without one."
+    )
     intent: str | None = None
     findings: list[dict[str, Any]] = Field(default_factory=list)
     beliefs: list[dict[str, Any]] = Field(default_factory=list, description="Per node: what was believed, evidence.")
@@ -413,15 +438,17 @@ async def proposal_detail(ctx: ApiContext, proposal_id: str, principal: Principa
     proposed = run[0].payload if proposed_at is not None else {}
     intention = _dict(proposed.get("intention"))
     plan = _plan(_dict(proposed.get("plan")), _dict(proposed.get("predicted"))) if proposed else None
+    beliefs = _dicts(_dict(proposed.get("beliefs")).get("nodes"))
     return ProposalDetail(
         entry=entry,
         state=state,
         stage=state.stage.value if state else _STAGE_OF_STATUS.get(entry.status, entry.status.value),
         requirement=state_requirement(state, entry) if state else entry_requirement(entry),
         rationale=str(proposed.get("rationale", "")),
+        forecast=_forecast(beliefs, entry.target),
         intent=str(intention["intent"]) if "intent" in intention else None,
         findings=_dicts(intention.get("findings")),
-        beliefs=_dicts(_dict(proposed.get("beliefs")).get("nodes")),
+        beliefs=beliefs,
         plan=plan,
         alternatives=[_alternative(a) for a in _dicts(proposed.get("alternatives"))],
         unmet=_unmet(_dict(proposed.get("plan"))),
@@ -432,6 +459,12 @@ async def proposal_detail(ctx: ApiContext, proposal_id: str, principal: Principa
         context=_context(entry.proposal_id, proposed.get("context")),
         trail_url=f"/api/v1/remediations/{entry.proposal_id}/trail",
     )
+
+
+def _forecast(beliefs: list[dict[str, Any]], target: str) -> ForecastView | None:
+    """The forecast on the target's recorded belief (None when it had none, or one this release cannot read)."""
+    shown = forecast_json(recorded_outlook(beliefs, target))
+    return ForecastView.model_validate(shown) if shown is not None else None
 
 
 def _words(action: Any) -> tuple[Action | None, str]:

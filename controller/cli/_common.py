@@ -32,7 +32,8 @@ class Invocation:
 
     `main` loads the settings before the command runs (telemetry needs them) and hands them over;
     an in-process caller (a test's CliRunner) gets them loaded when a command first asks.
-    Commands that need no settings (detect, plan, twin) never load them.
+    Commands that need no settings (detect, twin) never load them; plan does only to read the
+    stored demand history when its `--history` is too short to forecast from.
     """
 
     def __init__(self, *, verbose: bool = False, settings: Settings | None = None) -> None:

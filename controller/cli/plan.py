@@ -1,12 +1,20 @@
-"""`twinops plan`: the agent's proposal for one snapshot (and its history), as JSON or Rich tables."""
+"""`twinops plan`: the agent's proposal for one snapshot (and its history), as JSON or Rich tables.
+
+With `--forecast` (the default) the agent forecasts demand as the worker's does: from the
+`--history` file when it spans at least a day (each snapshot's offered demand per node, as
+beliefs compute it), else from the controller database's stored demand history of the twin
+when a database is configured. The forecast each proposal was planned from is shown with it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agents import (
@@ -18,10 +26,25 @@ from agents import (
     Proposal,
     decide,
     load_desires,
+    revise,
 )
-from controller.cli._common import console, fail, load_history_file, load_snapshot_file, print_json
+from agents.forecast import DAY, DemandHistory, DemandRecorder
+from controller.app.forecast_words import forecast_json, forecast_line
+from controller.cli._common import (
+    console,
+    err_console,
+    fail,
+    load_history_file,
+    load_snapshot_file,
+    one_line,
+    print_json,
+    settings_of,
+)
 from twin.actions import RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction
 from twin.contract import Snapshot
+
+if TYPE_CHECKING:
+    from controller.core.settings import Settings
 
 app = typer.Typer(add_completion=False)
 
@@ -53,10 +76,74 @@ def with_target(desires: Desires, target: float) -> Desires:
     return Desires.model_validate(desires.model_dump() | update)
 
 
-def run_agent(snapshot: Snapshot, history: Sequence[Snapshot], desires: Desires) -> Decision:
-    """One agent tick on a file snapshot, with no prior state (the history feeds the trends)."""
+def run_agent(
+    snapshot: Snapshot,
+    history: Sequence[Snapshot],
+    desires: Desires,
+    demand_history: DemandHistory | None = None,
+) -> Decision:
+    """One agent tick on a file snapshot, with no prior state (the history feeds the trends, the
+    demand history the forecasts)."""
     older = [s for s in history if s.observed_at < snapshot.observed_at]
-    return decide(AgentState(), snapshot, desires, history=older)
+    return decide(AgentState(), snapshot, desires, history=older, demand_history=demand_history)
+
+
+def demand_of_history(snapshot: Snapshot, history: Sequence[Snapshot]) -> DemandHistory | None:
+    """The demand history in the snapshots before `snapshot`, when they reach back at least a day (else None).
+
+    Each snapshot's offered demand per node is what beliefs compute from it alone, through the
+    graph; as the worker records it, only trusted beliefs count (a guess would become a season).
+    """
+    older = [s for s in history if s.observed_at < snapshot.observed_at]
+    if not older or snapshot.observed_at - min(s.observed_at for s in older) < timedelta(seconds=DAY):
+        return None
+    recorder = DemandRecorder()
+    for s in sorted(older, key=lambda s: s.observed_at):
+        beliefs = revise(None, s)
+        recorder.record(s.observed_at, {n: b.demand for n, b in beliefs.nodes.items() if b.trusted})
+    return recorder.history()
+
+
+def stored_demand_history(settings: Settings, snapshot: Snapshot) -> DemandHistory | None:
+    """The twin's demand history in the controller database, when one is configured; None when none is.
+
+    A database counts as configured when TWINOPS_DATABASE_URL is set or the default SQLite file
+    under home exists (a plan never creates one). A failed read is one line on stderr and no history.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from controller.adapters.demand_history import SqlDemandHistory
+    from controller.core.db import create_engine
+    from controller.core.errors import TwinopsError
+
+    try:
+        url = settings.resolved_database_url
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file():
+                return None
+            engine = create_engine(url)
+        else:
+            # An unreachable server must not hold the plan up for minutes.
+            engine = create_engine(url, connect_args={"connect_timeout": 5})
+        try:
+            store = SqlDemandHistory(
+                engine,
+                bucket_seconds=settings.demand_bucket_seconds,
+                retention_seconds=settings.demand_retention_seconds,
+            )
+            return store.read_sync(snapshot.twin_id, snapshot.observed_at)
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, TwinopsError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _note(f"forecasting without the stored demand history: {reason}")
+        return None
+
+
+def _note(message: str) -> None:
+    err_console.print(f"[bold]note:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
 
 
 def action_json(
@@ -88,6 +175,7 @@ def _proposal_json(p: Proposal, snapshot: Snapshot) -> dict[str, Any]:
         "blast_radius": round(p.blast_radius, 4),
         "unmet": list(p.unmet),
         "rationale": p.rationale,
+        "forecast": forecast_json(next((b.forecast for b in p.beliefs_used if b.node == p.target), None)),
         "alternatives": [
             {
                 "plan": a.option.name,
@@ -158,6 +246,22 @@ def plan_result(decision: Decision, snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+def forecasts_shown(decision: Decision) -> list[tuple[str, dict[str, Any]]]:
+    """(node, forecast JSON) for each remediation's target and the other nodes its plan affects that have one."""
+    shown: list[tuple[str, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for p in decision.proposals:
+        if p.intent != "remediate":
+            continue
+        for node in (p.target, *p.plan.predicted):
+            belief = decision.beliefs.nodes.get(node)
+            if node in seen or belief is None or belief.forecast is None:
+                continue
+            seen.add(node)
+            shown.append((node, forecast_json(belief.forecast) or {}))
+    return shown
+
+
 def _change(a: dict[str, Any]) -> str:
     if a["type"] == "scale":
         return f"{a['from']} -> {a['to']} replicas"
@@ -168,7 +272,7 @@ def _change(a: dict[str, Any]) -> str:
     return str(a["type"])
 
 
-def _render(result: dict[str, Any]) -> None:
+def _render(result: dict[str, Any], forecasts: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
     actions = Table(title=f"plan for twin {result['twin_id']} at {result['observed_at']}")
     for col in ("action", "node", "change"):
         actions.add_column(col)
@@ -196,6 +300,8 @@ def _render(result: dict[str, Any]) -> None:
             for a in p["alternatives"]:
                 alts.add_row(a["plan"], f"{a['cost_per_hour']:+.1f}", a["lost_because"])
             console.print(alts)
+    for node, f in forecasts:
+        console.print(f"[bold]forecast[/] {escape(node)}: {escape(forecast_line(f))}", highlight=False, soft_wrap=True)
     if result["unmet"]:
         console.print("[bold yellow]unmet:[/] " + "; ".join(result["unmet"]), highlight=False)
     console.print(result["rationale"], highlight=False)
@@ -203,6 +309,7 @@ def _render(result: dict[str, Any]) -> None:
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     snapshot: Annotated[Path, typer.Option("--snapshot", help="twin.v1 snapshot JSON")],
     history: Annotated[Path | None, typer.Option("--history", help="JSON Lines history, oldest first")] = None,
     target_utilization: Annotated[
@@ -212,12 +319,38 @@ def plan(
         Path | None, typer.Option("--desires", help="desires YAML (agents/desires/example.yaml)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    forecast: Annotated[
+        bool,
+        typer.Option(
+            "--forecast/--no-forecast",
+            help="forecast demand from --history when it spans a day, else from the database's stored history",
+        ),
+    ] = True,
 ) -> None:
     """Propose the cheapest safe fix: actions, predicted effect, what stays unmet, and why."""
     snap = load_snapshot_file(snapshot)
-    decision = run_agent(snap, load_history_file(history), cli_desires(desires, target_utilization))
+    older = load_history_file(history)
+    wanted = cli_desires(desires, target_utilization)
+    demand: DemandHistory | None = None
+    if forecast:
+        demand = demand_of_history(snap, older)
+        if demand is None:
+            demand = _stored(ctx, snap)
+    decision = run_agent(snap, older, wanted, demand)
     result = plan_result(decision, snap)
     if as_json:
         print_json(result)
         return
-    _render(result)
+    _render(result, forecasts_shown(decision))
+
+
+def _stored(ctx: typer.Context, snapshot: Snapshot) -> DemandHistory | None:
+    """The stored demand history, or None (with a note) when the settings cannot be read."""
+    from controller.core.errors import TwinopsError
+
+    try:
+        settings = settings_of(ctx)
+    except (TwinopsError, ValueError) as exc:
+        _note(f"forecasting without the stored demand history: the settings are invalid: {exc}")
+        return None
+    return stored_demand_history(settings, snapshot)

@@ -25,6 +25,7 @@ from controller.api.web import svg
 from controller.api.web.render import PAGE_TAG, PageCaller, render, security_headers
 from controller.app.approval_service import ApprovalRefusedError
 from controller.app.approval_words import approval_sentence, entry_requirement, state_requirement
+from controller.app.forecast_words import sizing_words
 from controller.core.errors import NotFoundError
 from workflows.contracts import TERMINAL_STAGES, Stage
 
@@ -85,6 +86,7 @@ async def _page(
             "legend": svg.legend(),
             "sparks": sparks,
             "target": (context or {}).get("target_utilization"),
+            "forecast": _forecast(d.get("forecast")),
             "outcome": outcome,
             "errors": errors or {},
             "typed": typed or {},
@@ -93,6 +95,13 @@ async def _page(
         caller=who,
         status=status,
     )
+
+
+def _forecast(forecast: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The target's forecast for the page: its sentence, what the plan is sized for, the crossing if any."""
+    if not forecast:
+        return None
+    return {"sentence": forecast["sentence"], "sizing": sizing_words(forecast), "crossing_at": forecast["crossing_at"]}
 
 
 @router.get("/proposals/{proposal_id}", response_class=HTMLResponse)

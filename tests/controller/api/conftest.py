@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
+from agents import Proposal
+from agents.forecast import DemandOutlook
 from controller.adapters.temporal_server import TemporalRuntime
 from controller.api.app import create_app
 from controller.api.context import ApiContext
@@ -100,6 +103,28 @@ class Pending:
     target: str
 
 
+def with_forecast(proposal: Proposal) -> tuple[Proposal, DemandOutlook]:
+    """`proposal` with a seasonal forecast on its target's belief, as the agent leaves it when it has one."""
+    at = proposal.observed_at
+    target = next(b for b in proposal.beliefs_used if b.node == proposal.target)
+    outlook = DemandOutlook(
+        method="seasonal_daily",
+        days_of_history=7.0,
+        band=0.06,
+        window_seconds=420.0,
+        current_rps=target.demand,
+        peak_rps=1840.0,
+        peak_upper_rps=1950.4,
+        peak_at=at + timedelta(minutes=5),
+        planning_rps=1950.4,
+        crossing_at=at + timedelta(minutes=2),
+    )
+    beliefs = tuple(
+        b.model_copy(update={"forecast": outlook}) if b.node == proposal.target else b for b in proposal.beliefs_used
+    )
+    return proposal.model_copy(update={"beliefs_used": beliefs}), outlook
+
+
 @asynccontextmanager
 async def running_stack(
     temporal: TemporalRuntime, home: Path, scenario: str = "hidden_downstream.yaml"
@@ -140,9 +165,10 @@ async def api(temporal: TemporalRuntime, tmp_path_factory: pytest.TempPathFactor
         yield served
 
 
-async def start_pending(api: Api, timeouts: Timeouts = TIMEOUTS) -> Pending:
-    """Start a real remediation for what the agent proposes now; return once the inbox shows it pending."""
-    proposal = api.stack.proposal()
+async def start_pending(api: Api, timeouts: Timeouts = TIMEOUTS, proposal: Proposal | None = None) -> Pending:
+    """Start a real remediation for `proposal` (default: what the agent proposes now); return once the inbox
+    shows it pending."""
+    proposal = proposal or api.stack.proposal()
     handle = await start(api.stack, proposal, timeouts=timeouts)
     await wait_stage(handle, Stage.AWAITING_APPROVAL)
     # The inbox row is written by an activity: it shows this run once its workflow id is the row's.

@@ -2,7 +2,8 @@
 
 Every operation gets a bounded, reproducible run (15 generated requests each, derandomized)
 as an admin, plus the requests the generator cannot guess: the real proposal waiting for
-approval and its audit events, so the large answers (a proposal in full, a trail, a proof)
+approval (with a demand forecast on its target) and its audit events, so the large answers (a
+proposal in full, its forecast, a trail, a proof)
 are checked against their schemas with real data. Checks: not a server error, status code,
 content type and body schema conformance; the stateful and negative-data checks are left out
 because random ids only ever reach 404s there, which says nothing about the contract.
@@ -14,9 +15,11 @@ test waits in a thread, so the worker (on the test's loop) keeps running the wor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
@@ -27,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from controller.adapters.audit import SqlAuditLedger
-from tests.controller.api.conftest import Api, Pending
+from tests.controller.api.conftest import Api, Pending, close, start_pending, with_forecast
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +84,15 @@ def known(schema: Any, admin: dict[str, str], pending: Pending, event_id: str) -
     return statuses
 
 
+@pytest_asyncio.fixture
+async def pending(api: Api) -> AsyncIterator[Pending]:
+    """A remediation waiting for approval whose target's belief carries a demand forecast (the detail's
+    `forecast` object is checked against its schema with real data too); rejected after the test."""
+    found = await start_pending(api, proposal=with_forecast(api.stack.proposal())[0])
+    yield found
+    await close(api, found)
+
+
 async def test_every_operation_answers_within_its_schema(api: Api, pending: Pending) -> None:
     ledger = api.stack.services.ledger
     assert isinstance(ledger, SqlAuditLedger)
@@ -91,6 +103,8 @@ async def test_every_operation_answers_within_its_schema(api: Api, pending: Pend
 
     ran = await asyncio.to_thread(fuzz, schema, admin)
     statuses = await asyncio.to_thread(known, schema, admin, pending, event_id)
+    detail = await api.get(f"/api/v1/proposals/{pending.proposal_id}", "ada")
+    assert detail.json()["forecast"]["planning_rps"] == 1950.4  # the forecast was there to be checked
 
     declared = {f"{method.upper()} {path}" for path, item in api.app.openapi()["paths"].items() for method in item}
     assert set(ran) == declared

@@ -123,6 +123,7 @@ async def test_detail_has_everything_an_approver_needs(api: Api, pending: Pendin
     assert detail["state"]["stage"] == "awaiting_approval" and detail["state"]["plan_hash"]
     assert detail["requirement"].startswith("2 required from sre, 0 given")
     assert detail["rationale"] and detail["intent"] == "remediate"
+    assert detail["forecast"] is None  # planned without demand history
     assert any(f["node"] == pending.target for f in detail["findings"])
     assert all(b["evidence"] for b in detail["beliefs"])
     steps = detail["plan"]["steps"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from controller.adapters.temporal_server import TemporalRuntime
-from tests.controller.api.conftest import Api, Pending, running_stack, serving, start_pending
+from tests.controller.api.conftest import Api, Pending, close, running_stack, serving, start_pending, with_forecast
 from tests.controller.api_web.conftest import HTML, signed_in
 from workflows import RemediationWorkflow
 
@@ -76,11 +77,35 @@ async def test_a_viewer_reads_everything_but_gets_no_forms_and_a_forged_post_is_
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="graph"' in page.text
     assert 'class="spark"' in page.text and "after the fix" in page.text
     assert "Bundle SHA-256" in page.text and "Alternatives considered" in page.text
+    assert "<dt>Forecast</dt>" not in page.text  # planned without demand history
     assert forged.status_code == 403
     assert forged.headers["content-type"].startswith("text/html")
     assert "needs the approver role" in forged.text
     state = await pending.handle.query(RemediationWorkflow.state)
     assert state.approvals == []
+
+
+async def test_the_forecast_the_plan_was_sized_from_is_on_the_page_and_in_the_api(api: Api, app: object) -> None:
+    proposal, outlook = with_forecast(api.stack.proposal())
+    found = await start_pending(api, proposal=proposal)
+    try:
+        detail = (await api.get(f"/api/v1/proposals/{found.proposal_id}", "vera")).json()
+        async with signed_in(app, api.tokens["vera"]) as (http, _):
+            page = await http.get(f"/proposals/{found.proposal_id}", headers=HTML)
+    finally:
+        await close(api, found)
+    forecast = detail["forecast"]
+    assert forecast["sentence"] == outlook.sentence() and outlook.sentence() not in detail["rationale"]
+    assert forecast["method"] == "seasonal_daily" and forecast["band"] == 0.06 and forecast["window_seconds"] == 420
+    assert forecast["peak_rps"] == 1840 and forecast["planning_rps"] == 1950.4
+    assert datetime.fromisoformat(forecast["crossing_at"]) == outlook.crossing_at
+    assert datetime.fromisoformat(forecast["peak_at"]) == outlook.peak_at
+    text = html.unescape(page.text)
+    assert page.status_code == 200 and "<dt>Forecast</dt>" in text
+    assert f"{outlook.sentence()}; sized for 1,950 rps over the next 7 min (readiness + cool-down)." in text
+    assert outlook.crossing_at is not None
+    crossing = outlook.crossing_at.strftime("%Y-%m-%d %H:%M UTC")
+    assert "The upper band crosses the target at <time datetime=" in text and f">{crossing}</time>" in text
 
 
 async def test_approvers_decide_on_the_page_and_watch_it_complete(temporal: TemporalRuntime, tmp_path: Path) -> None:
