@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -279,7 +279,11 @@ class AgentActivities:
         # The activity may read the clock (its result is recorded); it feeds the staleness check and
         # the window of demand history read.
         now = datetime.now(UTC)
-        demand_history = await self._read_demand_history(input.snapshot.twin_id, now)
+        # The history is read up to the twin's own time (a simulator's clock need not be ours), and
+        # only for the nodes with no inflow: forecasts are made at the entries (agents/outlook.py).
+        fed = {e.target for e in input.snapshot.edges if e.ratio > 0}
+        roots = [n.id for n in input.snapshot.nodes if n.id not in fed]
+        demand_history = await self._read_demand_history(input.snapshot.twin_id, input.snapshot.observed_at, roots)
         try:
             decision = decide(
                 input.state,
@@ -307,12 +311,14 @@ class AgentActivities:
             suppressed=decision.suppressed,
         )
 
-    async def _read_demand_history(self, twin_id: str, now: datetime) -> DemandHistory | None:
+    async def _read_demand_history(
+        self, twin_id: str, now: datetime, nodes: Sequence[str] | None = None
+    ) -> DemandHistory | None:
         """The twin's demand history, or None (decide without forecasts) when there is no store or it fails."""
         if self.demand_history is None:
             return None
         try:
-            return await asyncio.wait_for(self.demand_history.read(twin_id, now), DEMAND_HISTORY_TIMEOUT_SECONDS)
+            return await asyncio.wait_for(self.demand_history.read(twin_id, now, nodes), DEMAND_HISTORY_TIMEOUT_SECONDS)
         except Exception as exc:  # forecasting improves a tick, it is no safety gate: an outage must not stop it
             activity.logger.warning(
                 "demand history of twin %r unreadable, deciding without forecasts: %s: %s",

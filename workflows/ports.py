@@ -7,7 +7,7 @@ ledger's `workflows.audit.AuditLedger`, the twin's `twin.sources.TwinSource`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
@@ -161,8 +161,8 @@ class DemandHistoryStore(Protocol):
     values are skipped, and buckets older than the retention before the newest observation go.
     """
 
-    async def read(self, twin_id: str, now: datetime) -> DemandHistory:
-        """The twin's series over the retention window before `now` (empty for an unknown twin)."""
+    async def read(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
+        """The twin's series (of `nodes`, default all) over the retention window before `now`; empty if unknown."""
         ...
 
     async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:

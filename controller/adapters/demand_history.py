@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,11 +135,15 @@ class SqlDemandHistory:
 
     # ---- read ----------------------------------------------------------------------------
 
-    async def read(self, twin_id: str, now: datetime) -> DemandHistory:
-        """The twin's buckets over the retention window before `now`; empty for an unknown twin."""
-        return await asyncio.to_thread(self.read_sync, twin_id, now)
+    async def read(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
+        """The twin's buckets (of `nodes`, default all) over the retention window before `now`; empty if unknown.
 
-    def read_sync(self, twin_id: str, now: datetime) -> DemandHistory:
+        Forecasting needs only the entry nodes' series: asking for those keeps a 1,000-node twin's
+        read to its entries x buckets instead of every node's two weeks.
+        """
+        return await asyncio.to_thread(self.read_sync, twin_id, now, nodes)
+
+    def read_sync(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
         """`read` for callers that are not on an event loop."""
         if now.tzinfo is None:
             raise ValueError(f"naive datetime {now.isoformat()}: give `now` a time zone")
@@ -148,6 +152,8 @@ class SqlDemandHistory:
             .where(_D.twin_id == twin_id, _D.bucket_start >= self._cutoff(now.timestamp()))
             .order_by(_D.node, _D.bucket_start)
         )
+        if nodes is not None:
+            query = query.where(_D.node.in_(sorted(set(nodes))))
         series: dict[str, list[tuple[float, float]]] = {}
         with self._engine.connect() as conn:
             for node, start, total, samples in conn.execute(query):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,13 @@ class MemoryDemandHistory:
 
     def __init__(self) -> None:
         self.recorders: dict[str, DemandRecorder] = {}
-        self.reads: list[tuple[str, datetime]] = []
+        self.reads: list[tuple[str, datetime, tuple[str, ...] | None]] = []
         self.records: list[tuple[str, datetime, dict[str, float], int]] = []
 
-    async def read(self, twin_id: str, now: datetime) -> DemandHistory:
-        self.reads.append((twin_id, now))
+    async def read(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
+        self.reads.append((twin_id, now, None if nodes is None else tuple(sorted(nodes))))
         recorder = self.recorders.get(twin_id)
-        return recorder.history() if recorder is not None else DemandHistory()
+        return recorder.history(nodes) if recorder is not None else DemandHistory()
 
     async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
         kept = self.recorders.setdefault(twin_id, DemandRecorder()).record(observed_at, demand)
@@ -61,7 +61,7 @@ class BrokenDemandHistory:
             await asyncio.Event().wait()
         raise ConnectionError("could not connect to server: Connection refused")
 
-    async def read(self, twin_id: str, now: datetime) -> DemandHistory:
+    async def read(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
         result: DemandHistory = await self._fail("read")
         return result
 
@@ -133,11 +133,13 @@ async def test_deliberate_reads_the_history_and_records_trusted_demand(snapshot:
     earlier = snapshot.observed_at - timedelta(minutes=10)
     await store.record(snapshot.twin_id, earlier, {"gateway": 1000.0})
     stored = store.recorders["shop"].history()
-    before = datetime.now(UTC)
     await deliberate(agent(store), snapshot)
-    # Read: this twin's history, as of the activity's clock, handed to decide().
-    ((twin, now),) = store.reads
-    assert twin == snapshot.twin_id and before <= now <= datetime.now(UTC)
+    # Read: this twin's history up to the twin's own time (a simulator's clock need not be ours), of
+    # the nodes without inflow only (forecasts are made at the entries), handed to decide().
+    ((twin, now, nodes),) = store.reads
+    fed = {e.target for e in snapshot.edges}
+    assert twin == snapshot.twin_id and now == snapshot.observed_at
+    assert nodes == tuple(sorted(n.id for n in snapshot.nodes if n.id not in fed)) == ("gateway",)
     (given,) = spy.histories
     assert given == stored and len(stored) == 1
     # Recorded: every node's believed demand, at the snapshot's time (not the clock's).

@@ -279,6 +279,13 @@ async def test_read_of_an_unknown_twin_is_empty(store: SqlDemandHistory) -> None
     assert history.series == {} and len(history) == 0 and history.bucket_seconds == 300.0
 
 
+async def test_read_of_some_nodes_returns_only_theirs(store: SqlDemandHistory) -> None:
+    await store.record("shop", T0, {"gateway": 1.0, "web": 2.0, "db": 3.0})
+    history = await store.read("shop", T0 + timedelta(seconds=1), ["gateway", "db", "absent"])
+    assert set(history.series) == {"gateway", "db"}
+    assert (await store.read("shop", T0 + timedelta(seconds=1), [])).series == {}
+
+
 @contextmanager
 def statements(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
     """The statements (first word, executemany) sent to the database meanwhile."""
