@@ -465,7 +465,8 @@ class DemandOutlook(Frozen):
     def sentence(self) -> str:
         """'peak of 1,840 rps expected at 14:10, +/- 6% (seasonal forecast, 7 days of history)'."""
         kind = "weekly seasonal" if self.method == "seasonal_weekly" else "seasonal"
+        days = math.floor(self.days_of_history)
         return (
             f"peak of {self.peak_rps:,.0f} rps expected at {self.peak_at:%H:%M}, +/- {self.band:.0%} "
-            f"({kind} forecast, {self.days_of_history:.0f} days of history)"
+            f"({kind} forecast, {days} day{'' if days == 1 else 's'} of history)"
         )

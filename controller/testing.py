@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from agents import Desires, load_desires
+from agents.forecast import DemandHistory, DemandRecorder
 from controller.adapters.audit import EventConflictError
 from controller.adapters.audit.canonical import entry_bytes, entry_fields
 from controller.adapters.audit.merkle import leaf_hash
@@ -462,6 +463,30 @@ class FakeTwinSource:
         return self.snapshot.model_copy(update={"nodes": nodes, "observed_at": datetime.now(UTC)})
 
 
+class FakeDemandHistory:
+    """The demand-history store (the `DemandHistoryStore` port) over `DemandRecorder`, one per twin.
+
+    Keeps every read (twin, as of, nodes asked) and record (twin, at, demand, kept) for tests.
+    """
+
+    def __init__(self) -> None:
+        self.recorders: dict[str, DemandRecorder] = {}
+        self.reads: list[tuple[str, datetime, tuple[str, ...] | None]] = []
+        self.records: list[tuple[str, datetime, dict[str, float], int]] = []
+
+    async def read(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
+        """What was recorded for the twin (of `nodes`, default all)."""
+        self.reads.append((twin_id, now, None if nodes is None else tuple(sorted(nodes))))
+        recorder = self.recorders.get(twin_id)
+        return recorder.history(nodes) if recorder is not None else DemandHistory()
+
+    async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
+        """Record with `DemandRecorder`'s semantics (a retry keeps nothing)."""
+        kept = self.recorders.setdefault(twin_id, DemandRecorder()).record(observed_at, demand)
+        self.records.append((twin_id, observed_at, dict(demand), kept))
+        return kept
+
+
 # ---- wiring ----------------------------------------------------------------------------------
 
 
@@ -478,6 +503,7 @@ class FakePorts:
     signer: DecisionSigner = field(default_factory=DecisionSigner.generate)
     """Signs test decisions; its public key goes into `RemediationInput.approval_key`."""
     desires: Desires = field(default_factory=lambda: load_desires(None))
+    demand_history: FakeDemandHistory = field(default_factory=FakeDemandHistory)
 
     def services(self) -> Services:
         """The fakes as the `Services` the production worker is wired from."""
@@ -490,6 +516,7 @@ class FakePorts:
             twin=self.twin,
             desires=self.desires,
             signer=self.signer,
+            demand_history=self.demand_history,
         )
 
 

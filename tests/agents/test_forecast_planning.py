@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ START = datetime(2026, 11, 10, tzinfo=UTC)
 
 
 @st.composite
-def estates(draw: st.DrawFn) -> dict[str, float | int]:
+def estates(draw: st.DrawFn) -> dict[str, float | int | None]:
     return {
         "base": draw(st.floats(200.0, 2000.0)),
         "swing": draw(st.floats(0.1, 0.7)),
@@ -37,13 +38,13 @@ def estates(draw: st.DrawFn) -> dict[str, float | int]:
     }
 
 
-def _truth(e: dict[str, float | int], t: float) -> float:
+def _truth(e: dict[str, Any], t: float) -> float:
     return float(e["base"]) * (1.0 + float(e["swing"]) * math.sin(2 * math.pi * (t - float(e["phase"])) / DAY))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(estates())
-def test_no_scale_leaves_a_node_short_of_the_forecast_upper_band(e: dict[str, float | int]) -> None:
+def test_no_scale_leaves_a_node_short_of_the_forecast_upper_band(e: dict[str, Any]) -> None:
     now = START + timedelta(days=int(e["days"]), hours=float(e["hours"]))
     t_now = now.timestamp()
     recorder = DemandRecorder()
@@ -80,8 +81,9 @@ def test_no_scale_leaves_a_node_short_of_the_forecast_upper_band(e: dict[str, fl
     upper = max(beliefs.nodes["edge"].external_rate, max(p.upper for p in f.points))
     needs = {"edge": upper, "api": float(e["ratio"]) * upper}
     for n in ("edge", "api"):
-        assert beliefs.nodes[n].forecast is not None
-        assert beliefs.nodes[n].forecast.planning_rps >= needs[n] * (1 - 1e-9)
+        outlook = beliefs.nodes[n].forecast
+        assert outlook is not None
+        assert outlook.planning_rps >= needs[n] * (1 - 1e-9)
     for proposal in decision.proposals:
         for action in proposal.actions:
             assert isinstance(action, ScaleAction)

@@ -19,33 +19,15 @@ from temporalio.testing import ActivityEnvironment
 
 import workflows.activities as activities_module
 from agents import AgentState, Decision, decide, load_desires
-from agents.forecast import DemandHistory, DemandRecorder
+from agents.forecast import DemandHistory
 from controller.adapters.demand_history import SqlDemandHistory
 from controller.core.db import create_engine, migrate
+from controller.testing import FakeDemandHistory
 from tests.workflows.conftest import make_simulator
 from twin.contract import Snapshot
 from twin.sources import FileSource
 from workflows.activities import AgentActivities, DeliberateInput, DeliberateResult
 from workflows.ports import DemandHistoryStore
-
-
-class MemoryDemandHistory:
-    """The port over `DemandRecorder` (one per twin), keeping what it was asked."""
-
-    def __init__(self) -> None:
-        self.recorders: dict[str, DemandRecorder] = {}
-        self.reads: list[tuple[str, datetime, tuple[str, ...] | None]] = []
-        self.records: list[tuple[str, datetime, dict[str, float], int]] = []
-
-    async def read(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
-        self.reads.append((twin_id, now, None if nodes is None else tuple(sorted(nodes))))
-        recorder = self.recorders.get(twin_id)
-        return recorder.history(nodes) if recorder is not None else DemandHistory()
-
-    async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
-        kept = self.recorders.setdefault(twin_id, DemandRecorder()).record(observed_at, demand)
-        self.records.append((twin_id, observed_at, dict(demand), kept))
-        return kept
 
 
 class BrokenDemandHistory:
@@ -129,7 +111,7 @@ async def deliberate(acts: AgentActivities, snapshot: Snapshot) -> DeliberateRes
 
 
 async def test_deliberate_reads_the_history_and_records_trusted_demand(snapshot: Snapshot, spy: DecideSpy) -> None:
-    store = MemoryDemandHistory()
+    store = FakeDemandHistory()
     earlier = snapshot.observed_at - timedelta(minutes=10)
     await store.record(snapshot.twin_id, earlier, {"gateway": 1000.0})
     stored = store.recorders["shop"].history()
@@ -152,7 +134,7 @@ async def test_deliberate_reads_the_history_and_records_trusted_demand(snapshot:
 async def test_only_trusted_finite_demand_is_recorded(snapshot: Snapshot, monkeypatch: pytest.MonkeyPatch) -> None:
     spy = DecideSpy(decide, doubt=frozenset({"catalog"}), unknowable=frozenset({"payments"}))
     monkeypatch.setattr(activities_module, "decide", spy)
-    store = MemoryDemandHistory()
+    store = FakeDemandHistory()
     await deliberate(agent(store), snapshot)
     (_, _, demand, _) = store.records[-1]
     assert set(demand) == {"gateway", "checkout", "orders-db"}
@@ -160,7 +142,7 @@ async def test_only_trusted_finite_demand_is_recorded(snapshot: Snapshot, monkey
 
 async def test_a_stale_snapshot_is_not_recorded(snapshot: Snapshot, spy: DecideSpy) -> None:
     stale = snapshot.model_copy(update={"observed_at": datetime.now(UTC) - timedelta(hours=2)})
-    store = MemoryDemandHistory()
+    store = FakeDemandHistory()
     await deliberate(agent(store), stale)
     assert len(store.reads) == 1 and store.records == []
 
@@ -170,7 +152,7 @@ async def test_stale_beliefs_are_not_recorded_even_when_trusted(
 ) -> None:
     """Staleness alone keeps a tick out of the history, whatever the beliefs' confidence."""
     monkeypatch.setattr(activities_module, "decide", DecideSpy(decide, stale=True))
-    store = MemoryDemandHistory()
+    store = FakeDemandHistory()
     await deliberate(agent(store), snapshot)
     assert store.records == []
 
@@ -214,8 +196,8 @@ async def test_a_failing_store_does_not_fail_the_tick(
 
 async def test_the_history_does_not_enter_the_workflow_history(snapshot: Snapshot) -> None:
     """What the tick hands back to the loop (its history) does not grow with the demand history."""
-    empty = await deliberate(agent(MemoryDemandHistory()), snapshot)
-    store = MemoryDemandHistory()
+    empty = await deliberate(agent(FakeDemandHistory()), snapshot)
+    store = FakeDemandHistory()
     start = snapshot.observed_at - timedelta(days=3)
     for i in range(3 * 288):  # three days of five-minute buckets for every node
         at = start + timedelta(minutes=5 * i)
