@@ -149,14 +149,14 @@ class _Declines:
 def _underused(beliefs: Beliefs, node: Node, desires: Desires) -> bool:
     """Whether `node` carries its load on fewer replicas.
 
-    With a forecast: the replicas that carry the upper band's peak over the planning window at
-    the target are fewer than it runs. Without: demand under `scale_down_below` and not rising
-    (the hysteresis band).
+    With a forecast: the replicas that carry the upper band's peak over the hold window (readiness
+    + the longer of cool-down and `scale_down_hold_seconds`) are fewer than it runs. Without: demand
+    under `scale_down_below` and not rising (the hysteresis band).
     """
     b = beliefs.nodes[node.id]
     if b.forecast is not None:
         need = replicas_for(
-            b.forecast.planning_rps,
+            b.forecast.hold_rps if b.forecast.hold_rps is not None else b.forecast.planning_rps,
             desires.target_for(node),
             b.capacity_per_replica,
             b.min_replicas,

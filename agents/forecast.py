@@ -336,11 +336,14 @@ def forecast_node(
     current: float | None = None,
     horizon_seconds: float = 1800.0,
     step_seconds: float = STEP_SECONDS,
+    band_lead_seconds: float | None = None,
 ) -> NodeForecast | None:
     """The node's demand forecast from `now` over `horizon_seconds`; None without any history or level.
 
     `current` is the demand believed now (beliefs' median of the last samples): it anchors the
     trend method and is the level of last resort. The seasonal methods level off the last hour.
+    The band is measured at `band_lead_seconds` ahead (default: the horizon), the lead the caller
+    plans on: errors grow with the lead, and points past it are read for their expected value.
     """
     pts = [p for p in history.of(node) if p[0] < now.timestamp()]
     t_now = now.timestamp()
@@ -349,7 +352,7 @@ def forecast_node(
     days = (t_now - pts[0][0]) / DAY if pts else 0.0
     series = _Series(pts, bucket)
     now_k = math.floor(t_now / bucket)
-    lead = max(1, math.ceil(horizon_seconds / bucket))
+    lead = max(1, math.ceil((horizon_seconds if band_lead_seconds is None else band_lead_seconds) / bucket))
     if days >= MIN_SEASONAL_DAYS:
         candidates: list[tuple[float, Method, _Seasonal, list[float], float]] = []
         periods: list[tuple[Method, float]] = [("seasonal_daily", DAY)]
@@ -422,13 +425,20 @@ def forecast(
     current: Mapping[str, float] | None = None,
     horizon_seconds: float = 1800.0,
     step_seconds: float = STEP_SECONDS,
+    band_lead_seconds: float | None = None,
 ) -> dict[str, NodeForecast]:
     """Forecasts for `nodes` (those with no history and no current level are left out)."""
     current = current or {}
     out: dict[str, NodeForecast] = {}
     for n in nodes:
         f = forecast_node(
-            n, history, now, current=current.get(n), horizon_seconds=horizon_seconds, step_seconds=step_seconds
+            n,
+            history,
+            now,
+            current=current.get(n),
+            horizon_seconds=horizon_seconds,
+            step_seconds=step_seconds,
+            band_lead_seconds=band_lead_seconds,
         )
         if f is not None:
             out[n] = f
@@ -457,6 +467,10 @@ class DemandOutlook(Frozen):
     peak_at: AwareDatetime
     planning_rps: float
     """Demand capacity is sized for: the upper band's peak over the window, never less than now."""
+    hold_seconds: float | None = None
+    """The scale-down window: readiness delay + the longer of cool-down and `scale_down_hold_seconds`."""
+    hold_rps: float | None = None
+    """Demand a scale-down must still carry: the upper band's peak over the hold window (>= planning_rps)."""
     crossing_at: AwareDatetime | None = None
     """When the upper band first crosses the node's target at its current capacity (within the window)."""
     external_rps: float | None = None

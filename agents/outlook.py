@@ -22,7 +22,7 @@ from agents.forecast import DemandHistory, DemandOutlook, NodeForecast, forecast
 from agents.sizing import carried
 from twin.graph import out_edges_of, propagate
 
-__all__ = ["URGENT_SLACK_SECONDS", "eta_seconds", "planning_window", "with_outlook"]
+__all__ = ["URGENT_SLACK_SECONDS", "eta_seconds", "hold_window", "planning_window", "with_outlook"]
 
 URGENT_SLACK_SECONDS = 60.0
 """A predicted crossing within a node's readiness delay plus this is urgent: capacity ordered any
@@ -35,6 +35,13 @@ def planning_window(beliefs: Beliefs, desires: Desires) -> float:
     return slowest + desires.cooldown_seconds
 
 
+def hold_window(beliefs: Beliefs, desires: Desires) -> float:
+    """Seconds a scale-down must hold: the longest readiness delay plus the longer of the cool-down and
+    `scale_down_hold_seconds` (no scale-down the forecast says would be undone within that time)."""
+    slowest = max((desires.readiness_for(n) for n in beliefs.snapshot.nodes), default=desires.readiness_seconds)
+    return slowest + max(desires.cooldown_seconds, desires.scale_down_hold_seconds)
+
+
 def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desires) -> Beliefs:
     """`beliefs` with `NodeBelief.forecast` set where the history supports a seasonal forecast."""
     if history is None or not desires.forecast or beliefs.stale or not len(history):
@@ -45,6 +52,7 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
     fed: set[str] = {e.target for e in snapshot.edges if e.ratio > 0}
     entries = [n for n in order if beliefs.nodes[n].external_rate > 0]
     window = planning_window(beliefs, desires)
+    hold = hold_window(beliefs, desires)
     now = beliefs.observed_at
     # History holds each node's offered demand; for an entry without inflow that is its external load.
     candidates = [n for n in entries if n not in fed and beliefs.nodes[n].trusted]
@@ -55,7 +63,8 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
             now,
             candidates,
             current={n: beliefs.nodes[n].external_rate for n in candidates},
-            horizon_seconds=window,
+            horizon_seconds=max(window, hold),
+            band_lead_seconds=window,
         ).items()
         if f.method != "trend"
     }
@@ -69,7 +78,8 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
     if not covered:
         return beliefs
     # The curves through the graph, point by point (upper band and expected value)...
-    times = [p.at for p in next(iter(forecasts.values())).points]
+    end = now + timedelta(seconds=window)
+    times = [p.at for p in next(iter(forecasts.values())).points if p.at <= end]
     upper_flows = []
     mean_flows = []
     for k, t in enumerate(times):
@@ -82,10 +92,15 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
         upper_flows.append(propagate(order, upper, out, unlimited).demand)
         mean_flows.append(propagate(order, mean, out, unlimited).demand)
     # ...and the planning load: each entry at its own peak over the window, never under now.
+    # A scale-down must also carry the upper band's peak over the (longer) hold window: one that the
+    # band says may be taken back within the hold is churn (two actions, a readiness gap) for little.
     planning_ext = dict(base_ext)
+    hold_ext = dict(base_ext)
     for n, f in forecasts.items():
-        planning_ext[n] = max(base_ext[n], max(p.upper for p in f.points))
+        planning_ext[n] = max(base_ext[n], max(p.upper for p in f.window(now, end)))
+        hold_ext[n] = max(planning_ext[n], max(p.upper for p in f.points))
     planning = propagate(order, planning_ext, out, unlimited).demand
+    holding = propagate(order, hold_ext, out, unlimited).demand
     band = max(f.band for f in forecasts.values())
     days = min(f.days_of_history for f in forecasts.values())
     method = "seasonal_weekly" if all(f.method == "seasonal_weekly" for f in forecasts.values()) else "seasonal_daily"
@@ -109,6 +124,8 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
             peak_upper_rps=upper_flows[k][n],
             peak_at=times[k],
             planning_rps=max(b.demand, planning[n]),
+            hold_seconds=hold,
+            hold_rps=max(b.demand, planning[n], holding[n]),
             crossing_at=crossing,
             external_rps=planning_ext[n] if n in forecasts else None,
         )

@@ -427,10 +427,12 @@ def _scale_down_rationale(ctx: _Context, target: str, chosen: PlanOption) -> str
             f"{target} runs at {b.demand_utilization:.0%} of capacity, under the "
             f"{ctx.desires.scale_down_below:.0%} scale-down threshold. {plan}"
         )
+    hold = outlook.hold_rps if outlook.hold_rps is not None else outlook.planning_rps
+    seconds = outlook.hold_seconds if outlook.hold_seconds is not None else outlook.window_seconds
     return (
         f"{target} runs at {b.demand_utilization:.0%} of capacity and the forecast's upper band stays at or under "
-        f"{outlook.planning_rps:,.0f} rps over the next {outlook.window_seconds / 60:.0f} min (readiness + cool-down): "
-        f"{outlook.sentence()}. Fewer replicas carry it at the {ctx.target[target]:.0%} target. {plan}"
+        f"{hold:,.0f} rps over the next {seconds / 60:.0f} min: {outlook.sentence()}. "
+        f"Fewer replicas carry it at the {ctx.target[target]:.0%} target. {plan}"
     )
 
 
@@ -532,7 +534,8 @@ class Planner:
         ctx = self._ctx
         if b.forecast is not None:
             # Down to what carries the forecast's upper band through readiness + cool-down, at the target.
-            demand = max(ctx.base.demand[node], b.forecast.planning_rps)
+            hold = b.forecast.hold_rps if b.forecast.hold_rps is not None else b.forecast.planning_rps
+            demand = max(ctx.base.demand[node], hold)
             to = ctx.replicas_for(node, demand)
         else:
             demand = ctx.base.admitted[node]

@@ -10,12 +10,8 @@
    The simulator scenarios (single_saturated, hidden_downstream, bad_release) are checked too.
 2. Ramp lead time: slow_ramp observed every 60 s; seconds between the first proposal for the
    api and the moment its demand utilization crosses the target.
-3. Closed loop: diurnal_day (86,400 s, two faults, noise 0.02) with a 30 s control tick and
-   dt = 30 s, same seed for all three: no controller, the Kubernetes HPA rule per node
-   (desired = ceil(current x observed_utilization / target), tolerance 0.1, scale-down to the
-   highest recommendation of the last 300 s), and the agent (its proposals applied at once).
-   SLO violation = a node-minute with observed p95 over its SLO (the M/M/c p95 at 90%
-   utilization with its initial replicas, i.e. the latency of a node run hot but stable).
+3. Closed loop: moved to bench_rightsizing.py (HPA rule, perfect foresight and the agent with
+   forecasts, on two days, with a readiness delay).
 4. Planning latency: one `decide` tick on 10-, 100- and 1,000-node graphs (p50 / p95).
 """
 
@@ -32,7 +28,6 @@ from agents import AgentState, Desires, FindingKind, decide, detect, revise, ste
 from twin.actions import ScaleAction
 from twin.contract import Snapshot, parse_snapshot
 from twin.graph import optimal_replicas, snapshot_flow
-from twin.queueing import response_time_p95
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
 
@@ -227,81 +222,6 @@ def _ramp() -> dict[str, Any]:
     }
 
 
-def _slo(scenario_nodes: list[Any]) -> dict[str, float]:
-    return {
-        n.id: 1000.0 * response_time_p95(n.replicas, 0.9 * n.replicas * n.capacity_per_replica, n.capacity_per_replica)
-        for n in scenario_nodes
-    }
-
-
-def _hpa(snap: Snapshot, history: dict[str, list[tuple[float, int]]], now: float) -> list[ScaleAction]:
-    actions = []
-    for n in snap.nodes:
-        if n.max_replicas <= n.min_replicas or n.metrics.utilization is None:
-            continue
-        ratio = n.metrics.utilization / TARGET
-        desired = n.replicas if abs(ratio - 1.0) <= 0.1 else math.ceil(n.replicas * ratio)
-        desired = max(n.min_replicas, min(n.max_replicas, desired))
-        recs = [(t, r) for t, r in history.get(n.id, []) if now - t < 300.0] + [(now, desired)]
-        history[n.id] = recs
-        if desired < n.replicas:
-            desired = max(r for _, r in recs)  # scale-down stabilization: highest recent recommendation
-        if desired != n.replicas:
-            actions.append(ScaleAction(node=n.id, replicas=desired))
-    return actions
-
-
-TIGHT_BAND = {"scale_down_below": 0.65, "scale_down_to": 0.75}
-"""A narrower hysteresis band (desires keys), run as a second agent configuration: fewer
-replica-hours for some more violation-minutes."""
-
-
-def _closed_loop(mode: str) -> dict[str, Any]:
-    scenario = load_scenario(SCENARIOS / "diurnal_day.yaml")
-    sim = Simulator(scenario, seed=scenario.seed)
-    slo = _slo(list(scenario.nodes))
-    state = AgentState()
-    desires = Desires.model_validate(TIGHT_BAND) if mode == "agent_tight_band" else Desires()
-    hpa_history: dict[str, list[tuple[float, int]]] = {}
-    violation_minutes = replica_hours = 0.0
-    per_node: dict[str, dict[str, float]] = {
-        n.id: {"replica_hours": 0.0, "violation_minutes": 0.0} for n in scenario.nodes
-    }
-    actions = 0
-    decide_seconds: list[float] = []
-    while sim.elapsed < (scenario.duration or 86400.0):
-        sim.run(TICK, dt=TICK)
-        snap = sim.snapshot()
-        for n in snap.nodes:
-            replica_hours += n.replicas * TICK / 3600.0
-            per_node[n.id]["replica_hours"] += n.replicas * TICK / 3600.0
-            p95 = n.metrics.latency_p95_ms
-            if p95 is not None and p95 > slo[n.id]:
-                violation_minutes += TICK / 60.0
-                per_node[n.id]["violation_minutes"] += TICK / 60.0
-        todo: list[Any] = []
-        if mode == "hpa":
-            todo = _hpa(snap, hpa_history, sim.elapsed)
-        elif mode.startswith("agent"):
-            started = time.perf_counter()
-            decision = decide(state, snap, desires)
-            decide_seconds.append(time.perf_counter() - started)
-            state = decision.new_state
-            todo = [a for p in decision.proposals for a in p.actions]
-        for action in todo:
-            sim.apply(action)
-            actions += 1
-    out = {
-        "slo_violation_node_minutes": round(violation_minutes, 1),
-        "replica_hours": round(replica_hours, 1),
-        "actions": actions,
-        "per_node": {n: {k: round(v, 1) for k, v in d.items()} for n, d in per_node.items()},
-    }
-    if decide_seconds:
-        out["decide_ms_p50"] = round(1000 * statistics.median(decide_seconds), 2)
-    return out
-
-
 def _latency() -> dict[str, Any]:
     out: dict[str, Any] = {}
     desires = Desires(target_utilization=TARGET)
@@ -324,28 +244,17 @@ def _latency() -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     """Measure everything in the module docstring."""
-    loop: dict[str, Any] = {mode: _closed_loop(mode) for mode in ("none", "hpa", "agent", "agent_tight_band")}
-    hpa = loop["hpa"]
-    for mode in ("agent", "agent_tight_band"):
-        agent = loop[mode]
-        loop[f"{mode}_vs_hpa"] = {
-            "violation_ratio": round(agent["slo_violation_node_minutes"] / hpa["slo_violation_node_minutes"], 4)
-            if hpa["slo_violation_node_minutes"]
-            else None,
-            "replica_hours_ratio": round(agent["replica_hours"] / hpa["replica_hours"], 4),
-        }
     return {
         "generated": _generated(),
         "simulator_scenarios": _simulator_scenarios(),
         "ramp": _ramp(),
-        "closed_loop": loop,
         "planning_latency": _latency(),
     }
 
 
 def summarize(result: dict[str, Any]) -> list[str]:
     """Markdown lines for README."""
-    g, loop, ramp, lat = result["generated"], result["closed_loop"], result["ramp"], result["planning_latency"]
+    g, ramp, lat = result["generated"], result["ramp"], result["planning_latency"]
     lines = [
         "### Decision quality (`benchmarks/bench_decision_quality.py`)",
         "",
@@ -363,31 +272,7 @@ def summarize(result: dict[str, Any]) -> list[str]:
         f"| plans leaving every node at or under target (feasible) | {g['feasible_share_at_or_under_target']:.0%} |",
         f"| infeasible: shed/shift with unmet goals listed | {g['infeasible_with_shed_or_shift_and_unmet_listed']} |",
         f"| slow ramp: proposal lead time before the target is crossed | {ramp['lead_time_s']} s |",
-        "",
-        "Closed loop, one simulated day of diurnal load with two faults (same scenario and seed):",
-        "",
-        "| controller | SLO-violation node-minutes | replica-hours | actions |",
-        "|---|---|---|---|",
     ]
-    labels = (
-        ("none", "none"),
-        ("hpa", "HPA rule"),
-        ("agent", "twinops agent (default desires)"),
-        ("agent_tight_band", "twinops agent (scale-down band 0.65 / 0.75)"),
-    )
-    for mode, label in labels:
-        r = loop[mode]
-        lines.append(f"| {label} | {r['slo_violation_node_minutes']} | {r['replica_hours']} | {r['actions']} |")
-    worst = max(loop["hpa"]["per_node"].items(), key=lambda kv: kv[1]["violation_minutes"])
-    for mode in ("agent", "agent_tight_band"):
-        cmp = loop[f"{mode}_vs_hpa"]
-        ratios = f"violations x{cmp['violation_ratio']:.2f}, replica-hours x{cmp['replica_hours_ratio']:.2f}"
-        lines.append(f"\n{mode} vs HPA: {ratios}.")
-    lines.append(
-        f"\nThe HPA rule's worst node is {worst[0]} ({worst[1]['violation_minutes']:.0f} violation-minutes on "
-        f"{worst[1]['replica_hours']:.0f} replica-hours): it acts only on observed utilization, so a node whose "
-        "replicas are all lost, or whose demand is hidden behind a saturated upstream, is never scaled."
-    )
     lines += [
         "",
         "| planning latency (one tick) | p50 | p95 |",

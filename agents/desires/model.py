@@ -130,6 +130,10 @@ class Desires(Frozen):
     """How long a new replica takes to serve (scheduling, pull, start, readiness probe)..."""
     readiness: tuple[ReadinessDelay, ...] = ()
     """...per node or tag where it differs (the node's own entry wins, else the slowest matching tag)."""
+    scale_down_hold_seconds: Annotated[float, Field(ge=0.0)] = 1800.0
+    """With a forecast, a scale-down must carry the upper band for the readiness delay plus this long
+    (at least the cool-down): no scale-down the forecast says may be undone within the safety
+    policy's rate-limit window (30 min), no stepping down and back up around a bump."""
     forecast: bool = True
     """Plan from the demand forecast where a seasonal one exists (agents/forecast.py): scale up so
     capacity is ready before the upper band crosses the target, and down to what carries the

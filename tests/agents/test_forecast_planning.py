@@ -1,4 +1,8 @@
-"""The planner never sizes a node below what the forecast's upper band needs (property test)."""
+"""The planner never sizes a node below what the forecast's upper band needs (property test).
+
+A scale-up or remediation carries the upper band over readiness + cool-down; a scale-down carries
+it over readiness + the hold (30 min by default).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from hypothesis import strategies as st
 
 from agents import AgentState, Desires, decide
 from agents.forecast import DAY, DemandRecorder, forecast_node
-from agents.outlook import planning_window
+from agents.outlook import hold_window, planning_window
 from agents.sizing import replicas_for
 from twin.actions import ScaleAction
 from twin.scenario import parse_scenario
@@ -84,12 +88,25 @@ def test_no_scale_leaves_a_node_short_of_the_forecast_upper_band(e: dict[str, An
         outlook = beliefs.nodes[n].forecast
         assert outlook is not None
         assert outlook.planning_rps >= needs[n] * (1 - 1e-9)
+    # A scale-down must hold longer: the upper band over readiness + the hold (agents/outlook.py).
+    held = forecast_node(
+        "edge",
+        recorder.history(),
+        now,
+        current=beliefs.nodes["edge"].external_rate,
+        horizon_seconds=hold_window(beliefs, desires),
+        band_lead_seconds=window,
+    )
+    assert held is not None
+    top = max(upper, max(p.upper for p in held.points))
+    holds = {"edge": top, "api": float(e["ratio"]) * top}
     for proposal in decision.proposals:
         for action in proposal.actions:
-            assert isinstance(action, ScaleAction)
+            if not isinstance(action, ScaleAction):
+                continue  # shedding at the entry where max_replicas cannot carry the load
             node = scenario.node(action.node)
             need = replicas_for(
-                needs[action.node],
+                (holds if proposal.intent == "scale_down" else needs)[action.node],
                 desires.target_for(snapshot.node(action.node)),
                 node.capacity_per_replica,
                 node.min_replicas,
