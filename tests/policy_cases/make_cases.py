@@ -392,6 +392,51 @@ def cases() -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
             safety([scale("checkout", 8), scale("cart", 6)], [node("checkout"), node("cart", team="web", replicas=3)]),
             s_expect(True, "low", 0, True, ["sre"]),
         ),
+        # --- small scale-downs (scale_down_low_risk) ---------------------------
+        (
+            "safety_scale_down_wide_auto",
+            "safety",
+            "search (28% of the traffic) 4 -> 3: a small scale-down of a standard node is low risk, auto-approved",
+            safety([scale("search", 3)], [node("search")], blast_radius=0.28),
+            s_expect(True, "low", 0, True, ["sre"]),
+        ),
+        (
+            "safety_scale_down_critical_tier",
+            "safety",
+            "the same step on a critical node: its blast radius counts (medium), a human approves",
+            safety([scale("search", 3)], [node("search", tier="critical")], blast_radius=0.28),
+            s_expect(True, "medium", 1, False, ["sre"]),
+        ),
+        (
+            "safety_scale_down_database",
+            "safety",
+            "the same step on a database: low risk, but databases are never auto-approved",
+            safety([scale("orders-db", 3)], [node("orders-db", kind="database", team="data")], blast_radius=0.28),
+            s_expect(True, "low", 1, False, ["sre"]),
+        ),
+        (
+            "safety_scale_down_not_small",
+            "safety",
+            "4 -> 1 removes more than a quarter and more than 2: not small, medium by its blast radius",
+            safety([scale("search", 1)], [node("search")], blast_radius=0.28),
+            s_expect(True, "medium", 1, False, ["sre"]),
+        ),
+        (
+            "safety_scale_down_with_scale_up",
+            "safety",
+            "search 4 -> 3 with cart 4 -> 5 in one plan: not a scale-down, medium by its blast radius",
+            safety(
+                [scale("search", 3), scale("cart", 5)], [node("search"), node("cart", team="web")], blast_radius=0.28
+            ),
+            s_expect(True, "medium", 1, False, ["sre"]),
+        ),
+        (
+            "safety_scale_down_in_freeze",
+            "safety",
+            "a small scale-down by the agent inside the example year-end freeze: denied like any change",
+            safety([scale("search", 3)], [node("search")], blast_radius=0.28, now=IN_FREEZE),
+            s_expect(False, "low", 2, False, ["sre", "sre-leads"], ["change_freeze"]),
+        ),
         # --- approval -------------------------------------------------------
         (
             "approval_counts_low",

@@ -66,6 +66,16 @@ class Risk(_Config):
     min_by_action: MinRiskByAction
 
 
+class ScaleDownLowRisk(_Config):
+    """A small scale-down, low risk whatever its blast radius: every action a scale to fewer replicas,
+    each removing at most `max_step_replicas` and at most max(1, floor(`max_step_fraction` x the node's
+    replicas)), every node in one of `tiers`. No tiers, or `max_step_replicas` 0, turns it off."""
+
+    tiers: list[str]
+    max_step_fraction: Fraction
+    max_step_replicas: Count
+
+
 class ApprovalsByRisk(_Config):
     """Approvals needed at each risk level (at least one: no approval at all is what auto_approve says)."""
 
@@ -134,6 +144,7 @@ class SafetyConfig(_Config):
     rate_limit: RateLimit
     loop_breaker: LoopBreaker
     risk: Risk
+    scale_down_low_risk: ScaleDownLowRisk
     non_compensable_actions: list[str]
     unactionable_kinds: list[str]
     protected_restart_kinds: dict[str, Count]

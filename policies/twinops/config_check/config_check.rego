@@ -39,6 +39,9 @@ settings := {
 	"safety.risk.min_by_action.rate_limit": "risk_level",
 	"safety.risk.min_by_action.shift_traffic": "risk_level",
 	"safety.risk.min_by_action.restart": "risk_level",
+	"safety.scale_down_low_risk.tiers": "strings",
+	"safety.scale_down_low_risk.max_step_fraction": "fraction",
+	"safety.scale_down_low_risk.max_step_replicas": "count",
 	"safety.non_compensable_actions": "strings",
 	"safety.unactionable_kinds": "strings",
 	"safety.protected_restart_kinds": "counts_by_name",
@@ -256,6 +259,9 @@ ok if {
 	every t in ["scale", "rate_limit", "shift_traffic", "restart"] {
 		s.risk.min_by_action[t] in {"low", "medium", "high"}
 	}
+	_strings(s.scale_down_low_risk.tiers)
+	_fraction(s.scale_down_low_risk.max_step_fraction)
+	is_count(s.scale_down_low_risk.max_step_replicas)
 	_strings(s.non_compensable_actions)
 	_strings(s.unactionable_kinds)
 	is_object(s.protected_restart_kinds)

@@ -263,6 +263,13 @@ test_fractional_count_refuses if {
 	t_refused(t_replace(t_config, ["safety", "rate_limit", "max_actions"], 2.5), "safety.rate_limit.max_actions")
 }
 
+test_scale_down_step_out_of_range_refuses if {
+	cfg := t_replace(t_config, ["safety", "scale_down_low_risk", "max_step_fraction"], 1.5)
+	t_refused(cfg, "safety.scale_down_low_risk.max_step_fraction")
+	half := t_replace(t_config, ["safety", "scale_down_low_risk", "max_step_replicas"], 1.5)
+	t_refused(half, "safety.scale_down_low_risk.max_step_replicas")
+}
+
 test_zero_approvals_for_a_risk_level_refuses if {
 	t_refused(t_replace(t_config, ["safety", "approvals_by_risk", "low"], 0), "safety.approvals_by_risk.low")
 }

@@ -231,11 +231,39 @@ risk_levels := ["low", "medium", "high"]
 
 risk_rank := {"low": 0, "medium": 1, "high": 2}
 
-blast_rank := 2 if {
+blast_radius_rank := 2 if {
 	proposal.blast_radius >= cfg.risk.high_blast_radius
 } else := 1 if {
 	proposal.blast_radius >= cfg.risk.medium_blast_radius
 } else := 0
+
+# A small scale-down (below) is not raised by its blast radius: it removes a little capacity
+# from nodes whose tier the config trusts with that. Everything else still applies to it:
+# the action floors, freezes, never_auto_approve, the step and rate limits, the replica
+# budget, the loop breaker. (Checked only when the blast radius would raise the risk.)
+blast_rank := 0 if {
+	blast_radius_rank > 0
+	small_scale_down
+} else := blast_radius_rank
+
+# Small (cfg.scale_down_low_risk): every action is a scale to fewer replicas than the node
+# runs, each removing at most max_step_replicas and at most max(1, floor(max_step_fraction x
+# the node's replicas)), and every node of the proposal is in one of `tiers`. A step is a
+# whole number, so `step <= max(1, from * fraction)` is the same bound without the floor.
+small_scale_down if {
+	action_types == {"scale"}
+	limits := cfg.scale_down_low_risk
+	every a in scale_actions {
+		from := nodes_by_id[a.node].replicas
+		step := from - a.replicas
+		step >= 1
+		step <= limits.max_step_replicas
+		step <= max([1, from * limits.max_step_fraction])
+	}
+	every n in proposal.nodes {
+		n.tier in limits.tiers
+	}
+}
 
 # An action type the config does not know is treated as high risk.
 action_ranks := {risk_rank[object.get(cfg.risk.min_by_action, t, "high")] | some t in action_types}

@@ -407,3 +407,153 @@ test_reevaluation_with_an_old_twin_denies_what_was_allowed if {
 	d.allow == false
 	{r.code | some r in d.deny} == {"stale_twin"}
 }
+
+# --- small scale-downs (scale_down_low_risk) ------------------------------------
+
+# A node with a large blast radius (28% of the traffic, "medium" by the thresholds).
+t_wide(inp) := object.union(inp, {"proposal": {"blast_radius": 0.28}})
+
+t_scale_down(node, from, to) := t_wide(t_input([t_scale(node.id, to)], [object.union(node, {"replicas": from})]))
+
+test_small_scale_down_of_a_standard_node_is_low_and_auto_approved_whatever_its_blast_radius if {
+	d := t_decision(t_scale_down(t_checkout, 4, 3))
+	d.allow
+	d.risk == "low"
+	d.auto_approve == true
+	d.required_approvals == 0
+}
+
+test_the_same_step_up_keeps_its_blast_radius_risk if {
+	d := t_decision(t_scale_down(t_checkout, 3, 4))
+	d.risk == "medium"
+	d.auto_approve == false
+	d.required_approvals == 1
+}
+
+test_small_scale_down_by_a_human_is_low_but_still_needs_an_approval if {
+	d := t_decision(object.union(t_scale_down(t_checkout, 4, 3), {"requester": {"kind": "human", "id": "alice"}}))
+	d.risk == "low"
+	d.auto_approve == false
+	d.required_approvals == 1
+}
+
+test_small_scale_down_of_a_critical_node_is_not_auto_approved if {
+	d := t_decision(t_scale_down(object.union(t_checkout, {"tier": "critical"}), 4, 3))
+	d.allow
+	d.risk == "medium"
+	d.auto_approve == false
+	d.required_approvals == 1
+}
+
+test_small_scale_down_of_a_database_is_not_auto_approved if {
+	db := t_node("orders-db", "database", "standard", 4)
+	d := t_decision(t_scale_down(db, 4, 3))
+	d.allow
+	d.risk == "low"
+	d.auto_approve == false
+	d.required_approvals == 1
+}
+
+test_removing_three_of_four_replicas_is_not_small if {
+	d := t_decision(t_scale_down(t_checkout, 4, 1))
+	d.allow
+	d.risk == "medium"
+	d.auto_approve == false
+}
+
+test_a_step_is_small_up_to_the_fraction_and_the_count if {
+	# 8 -> 6: 2 <= 8 x 0.25 and 2 <= 2; 12 -> 9: 3 <= 12 x 0.25 but 3 > 2; 7 -> 5: 2 > 7 x 0.25.
+	t_decision(t_scale_down(t_checkout, 8, 6)).risk == "low"
+	t_decision(t_scale_down(t_checkout, 12, 9)).risk == "medium"
+	t_decision(t_scale_down(t_checkout, 7, 5)).risk == "medium"
+}
+
+test_one_replica_is_always_a_small_step if {
+	# 2 -> 1 removes half, but one replica is the least a scale-down can remove; min_replicas is the floor.
+	t_decision(t_scale_down(t_checkout, 2, 1)).auto_approve
+	"below_min_replicas" in t_codes(t_scale_down(object.union(t_checkout, {"min_replicas": 2}), 2, 1))
+}
+
+test_a_scale_down_mixed_with_a_scale_up_is_not_small if {
+	cart := t_node("cart", "service", "standard", 4)
+	inp := t_wide(t_input([t_scale("checkout", 3), t_scale("cart", 5)], [t_checkout, cart]))
+	d := t_decision(inp)
+	d.allow
+	d.risk == "medium"
+	d.auto_approve == false
+}
+
+test_a_scale_down_mixed_with_another_action_is_not_small if {
+	a := {"type": "rate_limit", "node": "checkout", "max_rps": 100}
+	d := t_decision(t_wide(t_input([t_scale("checkout", 3), a], [t_checkout])))
+	d.risk == "medium"
+	d.auto_approve == false
+}
+
+test_small_scale_downs_of_two_standard_nodes_are_low if {
+	cart := t_node("cart", "service", "standard", 4)
+	d := t_decision(t_wide(t_input([t_scale("checkout", 3), t_scale("cart", 3)], [t_checkout, cart])))
+	d.risk == "low"
+	d.auto_approve
+}
+
+test_every_node_of_the_plan_must_be_in_a_listed_tier if {
+	edge := t_node("cart", "service", "edge", 4)
+	d := t_decision(t_wide(t_input([t_scale("checkout", 3), t_scale("cart", 3)], [t_checkout, edge])))
+	d.risk == "medium"
+	d.auto_approve == false
+}
+
+test_small_scale_down_during_a_freeze_is_not_auto_approved if {
+	inp := t_at(t_scale_down(t_checkout, 4, 3), "2026-11-28T12:00:00Z")
+	codes := t_codes(inp) with data.twinops.config.safety.freeze_windows as t_freeze
+	"change_freeze" in codes
+	human := object.union(inp, {"requester": {"kind": "human", "id": "alice"}})
+	d := t_decision(human) with data.twinops.config.safety.freeze_windows as t_freeze
+	d.allow
+	d.auto_approve == false
+	d.required_approvals == 2
+}
+
+test_small_scale_down_keeps_the_rate_limit_and_the_loop_breaker if {
+	h := [
+		t_history("checkout", "2026-11-21T21:50:00Z", "p-x", "verified"),
+		t_history("checkout", "2026-11-21T21:40:00Z", "p-y", "executed"),
+		t_history("checkout", "2026-11-21T21:31:00Z", "p-z", "executed"),
+	]
+	"rate_limited" in t_codes(object.union(t_scale_down(t_checkout, 4, 3), {"history": h}))
+	failed := [
+		t_history("checkout", "2026-11-21T10:00:00Z", "plan-a", "rolled_back"),
+		t_history("checkout", "2026-11-21T04:00:00Z", "plan-a", "rolled_back"),
+	]
+	d := t_decision(object.union(t_scale_down(t_checkout, 4, 3), {"history": failed}))
+	"loop_breaker" in {r.code | some r in d.deny}
+	d.auto_approve == false
+}
+
+test_small_scale_down_with_a_high_blast_radius_is_low if {
+	d := t_decision(object.union(t_scale_down(t_checkout, 4, 3), {"proposal": {"blast_radius": 0.7}}))
+	d.risk == "low"
+	d.auto_approve
+}
+
+test_the_step_limit_still_denies_what_the_config_makes_small if {
+	cfg := {"tiers": ["standard"], "max_step_fraction": 1, "max_step_replicas": 50}
+	d := t_decision(t_scale_down(object.union(t_checkout, {"max_replicas": 100}), 40, 15)) with data.twinops.config.safety.scale_down_low_risk as cfg
+	"scale_step_too_large" in {r.code | some r in d.deny}
+	d.allow == false
+	d.auto_approve == false
+}
+
+test_no_tiers_listed_turns_it_off if {
+	cfg := {"tiers": [], "max_step_fraction": 0.25, "max_step_replicas": 2}
+	d := t_decision(t_scale_down(t_checkout, 4, 3)) with data.twinops.config.safety.scale_down_low_risk as cfg
+	d.risk == "medium"
+	d.auto_approve == false
+}
+
+test_a_scale_floor_above_low_still_holds if {
+	d := t_decision(t_scale_down(t_checkout, 4, 3)) with data.twinops.config.safety.risk.min_by_action.scale as "medium"
+	d.risk == "medium"
+	d.auto_approve == false
+}
