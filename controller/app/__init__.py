@@ -2,7 +2,7 @@
 
 The worker (`Services`, `running_worker`), the agent loop's starter, the approval service
 and the key that signs its decisions, the scripted demo, and the twin table both the CLI
-and the demo print. App modules use adapters and core, never the CLI. Names are
+and the demo print, and the playbook files. App modules use adapters and core, never the CLI. Names are
 re-exported lazily: importing the package loads none of Temporal.
 """
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from controller.app.approval_service import ApprovalRefusedError, ApprovalService
     from controller.app.decision_signer import DecisionSigner
     from controller.app.demo import run_demo
+    from controller.app.playbooks import LoadedPlaybooks, load_playbook_file, load_playbooks, playbook_files
     from controller.app.twin_table import state_table
     from controller.app.worker import Services, build_worker, running_worker, worker_options
 
@@ -24,8 +25,12 @@ __all__ = [
     "ApprovalRefusedError",
     "ApprovalService",
     "DecisionSigner",
+    "LoadedPlaybooks",
     "Services",
     "build_worker",
+    "load_playbook_file",
+    "load_playbooks",
+    "playbook_files",
     "run_demo",
     "running_worker",
     "start_agent_loop",
@@ -38,8 +43,12 @@ _HOME = {
     "ApprovalRefusedError": "controller.app.approval_service",
     "ApprovalService": "controller.app.approval_service",
     "DecisionSigner": "controller.app.decision_signer",
+    "LoadedPlaybooks": "controller.app.playbooks",
     "Services": "controller.app.worker",
     "build_worker": "controller.app.worker",
+    "load_playbook_file": "controller.app.playbooks",
+    "load_playbooks": "controller.app.playbooks",
+    "playbook_files": "controller.app.playbooks",
     "run_demo": "controller.app.demo",
     "running_worker": "controller.app.worker",
     "start_agent_loop": "controller.app.agent_loop",

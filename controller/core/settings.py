@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         default=2, ge=1, description="regorus engine processes (each killed and replaced when it overruns)."
     )
 
+    # Playbooks
+    playbooks_dir: Path = Field(
+        default=REPO_ROOT / "playbooks", description="Where the playbooks are: every *.yaml in it is one."
+    )
+
     # Audit + inbox store
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset uses SQLite under home.")
     audit_signing_key: Path | None = Field(default=None, description="Ed25519 private key; default home/audit.key.")
