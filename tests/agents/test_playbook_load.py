@@ -308,3 +308,10 @@ def test_list_too_short_is_said_once_and_only_when_nothing_else_explains_it() ->
     assert [p.field for p in refused(edit("action: scale", "action: scael"))] == ["steps[0].action"]
     problems = refused(BASE.replace(BASE[BASE.index("steps:") : BASE.index("limits:")], "steps: []\n"))
     assert [(p.field, p.line) for p in problems] == [("steps", 16)]
+
+
+def test_the_readme_example_loads() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Writing a playbook") :]
+    example = section[section.index("```yaml\n") + len("```yaml\n") : section.index("```\n", 8)]
+    assert load_playbook(example, "README.md", name="nightly-rightsize").name == "nightly-rightsize"
