@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -57,5 +58,12 @@ def test_the_worker_wires_the_sql_store_into_deliberate(tmp_path: Path) -> None:
 
 
 def test_services_without_a_store_deliberate_without_history() -> None:
-    (deliberate,) = [a for a in activities_of(FakePorts().services()) if getattr(a, "__name__", "") == "deliberate"]
+    services = dataclasses.replace(FakePorts().services(), demand_history=None)
+    (deliberate,) = [a for a in activities_of(services) if getattr(a, "__name__", "") == "deliberate"]
     assert deliberate.__self__.demand_history is None
+
+
+def test_the_fake_ports_wire_the_fake_store() -> None:
+    ports = FakePorts()
+    (deliberate,) = [a for a in activities_of(ports.services()) if getattr(a, "__name__", "") == "deliberate"]
+    assert deliberate.__self__.demand_history is ports.demand_history
