@@ -22,7 +22,15 @@ from agents.forecast import DemandHistory, DemandOutlook, NodeForecast, forecast
 from agents.sizing import carried
 from twin.graph import out_edges_of, propagate
 
-__all__ = ["URGENT_SLACK_SECONDS", "eta_seconds", "hold_window", "planning_window", "with_outlook"]
+__all__ = [
+    "URGENT_SLACK_SECONDS",
+    "entry_forecasts",
+    "eta_seconds",
+    "hold_window",
+    "peak_upper_through_graph",
+    "planning_window",
+    "with_outlook",
+]
 
 URGENT_SLACK_SECONDS = 60.0
 """A predicted crossing within a node's readiness delay plus this is urgent: capacity ordered any
@@ -42,6 +50,69 @@ def hold_window(beliefs: Beliefs, desires: Desires) -> float:
     return slowest + max(desires.cooldown_seconds, desires.scale_down_hold_seconds)
 
 
+def entry_forecasts(
+    beliefs: Beliefs, history: DemandHistory, *, horizon_seconds: float, band_lead_seconds: float | None = None
+) -> dict[str, NodeForecast]:
+    """Seasonal forecasts of the external load at the graph's entries (trusted nodes with no inflow)."""
+    fed: set[str] = {e.target for e in beliefs.snapshot.edges if e.ratio > 0}
+    # History holds each node's offered demand; for an entry without inflow that is its external load.
+    candidates = [
+        n for n in beliefs.order if beliefs.nodes[n].external_rate > 0 and n not in fed and beliefs.nodes[n].trusted
+    ]
+    return {
+        n: f
+        for n, f in forecast(
+            history,
+            beliefs.observed_at,
+            candidates,
+            current={n: beliefs.nodes[n].external_rate for n in candidates},
+            horizon_seconds=horizon_seconds,
+            band_lead_seconds=band_lead_seconds,
+        ).items()
+        if f.method != "trend"
+    }
+
+
+def _covered(beliefs: Beliefs, forecasts: dict[str, NodeForecast]) -> list[str]:
+    """The nodes with demand whose every part comes from an entry with a seasonal forecast."""
+    order = list(beliefs.order)
+    unlimited = dict.fromkeys(order, math.inf)
+    base_ext = {n: (0.0 if n in forecasts else beliefs.nodes[n].external_rate) for n in order}
+    # Nodes reached by load that has no seasonal forecast keep planning as before.
+    doubtful = propagate(order, base_ext, out_edges_of(beliefs.snapshot), unlimited)
+    return [n for n in order if doubtful.demand[n] <= 1e-9 and beliefs.nodes[n].demand > 0]
+
+
+def peak_upper_through_graph(
+    beliefs: Beliefs, history: DemandHistory | None, horizon_seconds: float
+) -> dict[str, float]:
+    """Per node, the forecast's upper band at its peak over the next `horizon_seconds` (rps), never under today's
+    demand: each entry's seasonal forecast carried through the graph point by point, as `with_outlook` does.
+
+    Only nodes whose every load has a seasonal forecast are in the answer (none without history, or when stale).
+    """
+    if history is None or beliefs.stale or not len(history):
+        return {}
+    forecasts = entry_forecasts(beliefs, history, horizon_seconds=horizon_seconds)
+    if not forecasts:
+        return {}
+    covered = _covered(beliefs, forecasts)
+    order = list(beliefs.order)
+    out = out_edges_of(beliefs.snapshot)
+    unlimited = dict.fromkeys(order, math.inf)
+    base_ext = {n: beliefs.nodes[n].external_rate for n in order}
+    peaks = {n: beliefs.nodes[n].demand for n in covered}
+    for k, point in enumerate(next(iter(forecasts.values())).points):
+        upper = dict(base_ext)
+        for n, f in forecasts.items():
+            p = f.points[k] if k < len(f.points) and f.points[k].at == point.at else f.at_time(point.at)
+            upper[n] = p.upper
+        flow = propagate(order, upper, out, unlimited).demand
+        for n in covered:
+            peaks[n] = max(peaks[n], flow[n])
+    return peaks
+
+
 def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desires) -> Beliefs:
     """`beliefs` with `NodeBelief.forecast` set where the history supports a seasonal forecast."""
     if history is None or not desires.forecast or beliefs.stale or not len(history):
@@ -49,32 +120,15 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
     snapshot = beliefs.snapshot
     order = list(beliefs.order)
     out = out_edges_of(snapshot)
-    fed: set[str] = {e.target for e in snapshot.edges if e.ratio > 0}
-    entries = [n for n in order if beliefs.nodes[n].external_rate > 0]
     window = planning_window(beliefs, desires)
     hold = hold_window(beliefs, desires)
     now = beliefs.observed_at
-    # History holds each node's offered demand; for an entry without inflow that is its external load.
-    candidates = [n for n in entries if n not in fed and beliefs.nodes[n].trusted]
-    forecasts: dict[str, NodeForecast] = {
-        n: f
-        for n, f in forecast(
-            history,
-            now,
-            candidates,
-            current={n: beliefs.nodes[n].external_rate for n in candidates},
-            horizon_seconds=max(window, hold),
-            band_lead_seconds=window,
-        ).items()
-        if f.method != "trend"
-    }
+    forecasts = entry_forecasts(beliefs, history, horizon_seconds=max(window, hold), band_lead_seconds=window)
     if not forecasts:
         return beliefs
     unlimited = dict.fromkeys(order, math.inf)
     base_ext = {n: beliefs.nodes[n].external_rate for n in order}
-    # Nodes reached by load that has no seasonal forecast keep planning as before.
-    doubtful = propagate(order, {n: (v if n not in forecasts else 0.0) for n, v in base_ext.items()}, out, unlimited)
-    covered = [n for n in order if doubtful.demand[n] <= 1e-9 and beliefs.nodes[n].demand > 0]
+    covered = _covered(beliefs, forecasts)
     if not covered:
         return beliefs
     # The curves through the graph, point by point (upper band and expected value)...

@@ -37,8 +37,10 @@ from agents.playbook.model import (
     json_schema,
     render_json_schema,
 )
+from agents.playbook.plan import NodePlan, PlaybookPlan, PreconditionResult, SkippedNode, StepPlan, plan_playbook
 from agents.playbook.vocabulary import (
     BELIEF_NAMES,
+    HISTORY_NAMES,
     MATH_FUNCTIONS,
     SIGNATURES,
     PeakForecast,
@@ -48,6 +50,7 @@ from agents.playbook.vocabulary import (
 
 __all__ = [
     "BELIEF_NAMES",
+    "HISTORY_NAMES",
     "MATH_FUNCTIONS",
     "MAX_DEPTH",
     "MAX_LENGTH",
@@ -62,9 +65,12 @@ __all__ = [
     "Formula",
     "Function",
     "Limits",
+    "NodePlan",
     "PeakForecast",
     "Playbook",
     "PlaybookError",
+    "PlaybookPlan",
+    "PreconditionResult",
     "Problem",
     "RateLimitStep",
     "RestartStep",
@@ -72,7 +78,9 @@ __all__ = [
     "ScheduleTrigger",
     "ShiftTrafficStep",
     "Signature",
+    "SkippedNode",
     "Step",
+    "StepPlan",
     "Target",
     "Trigger",
     "Verification",
@@ -85,5 +93,6 @@ __all__ = [
     "parse_condition",
     "parse_duration",
     "parse_expression",
+    "plan_playbook",
     "render_json_schema",
 ]

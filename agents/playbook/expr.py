@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import math
 import operator
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +48,7 @@ __all__ = [
     "parse_condition",
     "parse_duration",
     "parse_expression",
+    "walk",
 ]
 
 MAX_LENGTH = 500
@@ -447,6 +448,13 @@ def _children(node: Expr) -> tuple[Expr, ...]:
         case Call():
             return node.args + tuple(v for _, v in node.kwargs)
     raise AssertionError(node)
+
+
+def walk(node: Expr) -> Iterator[Expr]:
+    """Every node of the tree, parents before children, left to right."""
+    yield node
+    for child in _children(node):
+        yield from walk(child)
 
 
 def depth(node: Expr) -> int:

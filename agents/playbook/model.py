@@ -29,8 +29,9 @@ from pydantic_core import CoreSchema, core_schema
 from agents._frozen import Frozen
 from agents.detection import FindingKind
 from agents.playbook.cron import check_cron, check_time_zone
-from agents.playbook.expr import Expr, parse_condition, parse_duration, parse_expression
-from agents.playbook.vocabulary import BELIEF_NAMES, SIGNATURES
+from agents.playbook.errors import ExpressionError
+from agents.playbook.expr import Call, Expr, Name, parse_condition, parse_duration, parse_expression, walk
+from agents.playbook.vocabulary import BELIEF_NAMES, HISTORY_NAMES, MATH_FUNCTIONS, SIGNATURES
 from twin.contract import NodeKind
 
 __all__ = [
@@ -113,6 +114,8 @@ class Check:
         if not isinstance(value, str):
             raise ValueError(f"a condition is text such as 'demand_utilization < 0.3', not {type(value).__name__}")
         condition = parse_condition(value, BELIEF_NAMES, SIGNATURES)
+        if condition.hold_seconds > 0:
+            _check_held(condition.expr)
         return cls(value, condition.expr, condition.hold_seconds)
 
     @classmethod
@@ -128,6 +131,23 @@ class Check:
             "minLength": 1,
             "description": "a condition over beliefs, optionally held: 'demand_utilization < 0.3 for 2h'",
         }
+
+
+def _check_held(expr: Expr) -> None:
+    """A held condition is evaluated on past buckets of the demand history: only what it records may be named."""
+    for node in walk(expr):
+        if isinstance(node, Name) and node.name not in HISTORY_NAMES:
+            raise ExpressionError(
+                f"{node.name!r} is not in the demand history, so 'for' cannot check it held "
+                f"(a held condition may use {', '.join(HISTORY_NAMES)})",
+                node.column,
+            )
+        if isinstance(node, Call) and node.function not in MATH_FUNCTIONS:
+            raise ExpressionError(
+                f"{node.function}() cannot be computed for past buckets, so 'for' cannot check it held "
+                f"(a held condition may call {', '.join(MATH_FUNCTIONS)})",
+                node.column,
+            )
 
 
 class Amount:

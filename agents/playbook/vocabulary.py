@@ -17,7 +17,15 @@ from agents.playbook.errors import EvaluationError
 from agents.playbook.expr import Function, Signature
 from agents.sizing import replicas_for
 
-__all__ = ["BELIEF_NAMES", "MATH_FUNCTIONS", "SIGNATURES", "PeakForecast", "belief_values", "node_functions"]
+__all__ = [
+    "BELIEF_NAMES",
+    "HISTORY_NAMES",
+    "MATH_FUNCTIONS",
+    "SIGNATURES",
+    "PeakForecast",
+    "belief_values",
+    "node_functions",
+]
 
 BELIEF_NAMES: dict[str, str] = {
     "replicas": "replicas now",
@@ -55,6 +63,17 @@ def _variadic(f: Callable[..., float]) -> Function:
 def _unary(f: Callable[[float], float]) -> Function:
     return lambda args, _kw: float(f(args[0]))
 
+
+HISTORY_NAMES: dict[str, str] = {
+    "demand": "offered demand in the bucket (rps)",
+    "demand_utilization": "the bucket's demand / today's capacity",
+    "capacity": "today's capacity (rps)",
+    "capacity_per_replica": BELIEF_NAMES["capacity_per_replica"],
+    "min_replicas": BELIEF_NAMES["min_replicas"],
+    "max_replicas": BELIEF_NAMES["max_replicas"],
+}
+"""The names a held condition (`EXPR for 2h`) may use: what the demand history gives for each past bucket,
+and the node's configuration. Utilization is over today's capacity. Only `MATH_FUNCTIONS` may be called."""
 
 MATH_FUNCTIONS: dict[str, Function] = {
     "min": _variadic(min),
