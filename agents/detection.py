@@ -7,8 +7,9 @@ from enum import StrEnum
 from pydantic import AwareDatetime
 
 from agents._frozen import Frozen
-from agents.beliefs import Beliefs, Evidence
+from agents.beliefs import Beliefs, Evidence, NodeBelief
 from agents.desires import Desires
+from agents.sizing import carried
 
 
 class FindingKind(StrEnum):
@@ -59,6 +60,14 @@ class Detection(Frozen):
     def capacity_nodes(self) -> set[str]:
         """Nodes with a finding capacity can fix (saturated, at risk, predicted)."""
         return {f.node for f in self.findings if f.kind in CAPACITY_KINDS and f.node is not None}
+
+
+def _limit(b: NodeBelief, target: float, slo_ms: float | None) -> str:
+    """What the node's replicas may carry, in words: the target, or the latency SLO where it binds first."""
+    bound = carried(b.replicas, b.capacity_per_replica, target, slo_ms)
+    if slo_ms is not None and bound < target * b.capacity - 1e-9:
+        return f"what {b.replicas} replicas carry within its {slo_ms:.0f} ms p95 SLO ({bound:,.0f} rps)"
+    return f"its {target:.0%} target"
 
 
 def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
@@ -118,8 +127,8 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
                         eta_seconds=eta,
                         hidden=b.throttled,
                         message=(
-                            f"{node.id} will cross its {target:.0%} target at {crossing:%H:%M} "
-                            f"(in about {eta / 60:.0f} min): {b.forecast.sentence()}"
+                            f"{node.id} will cross {_limit(b, target, desires.latency_slo_ms.get(node.id))} "
+                            f"at {crossing:%H:%M} (in about {eta / 60:.0f} min): {b.forecast.sentence()}"
                         ),
                         evidence=b.evidence,
                         confidence=b.confidence,

@@ -397,6 +397,13 @@ def _rationale(
         if b.demand_utilization > ctx.target[target]
         else "is heading over target"
     )
+    slo = ctx.desires.latency_slo_ms.get(target)
+    if state == "is heading over target" and b.forecast is not None and slo is not None:
+        bound = carried(b.replicas, b.capacity_per_replica, ctx.target[target], slo)
+        if bound < ctx.target[target] * b.capacity - EPS:
+            state = (
+                f"is heading over what {b.replicas} replicas carry within its {slo:.0f} ms p95 SLO ({bound:,.0f} rps)"
+            )
     parts = [f"{target} {state}: demand {b.demand:.0f} rps at {b.demand_utilization:.0%} of capacity."]
     hidden = [n for n in group if n != target and ctx.beliefs.nodes[n].throttled]
     if hidden:
@@ -428,11 +435,13 @@ def _scale_down_rationale(ctx: _Context, target: str, chosen: PlanOption) -> str
             f"{ctx.desires.scale_down_below:.0%} scale-down threshold. {plan}"
         )
     hold = outlook.hold_rps if outlook.hold_rps is not None else outlook.planning_rps
+    slo_ms = ctx.desires.latency_slo_ms.get(target)
+    slo = "" if slo_ms is None else f" and its {slo_ms:.0f} ms p95 SLO"
     seconds = outlook.hold_seconds if outlook.hold_seconds is not None else outlook.window_seconds
     return (
         f"{target} runs at {b.demand_utilization:.0%} of capacity and the forecast's upper band stays at or under "
         f"{hold:,.0f} rps over the next {seconds / 60:.0f} min: {outlook.sentence()}. "
-        f"Fewer replicas carry it at the {ctx.target[target]:.0%} target. {plan}"
+        f"Fewer replicas carry it within the {ctx.target[target]:.0%} target{slo}. {plan}"
     )
 
 
