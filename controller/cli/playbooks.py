@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from agents.playbook import render_json_schema
 from controller.app.playbooks import load_playbooks, playbook_files
-from controller.cli._common import console, err_console, one_line, settings_of
+from controller.cli._common import console, err_console, fail, one_line, print_json, settings_of
 
 app = typer.Typer(no_args_is_help=True, help="Playbooks: validate them, print their JSON Schema.")
 
@@ -52,3 +53,52 @@ def validate(
 def schema() -> None:
     """Print the playbook JSON Schema (`playbooks/schema.json` is this output)."""
     typer.echo(render_json_schema(), nl=False)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="the playbook's name (playbooks/<name>.yaml)")],
+    dry_run_: Annotated[
+        bool, typer.Option("--dry-run", help="plan and ask the policy on one snapshot; change nothing")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Run a playbook now. Only `--dry-run` exists yet: it says what the playbook would do, and changes nothing."""
+    if not dry_run_:
+        err_console.print(
+            "error: executing a playbook run arrives with PlaybookRunWorkflow; use --dry-run to see what it would do",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    from agents.playbook import PlaybookError
+    from controller.app.playbooks import dry_run
+    from twin.sources import TwinSourceError
+
+    settings = settings_of(ctx)
+    try:
+        report = dry_run(name, settings)
+    except PlaybookError as exc:
+        fail(str(exc))
+    except TwinSourceError as exc:
+        fail(f"twin source {settings.twin_source!r}: {exc}")
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    console.print(
+        f"dry run of {escape(report.playbook)} v{report.version} on {escape(report.twin_id)} "
+        f"(observed {report.observed_at.isoformat()}); nothing was changed",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(escape(report.history), highlight=False, soft_wrap=True)
+    table = Table("node", "step", "action", "what would happen")
+    for v in report.steps:
+        table.add_row(escape(v.node), escape(v.step), escape(v.action or "-"), escape(v.text))
+    for n in report.plan.nodes:
+        if not n.steps:
+            table.add_row(escape(n.node), "-", "-", escape(n.reason))
+    for s in report.plan.skipped:
+        table.add_row(escape(s.node), "-", "-", escape(s.reason))
+    console.print(table)
