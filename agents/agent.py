@@ -21,6 +21,7 @@ from agents.planner import Planner
 from agents.proposal import PlanOption, Proposal
 from agents.sizing import replicas_for
 from agents.whatif import SteadyStateWhatIf, WhatIf
+from twin.actions import ScaleAction
 from twin.contract import Node, Snapshot
 
 
@@ -154,17 +155,32 @@ def _underused(beliefs: Beliefs, node: Node, desires: Desires) -> bool:
     under `scale_down_below` and not rising (the hysteresis band).
     """
     b = beliefs.nodes[node.id]
-    if b.forecast is not None:
-        need = replicas_for(
-            b.forecast.hold_rps if b.forecast.hold_rps is not None else b.forecast.planning_rps,
-            desires.target_for(node),
-            b.capacity_per_replica,
-            b.min_replicas,
-            b.max_replicas,
-            desires.latency_slo_ms.get(node.id),
-        )
-        return need < b.replicas
+    need = _forecast_need(beliefs, node, desires)
+    if need is not None:
+        return need < b.replicas and b.demand_slope <= 0
     return b.demand_utilization < desires.scale_down_below and b.demand_slope <= 0
+
+
+def _forecast_need(beliefs: Beliefs, node: Node, desires: Desires) -> int | None:
+    """Replicas that carry the forecast's upper band over the hold window (None without a forecast)."""
+    b = beliefs.nodes[node.id]
+    if b.forecast is None:
+        return None
+    return replicas_for(
+        b.forecast.hold_rps if b.forecast.hold_rps is not None else b.forecast.planning_rps,
+        desires.target_for(node),
+        b.capacity_per_replica,
+        b.min_replicas,
+        b.max_replicas,
+        desires.latency_slo_ms.get(node.id),
+    )
+
+
+def _too_deep(intention: Intention, beliefs: Beliefs, node: Node, desires: Desires) -> int | None:
+    """The replicas the forecast needs now, when a waiting scale-down would go below them (else None)."""
+    need = _forecast_need(beliefs, node, desires)
+    to = [a.replicas for a in intention.actions if isinstance(a, ScaleAction) and a.node == node.id]
+    return need if need is not None and to and min(to) < need else None
 
 
 def decide(
@@ -213,6 +229,18 @@ def decide(
             or beliefs.nodes[intention.target].upstream_saturated
         ):
             dropped.append(DroppedIntention(intention=intention, reason="cleared", detail="no longer underused"))
+        elif (
+            intention.intent == "scale_down"
+            and (need := _too_deep(intention, beliefs, nodes_by_id[intention.target], desires)) is not None
+        ):
+            # The forecast rose since it was planned: executing it would leave the node short.
+            dropped.append(
+                DroppedIntention(
+                    intention=intention,
+                    reason="superseded",
+                    detail=f"the forecast now needs {need} replicas of {intention.target}; the plan went lower",
+                )
+            )
         else:
             kept.append(intention)
     working = state.model_copy(update={"cooldown_until": cooldown})

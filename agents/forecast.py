@@ -47,7 +47,9 @@ BUCKET_SECONDS = 300.0
 RETENTION_SECONDS = 14 * DAY
 """How much history the store keeps by default (two weekly cycles)."""
 MIN_SEASONAL_DAYS = 1.0
-"""Daily seasonality needs a day of history (the same time yesterday must exist)."""
+"""Daily seasonality needs a day of history (the same time yesterday must exist)..."""
+STALE_HISTORY_SECONDS = DAY
+"""...whose newest bucket is less than this old: history that stopped cannot vouch for today."""
 MIN_WEEKLY_DAYS = 8.0
 """Weekly seasonality needs the same time a week ago and a day of errors to judge it by."""
 MAX_SEASONS = 14
@@ -68,6 +70,9 @@ MIN_BAND_ERRORS = 12
 SMOOTH_BUCKETS = 2
 """Each day's seasonal value is the median of the buckets within this many of the time."""
 STEP_SECONDS = 60.0
+LEAD_EXTRA = 1
+"""The backtest's lead is one bucket more than the horizon's: a forecast reads its level from the last
+whole bucket, so it reaches that much further than the horizon from now."""
 """Spacing of forecast points."""
 
 Method = Literal["seasonal_daily", "seasonal_weekly", "trend"]
@@ -352,8 +357,12 @@ def forecast_node(
     days = (t_now - pts[0][0]) / DAY if pts else 0.0
     series = _Series(pts, bucket)
     now_k = math.floor(t_now / bucket)
-    lead = max(1, math.ceil((horizon_seconds if band_lead_seconds is None else band_lead_seconds) / bucket))
-    if days >= MIN_SEASONAL_DAYS:
+    lead = LEAD_EXTRA + max(
+        1, math.ceil((horizon_seconds if band_lead_seconds is None else band_lead_seconds) / bucket)
+    )
+    # History that stopped a day or more ago (a store down) cannot vouch for today: the trend instead.
+    fresh = bool(pts) and pts[-1][0] >= t_now - STALE_HISTORY_SECONDS
+    if days >= MIN_SEASONAL_DAYS and fresh:
         candidates: list[tuple[float, Method, _Seasonal, list[float], float]] = []
         periods: list[tuple[Method, float]] = [("seasonal_daily", DAY)]
         if days >= MIN_WEEKLY_DAYS:

@@ -53,11 +53,16 @@ def hold_window(beliefs: Beliefs, desires: Desires) -> float:
 def entry_forecasts(
     beliefs: Beliefs, history: DemandHistory, *, horizon_seconds: float, band_lead_seconds: float | None = None
 ) -> dict[str, NodeForecast]:
-    """Seasonal forecasts of the external load at the graph's entries (trusted nodes with no inflow)."""
+    """Seasonal forecasts of the external load at the graph's entries (trusted nodes with no inflow).
+
+    An entry idle right now is forecast too when it has history: its load may be minutes away.
+    """
     fed: set[str] = {e.target for e in beliefs.snapshot.edges if e.ratio > 0}
     # History holds each node's offered demand; for an entry without inflow that is its external load.
     candidates = [
-        n for n in beliefs.order if beliefs.nodes[n].external_rate > 0 and n not in fed and beliefs.nodes[n].trusted
+        n
+        for n in beliefs.order
+        if n not in fed and beliefs.nodes[n].trusted and (beliefs.nodes[n].external_rate > 0 or history.of(n))
     ]
     return {
         n: f
@@ -73,14 +78,31 @@ def entry_forecasts(
     }
 
 
-def _covered(beliefs: Beliefs, forecasts: dict[str, NodeForecast]) -> list[str]:
-    """The nodes with demand whose every part comes from an entry with a seasonal forecast."""
+def _covered(beliefs: Beliefs, forecasts: dict[str, NodeForecast], history: DemandHistory) -> list[str]:
+    """The nodes with demand whose every part comes from an entry with a seasonal forecast.
+
+    An entry without one taints what it feeds even while idle now (when it ever carried load: it has
+    history, or carries some now): its load may arrive within the window, unforecast.
+    """
     order = list(beliefs.order)
     unlimited = dict.fromkeys(order, math.inf)
-    base_ext = {n: (0.0 if n in forecasts else beliefs.nodes[n].external_rate) for n in order}
+    fed: set[str] = {e.target for e in beliefs.snapshot.edges if e.ratio > 0}
+
+    def doubt(n: str) -> float:
+        b = beliefs.nodes[n]
+        if n in forecasts:
+            return 0.0
+        if n not in fed and (b.external_rate > 0 or history.of(n)):
+            return 1.0
+        return b.external_rate
+
+    base_ext = {n: doubt(n) for n in order}
     # Nodes reached by load that has no seasonal forecast keep planning as before.
-    doubtful = propagate(order, base_ext, out_edges_of(beliefs.snapshot), unlimited)
-    return [n for n in order if doubtful.demand[n] <= 1e-9 and beliefs.nodes[n].demand > 0]
+    out = out_edges_of(beliefs.snapshot)
+    doubtful = propagate(order, base_ext, out, unlimited)
+    # Reached by a forecast entry's load (a node idle now may be about to get it).
+    reached = propagate(order, {n: (1.0 if n in forecasts else 0.0) for n in order}, out, unlimited)
+    return [n for n in order if doubtful.demand[n] <= 1e-9 and reached.demand[n] > 1e-12]
 
 
 def peak_upper_through_graph(
@@ -96,7 +118,7 @@ def peak_upper_through_graph(
     forecasts = entry_forecasts(beliefs, history, horizon_seconds=horizon_seconds)
     if not forecasts:
         return {}
-    covered = _covered(beliefs, forecasts)
+    covered = _covered(beliefs, forecasts, history)
     order = list(beliefs.order)
     out = out_edges_of(beliefs.snapshot)
     unlimited = dict.fromkeys(order, math.inf)
@@ -128,7 +150,7 @@ def with_outlook(beliefs: Beliefs, history: DemandHistory | None, desires: Desir
         return beliefs
     unlimited = dict.fromkeys(order, math.inf)
     base_ext = {n: beliefs.nodes[n].external_rate for n in order}
-    covered = _covered(beliefs, forecasts)
+    covered = _covered(beliefs, forecasts, history)
     if not covered:
         return beliefs
     # The curves through the graph, point by point (upper band and expected value)...

@@ -43,12 +43,16 @@ EPS = 1e-9
 
 def projected_snapshot(beliefs: Beliefs, seconds: float) -> Snapshot:
     """The snapshot at the believed external load, moved `seconds` along each rising trend; an entry
-    with a forecast is at its upper band's peak over the planning window instead (never under now)."""
+    with a forecast is at its upper band's peak over the planning window instead (never under now, nor
+    under its rising trend over that window)."""
     nodes = []
     for n in beliefs.snapshot.nodes:
         b = beliefs.nodes[n.id]
         if b.forecast is not None and b.forecast.external_rps is not None:
-            rate = max(b.external_rate, b.forecast.external_rps)
+            # The forecast, or a significant rising trend over the same window if that says more: the
+            # level correction lags an unforecast ramp by half an hour.
+            trend = b.external_rate + max(0.0, b.external_slope) * b.forecast.window_seconds
+            rate = max(b.external_rate, b.forecast.external_rps, trend)
         else:
             rate = b.external_rate + max(0.0, b.external_slope) * max(0.0, seconds)
         nodes.append(

@@ -14,14 +14,19 @@ counted):
 
 Controllers:
 - none: the initial replicas all day.
-- HPA rule per node: desired = ceil(ready x observed utilization / target) (the ready replicas
-  carry the observed load), tolerance 0.1, a scale-up at once, a scale-down to the highest
-  recommendation of the last 300 s; a scale-up already in flight is not asked again.
+- HPA rule per node (target 0.8, and again at 0.9): desired = ceil(ready x observed utilization /
+  target) (the ready replicas carry the observed load), tolerance 0.1, a scale-up at once, a
+  scale-down to the highest recommendation of the last 300 s; a scale-up already in flight is not
+  asked again; a spec below min_replicas (replicas lost) is scaled back to it, as the Kubernetes
+  controller does. Without that, replicas lost down to zero leave it no metric and the node dead.
 - foresight: knows the true offered demand of the coming interval (noise-free) and sizes every
-  node for its peak over the readiness delay plus one tick at the target, scaling down at once.
-  It does not know faults before they happen (it reads capacity as the twin reports it).
-- agent: `decide` with default desires (target 0.8, readiness 120 s, cool-down 300 s), its
-  proposals applied at once, and the demand history a controller has after a week in service:
+  node for its peak over the readiness delay plus one tick with the agent's goals (utilization
+  ceiling 0.9 and each node's latency SLO), scaling down at once. It does not know faults before
+  they happen (it reads capacity as the twin reports it).
+- agent: `decide` with default desires except a utilization ceiling of 0.9 and each node's latency
+  SLO (the one violations are counted against; below 0.9 it is the SLO that binds), readiness 120 s,
+  cool-down 300 s, its proposals applied at once, and the demand history a controller has after a
+  week in service:
   the 7 days before the measured day (t < 0 of the same scenario: noisy samples every tick,
   kept as 5-minute means), then what it records itself during the day.
 - agent without forecast: the same agent without history (trend and hysteresis band only).
@@ -72,6 +77,8 @@ MODES = ("none", "hpa", "hpa_0.9", "foresight", "agent", "agent_no_forecast")
 GOAL_VIOLATIONS = 0.5
 GOAL_REPLICA_HOURS = 1.0
 AIM_FORESIGHT = 1.10
+DEAD_MINUTES = 30.0
+"""A node without a ready replica for longer than this was left dead (not just waiting for readiness)."""
 
 
 class Truth:
@@ -130,9 +137,14 @@ def _hpa(
 ) -> list[ScaleAction]:
     actions = []
     for n in snap.nodes:
+        spec = provisioned[n.id]
+        if spec < n.min_replicas:
+            # As the Kubernetes controller does ("current number of replicas below Spec.MinReplicas"):
+            # replicas lost below the minimum are asked back, metric or not.
+            actions.append(ScaleAction(node=n.id, replicas=n.min_replicas))
+            continue
         if n.max_replicas <= n.min_replicas or n.metrics.utilization is None:
             continue
-        spec = provisioned[n.id]
         ratio = n.metrics.utilization / target
         desired = spec if abs(ratio - 1.0) <= HPA_TOLERANCE else math.ceil(n.replicas * ratio)
         desired = max(n.min_replicas, min(n.max_replicas, desired))
@@ -350,7 +362,7 @@ def ratios(loop: dict[str, dict[str, Any]]) -> dict[str, Any]:
     node_minutes = len(agent["per_node"]) * DAY / 60.0
     extra = (agent["slo_violation_node_minutes"] - fore["slo_violation_node_minutes"]) / node_minutes
     # Nodes the HPA left without a ready replica (min_replicas > 0) cost it nothing while they serve nothing.
-    kept = [n for n, d in hpa["per_node"].items() if d["dead_minutes"] == 0]
+    kept = [n for n, d in hpa["per_node"].items() if d["dead_minutes"] <= DEAD_MINUTES]
 
     def hours(c: dict[str, Any]) -> float:
         return float(sum(c["per_node"][n]["replica_hours"] for n in kept))

@@ -85,6 +85,7 @@ PATCH_POLICY_ERROR_DENIES = "0.2.0-policy-error-denies-on-record"
 PATCH_LOOP_BREAKER_ESCALATES = "0.2.0-loop-breaker-escalates"
 PATCH_VERIFY_BY_POLLING = "0.2.0-verify-by-polling"
 PATCH_CANCEL_DURING_NOTIFY = "0.3.0-cancel-during-a-notification-cancels"
+PATCH_CANCEL_DURING_AN_ACTIVITY = "0.4.0-cancel-during-an-activity-cancels"
 
 TEAM_TAG = "team"
 """The node tag naming the team that owns it (as in the twin scenarios and `Desires.team_tag`'s default)."""
@@ -351,6 +352,14 @@ class RemediationWorkflow:
         except asyncio.CancelledError:
             await self._cancelled()
             raise
+        except ActivityError as err:
+            # A cancel that arrives while an activity runs (the inbox write right after the approval
+            # request, an audit record) cancels that activity: it is the run being cancelled, and letting
+            # the activity's error escape failed the run with no cancel on record and nothing compensated.
+            if not (is_cancelled_exception(err) and workflow.patched(PATCH_CANCEL_DURING_AN_ACTIVITY)):
+                raise
+            await self._cancelled()
+            raise asyncio.CancelledError() from err
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
 

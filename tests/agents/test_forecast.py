@@ -157,3 +157,10 @@ def test_the_recorder_keeps_means_ignores_retries_and_prunes() -> None:
     assert [t for t, _ in rec.history().of("a")] == [T0 + 2 * DAY]
     with pytest.raises(ValueError, match="positive"):
         DemandRecorder(bucket_seconds=0)
+
+
+def test_history_that_stopped_a_day_ago_is_not_seasonal() -> None:
+    history = record(diurnal, 6)  # nothing recorded in the last day (a store that was down)
+    now = at(7 + 10 / 24)
+    f = forecast_node("api", history, now, current=diurnal(now.timestamp()), horizon_seconds=600)
+    assert f is not None and f.method == "trend"

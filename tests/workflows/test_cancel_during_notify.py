@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
@@ -17,7 +18,7 @@ from controller.app.worker import build_worker
 from controller.testing import RecordingNotifier
 from tests.workflows.conftest import Stack, eventually
 from tests.workflows.test_remediation import start
-from workflows.ports import Notification
+from workflows.ports import ApprovalInbox, InboxEntry, InboxStatus, Notification
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,46 @@ async def test_a_cancel_during_a_notification_cancels_the_run(stack: Stack) -> N
         proposal = stack.proposal()
         handle = await start(stack, proposal)
         await asyncio.wait_for(pager.calling.wait(), 30)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await asyncio.wait_for(handle.result(), 30)
+    trail = await eventually(
+        lambda: stack.services.ledger.trail(proposal.id), lambda t: any(r.kind.value == "cancelled" for r in t)
+    )
+    cancelled = [r for r in trail if r.kind.value == "cancelled"]
+    assert cancelled[0].payload["by"] == "unknown"
+
+
+class _SlowInbox:
+    """The real inbox, slow to take the proposal's PENDING entry: the cancel arrives meanwhile."""
+
+    def __init__(self, inner: ApprovalInbox) -> None:
+        self.inner = inner
+        self.writing = asyncio.Event()
+
+    async def upsert(self, entry: InboxEntry) -> None:
+        if entry.status is InboxStatus.PENDING and not self.writing.is_set():
+            self.writing.set()
+            await asyncio.sleep(30)
+        await self.inner.upsert(entry)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_cancel_during_any_activity_cancels_the_run(stack: Stack) -> None:
+    """The cancel lands while the inbox write right after the approval request runs: that activity is
+    cancelled, and its error used to fail the run with no cancel on record (a flaky
+    `test_a_cancel_through_temporal_directly_is_recorded_as_unattributed` in CI, when the test's cancel
+    followed the stage change by a hair)."""
+    inbox = _SlowInbox(stack.services.inbox)
+    stack.services.inbox = inbox
+    queue = f"test-{uuid.uuid4()}"
+    async with build_worker(stack.client, queue, stack.services):
+        stack.task_queue = queue
+        proposal = stack.proposal()
+        handle = await start(stack, proposal)
+        await asyncio.wait_for(inbox.writing.wait(), 30)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await asyncio.wait_for(handle.result(), 30)
