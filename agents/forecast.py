@@ -372,6 +372,9 @@ def forecast_node(
             errors, level = _backtest(seasonal, series, now_k - 1, lead)
             if level is None and current is not None and (s_now := seasonal.at(t_now)):
                 level = current / s_now
+            elif level is None and current is not None and current <= 1e-9 and seasonal.at(t_now) is not None:
+                # Idle now as at this time on past days (no ratio to read a level from): the seasons hold.
+                level = 1.0
             if level is None:
                 continue
             score = _quantile([abs(e) for e in errors], BAND_QUANTILE) if len(errors) >= MIN_BAND_ERRORS else math.inf
