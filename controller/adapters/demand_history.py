@@ -16,16 +16,18 @@ advisory lock on PostgreSQL): one SELECT of the twin's rows in the current bucke
 one per node), one executemany of upserts, and, when the observation moves the retention cut-off
 into a new bucket, one ranged DELETE on the (twin_id, bucket_start) index. Each upsert also adds
 only when its observation is newer than the row's, so a late duplicate cannot count twice even
-without the lock. Blocking database work runs in a thread (`asyncio.to_thread`).
+without the lock. Blocking database work runs on the store's own two threads; a call that finds both
+busy (a hung database) is refused at once, so ticks never queue behind it or starve the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -50,6 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from agents.forecast import BUCKET_SECONDS, RETENTION_SECONDS, DemandHistory
 from controller.core.db import sqlite_immediate
 from controller.core.errors import ConfigurationError
+from twinops import TwinopsError
 
 __all__ = ["SqlDemandHistory", "demand_history", "metadata"]
 
@@ -102,6 +105,16 @@ def _usable(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value >= 0
 
 
+MAX_IN_FLIGHT = 2
+"""Store calls running at once (two twins' ticks may overlap); more are refused, never queued."""
+
+_T = TypeVar("_T")
+
+
+class DemandHistoryBusyError(TwinopsError, RuntimeError):
+    """Every thread of the store is still on an earlier call: this one is refused (the tick goes on without)."""
+
+
 class SqlDemandHistory:
     """Bucketed per-node demand on SQLite or PostgreSQL; the schema must be migrated (`controller.core.db.migrate`).
 
@@ -124,6 +137,23 @@ class SqlDemandHistory:
         self._engine = engine
         self._writer = engine.execution_options(**sqlite_immediate)
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # Its own threads, never the event loop's default pool: a hung database holds at most these,
+        # and a call that finds them all busy is refused at once instead of queueing behind them.
+        self._pool = ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="twinops-demand-history")
+        self._in_flight = 0
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._in_flight >= MAX_IN_FLIGHT:
+            raise DemandHistoryBusyError(
+                f"demand history: {self._in_flight} earlier calls still running (a slow or hung database); skipped"
+            )
+        self._in_flight += 1
+        future = self._pool.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
+
+    def _done(self, _future: Future[Any]) -> None:
+        self._in_flight -= 1
 
     def _start(self, t: float) -> int:
         """Start (epoch seconds) of the bucket holding time `t`."""
@@ -141,7 +171,7 @@ class SqlDemandHistory:
         Forecasting needs only the entry nodes' series: asking for those keeps a 1,000-node twin's
         read to its entries x buckets instead of every node's two weeks.
         """
-        return await asyncio.to_thread(self.read_sync, twin_id, now, nodes)
+        return await self._run(self.read_sync, twin_id, now, nodes)
 
     def read_sync(self, twin_id: str, now: datetime, nodes: Collection[str] | None = None) -> DemandHistory:
         """`read` for callers that are not on an event loop."""
@@ -167,7 +197,7 @@ class SqlDemandHistory:
 
     async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
         """Add one observation per node (finite, >= 0 values only); return how many were kept."""
-        return await asyncio.to_thread(self.record_sync, twin_id, observed_at, demand)
+        return await self._run(self.record_sync, twin_id, observed_at, demand)
 
     def record_sync(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
         """`record` for callers that are not on an event loop."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +21,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, event, func, inspect, select
 
 from agents.forecast import DAY, DemandHistory, DemandRecorder
-from controller.adapters.demand_history import SqlDemandHistory, demand_history
+from controller.adapters.demand_history import (
+    MAX_IN_FLIGHT,
+    DemandHistoryBusyError,
+    SqlDemandHistory,
+    demand_history,
+)
 from controller.adapters.demand_history import metadata as demand_metadata
-from controller.core.db import MIGRATIONS_DIR, sqlite_immediate
+from controller.core.db import MIGRATIONS_DIR, create_engine, migrate, sqlite_immediate
 from controller.core.errors import ConfigurationError
 from tests.controller.adapters.audit import conftest as audit_db
 from workflows.ports import DemandHistoryStore
@@ -355,3 +363,27 @@ async def test_migration_0008_down_and_up(engine: Engine) -> None:
     assert "demand_history" in inspect(engine).get_table_names()
     store = SqlDemandHistory(engine)
     assert await store.record("shop", T0, {"gateway": 1.0}) == 1
+
+
+async def test_a_hung_database_holds_at_most_two_threads_and_later_calls_are_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'hung.db'}")
+    migrate(engine)
+    store = SqlDemandHistory(engine)
+    release = threading.Event()
+
+    def hang(*_args: object) -> DemandHistory:
+        release.wait(10)
+        return DemandHistory()
+
+    monkeypatch.setattr(store, "read_sync", hang)
+    stuck = [asyncio.ensure_future(store.read("shop", T0)) for _ in range(MAX_IN_FLIGHT)]
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    with pytest.raises(DemandHistoryBusyError, match="still running"):
+        await store.record("shop", T0, {"gateway": 1.0})
+    assert time.perf_counter() - started < 0.5  # refused, not queued behind the hung calls
+    release.set()
+    assert [len(h) for h in await asyncio.gather(*stuck)] == [0] * MAX_IN_FLIGHT
+    assert await store.record("shop", T0, {"gateway": 1.0}) == 1  # free again once they return
