@@ -95,3 +95,24 @@ def test_a_waiting_scale_down_the_forecast_now_finds_too_deep_is_withdrawn() -> 
     assert dropped.intention.id == down.id and "the forecast now needs 5 replicas" in dropped.detail
     (again,) = second.proposals  # proposed again, to what the forecast needs now
     assert again.intent == "scale_down" and again.actions == (ScaleAction(node="api", replicas=5),)
+
+
+def test_no_scale_down_while_demand_rises_faster_than_the_forecast_knows() -> None:
+    # The days before were flat at 200 rps; today a ramp no history knows: 200 -> 320 rps in 15 minutes.
+    scenario = parse_scenario(
+        {
+            "twin_id": "s",
+            "start": (NOW - timedelta(minutes=15)).isoformat(),
+            "nodes": [
+                {"id": "api", "replicas": 10, "capacity_per_replica": 100.0, "min_replicas": 1, "max_replicas": 20}
+            ],
+            "load": {"api": {"kind": "ramp", "from": 200.0, "to": 320.0, "start": 0, "duration": 900}},
+        }
+    )
+    sim = Simulator(scenario)
+    snaps = sim.run(900, dt=60, record_every=60)
+    rec = history({"api": lambda t: 200.0})
+    decision = decide(AgentState(), snaps[-1], Desires(), history=snaps[:-1], demand_history=rec.history())
+    belief = decision.beliefs.nodes["api"]
+    assert belief.forecast is not None and belief.demand_slope > 0
+    assert not [p for p in decision.proposals if p.intent == "scale_down"], [p.rationale for p in decision.proposals]
