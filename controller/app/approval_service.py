@@ -108,7 +108,7 @@ class ApprovalService:
             message = getattr(cause, "message", None) or str(cause or exc)
             raise ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {message}") from exc
         except RPCError as exc:
-            raise self._rpc_error(entry, exc) from exc
+            raise await self._ended_or(entry, exc) from exc
         except RuntimeError as exc:
             raise self._connect_error(entry, exc) from exc
         try:
@@ -144,9 +144,27 @@ class ApprovalService:
             message = getattr(cause, "message", None) or str(cause or exc)
             raise ApprovalRefusedError(f"proposal {entry.proposal_id!r}: {message}") from exc
         except RPCError as exc:
-            raise self._rpc_error(entry, exc) from exc
+            raise await self._ended_or(entry, exc) from exc
         except RuntimeError as exc:
             raise self._connect_error(entry, exc) from exc
+
+    async def _ended_or(self, entry: InboxEntry, exc: RPCError) -> TwinopsError:
+        """`_rpc_error`, except that a NOT_FOUND for a workflow that exists means it has just ended.
+
+        An update racing the run's end (a late approve right after a rejection) is answered NOT_FOUND
+        with a message that need not say "completed": asking Temporal tells an ended run (409, no
+        longer pending) from an unknown one (404).
+        """
+        if exc.status != RPCStatusCode.NOT_FOUND or "completed" in exc.message:
+            return self._rpc_error(entry, exc)
+        try:
+            described = await self.client.get_workflow_handle(entry.workflow_id).describe()
+        except (RPCError, RuntimeError):
+            return self._rpc_error(entry, exc)
+        status = described.status.name.lower() if described.status is not None else "ending"
+        return ApprovalRefusedError(
+            f"proposal {entry.proposal_id!r} is no longer pending: its workflow has ended ({status})"
+        )
 
     @staticmethod
     def _connect_error(entry: InboxEntry, exc: RuntimeError) -> Exception:
