@@ -33,8 +33,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     Double,
     Engine,
     Index,
@@ -42,7 +40,6 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    TypeDecorator,
     delete,
     func,
     select,
@@ -50,35 +47,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agents.forecast import BUCKET_SECONDS, RETENTION_SECONDS, DemandHistory
-from controller.core.db import sqlite_immediate
+from controller.core.db import UtcDateTime, sqlite_immediate
 from controller.core.errors import ConfigurationError
 from twinops import TwinopsError
 
 __all__ = ["SqlDemandHistory", "demand_history", "metadata"]
 
 _LOCK_CLASS = 0x74776468  # "twdh": the first key of the per-twin advisory lock on PostgreSQL
-
-
-class _UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, on SQLite (which stores no offset) as on PostgreSQL.
-
-    Stored in UTC on both engines, so SQLite's text comparison orders them as time does.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; give it a time zone")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = MetaData()
@@ -92,7 +67,7 @@ demand_history = Table(
     Column("bucket_start", BigInteger(), primary_key=True),
     Column("demand_sum", Double(), nullable=False),
     Column("samples", Integer(), nullable=False),
-    Column("last_observed_at", _UtcDateTime(), nullable=False),
+    Column("last_observed_at", UtcDateTime(), nullable=False),
     CheckConstraint("samples > 0", name="ck_demand_history_samples"),
     Index("ix_demand_history_bucket", "twin_id", "bucket_start"),
 )

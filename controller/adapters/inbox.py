@@ -18,8 +18,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
-    Dialect,
     Engine,
     Index,
     Integer,
@@ -28,7 +26,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     and_,
     case,
     func,
@@ -38,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from controller.core.db import sqlite_immediate
+from controller.core.db import UtcDateTime, sqlite_immediate
 from controller.core.errors import AmbiguousIdError, ConfigurationError, NotFoundError
 from workflows.ports import InboxEntry, InboxStatus
 
@@ -54,25 +51,6 @@ CLOSED_STATUSES: frozenset[InboxStatus] = frozenset(InboxStatus) - OPEN_STATUSES
 _AMBIGUOUS_SHOWN = 5
 
 
-class _UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, on SQLite (which stores no offset) as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; give it a time zone")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 metadata = MetaData()
 """Metadata of the inbox table (the schema itself is created by migration 0002)."""
 
@@ -86,9 +64,9 @@ approval_inbox = Table(
     Column("risk", String(40), nullable=False),
     Column("target", String(200), nullable=False),
     Column("summary", Text(), nullable=False),
-    Column("created_at", _UtcDateTime(), nullable=False),
-    Column("updated_at", _UtcDateTime(), nullable=False),
-    Column("deadline", _UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("deadline", UtcDateTime(), nullable=True),
     Column("required_approvals", Integer(), nullable=False, server_default="0"),
     Column("approvals", JSON(), nullable=False),
     Column("reasons", JSON(), nullable=False),

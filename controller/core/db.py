@@ -10,17 +10,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, event, text
 from sqlalchemy import create_engine as _sa_create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from controller.core.errors import ConfigurationError
 
-__all__ = ["MIGRATIONS_DIR", "create_engine", "migrate", "scratch_postgres_schema", "sqlite_immediate"]
+__all__ = ["MIGRATIONS_DIR", "UtcDateTime", "create_engine", "migrate", "scratch_postgres_schema", "sqlite_immediate"]
 
 # Alembic's script directory is controller/migrations, beside the groups: scripts, not importable code.
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
@@ -129,3 +130,22 @@ def scratch_postgres_schema(url: str, prefix: str = "twinops_scratch") -> Iterat
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which stores no offset) as on PostgreSQL; a naive one is refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; give it a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
