@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -49,50 +49,38 @@ DEFAULT_REPLICA_HOUR_COST: dict[str, float] = {
 }
 
 
-class UtilizationTarget(Frozen):
-    """A target utilization for one node (`node`) or every node carrying a tag (`tag: "key=value"`)."""
+class NodeSelector(Frozen):
+    """One node (`node`) or every node carrying a tag (`tag: "key=value"`): exactly one of them."""
 
     node: str | None = None
     tag: str | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Self:
+        if (self.node is None) == (self.tag is None):
+            raise ValueError("give exactly one of 'node' or 'tag'")
+        if self.tag is not None and "=" not in self.tag:
+            raise ValueError(f"tag {self.tag!r} must be 'key=value'")
+        return self
+
+    def matches(self, node: Node) -> bool:
+        """Whether this entry applies to `node`."""
+        if self.node is not None:
+            return node.id == self.node
+        key, _, value = (self.tag or "").partition("=")
+        return node.tags.get(key) == value
+
+
+class UtilizationTarget(NodeSelector):
+    """A target utilization for one node or every node carrying a tag."""
+
     utilization: Utilization
 
-    @model_validator(mode="after")
-    def _one_selector(self) -> UtilizationTarget:
-        if (self.node is None) == (self.tag is None):
-            raise ValueError("give exactly one of 'node' or 'tag'")
-        if self.tag is not None and "=" not in self.tag:
-            raise ValueError(f"tag {self.tag!r} must be 'key=value'")
-        return self
 
-    def matches(self, node: Node) -> bool:
-        """Whether this target applies to `node`."""
-        if self.node is not None:
-            return node.id == self.node
-        key, _, value = (self.tag or "").partition("=")
-        return node.tags.get(key) == value
+class ReadinessDelay(NodeSelector):
+    """How long a new replica of one node, or of every node carrying a tag, takes to serve."""
 
-
-class ReadinessDelay(Frozen):
-    """How long a new replica of one node (`node`) or of every node with a tag (`tag: "key=value"`) takes to serve."""
-
-    node: str | None = None
-    tag: str | None = None
     seconds: Annotated[float, Field(ge=0.0)]
-
-    @model_validator(mode="after")
-    def _one_selector(self) -> ReadinessDelay:
-        if (self.node is None) == (self.tag is None):
-            raise ValueError("give exactly one of 'node' or 'tag'")
-        if self.tag is not None and "=" not in self.tag:
-            raise ValueError(f"tag {self.tag!r} must be 'key=value'")
-        return self
-
-    def matches(self, node: Node) -> bool:
-        """Whether this delay applies to `node`."""
-        if self.node is not None:
-            return node.id == self.node
-        key, _, value = (self.tag or "").partition("=")
-        return node.tags.get(key) == value
 
 
 class Budget(Frozen):
