@@ -70,6 +70,29 @@ def _limit(b: NodeBelief, target: float, slo_ms: float | None) -> str:
     return f"its {target:.0%} target"
 
 
+def _finding(
+    b: NodeBelief,
+    target: float,
+    kind: FindingKind,
+    message: str,
+    *,
+    hidden: bool | None = None,
+    eta: float | None = None,
+) -> Finding:
+    """A finding about one node, carrying its belief's numbers, evidence and confidence."""
+    return Finding(
+        kind=kind,
+        node=b.node,
+        demand_utilization=b.demand_utilization,
+        target_utilization=target,
+        eta_seconds=eta,
+        hidden=b.throttled if hidden is None else hidden,
+        message=message,
+        evidence=b.evidence,
+        confidence=b.confidence,
+    )
+
+
 def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
     """Findings for every node: saturated (rho >= 1), at_risk (rho >= target), predicted (the
     forecast's upper band crosses the target within the planning window, or without a forecast
@@ -86,87 +109,35 @@ def detect(beliefs: Beliefs, desires: Desires | None = None) -> Detection:
         if not b.trusted:
             hidden_note += f" (low confidence {b.confidence:.2f}: estimated from missing or contradictory data)"
         if rho >= 1.0:
-            findings.append(
-                Finding(
-                    kind=FindingKind.SATURATED,
-                    node=node.id,
-                    demand_utilization=rho,
-                    target_utilization=target,
-                    hidden=b.throttled,
-                    message=(
-                        f"{node.id} is saturated: demand {b.demand:.0f} rps on capacity {b.capacity:.0f}{hidden_note}"
-                    ),
-                    evidence=b.evidence,
-                    confidence=b.confidence,
-                )
-            )
+            message = f"{node.id} is saturated: demand {b.demand:.0f} rps on capacity {b.capacity:.0f}{hidden_note}"
+            findings.append(_finding(b, target, FindingKind.SATURATED, message))
         elif rho >= target:
-            findings.append(
-                Finding(
-                    kind=FindingKind.AT_RISK,
-                    node=node.id,
-                    demand_utilization=rho,
-                    target_utilization=target,
-                    hidden=b.throttled,
-                    message=f"{node.id} runs at {rho:.0%} of capacity, over its {target:.0%} target{hidden_note}",
-                    evidence=b.evidence,
-                    confidence=b.confidence,
-                )
-            )
+            message = f"{node.id} runs at {rho:.0%} of capacity, over its {target:.0%} target{hidden_note}"
+            findings.append(_finding(b, target, FindingKind.AT_RISK, message))
         elif b.forecast is not None:
             # The forecast replaces the trend where it exists: the upper band crossing the target.
             crossing = b.forecast.crossing_at
             if crossing is not None:
                 eta = max(0.0, (crossing - beliefs.observed_at).total_seconds())
-                findings.append(
-                    Finding(
-                        kind=FindingKind.PREDICTED,
-                        node=node.id,
-                        demand_utilization=rho,
-                        target_utilization=target,
-                        eta_seconds=eta,
-                        hidden=b.throttled,
-                        message=(
-                            f"{node.id} will cross {_limit(b, target, desires.latency_slo_ms.get(node.id))} "
-                            f"at {crossing:%H:%M} (in about {eta / 60:.0f} min): {b.forecast.sentence()}"
-                        ),
-                        evidence=b.evidence,
-                        confidence=b.confidence,
-                    )
+                limit = _limit(b, target, desires.latency_slo_ms.get(node.id))
+                message = (
+                    f"{node.id} will cross {limit} at {crossing:%H:%M} (in about {eta / 60:.0f} min): "
+                    f"{b.forecast.sentence()}"
                 )
+                findings.append(_finding(b, target, FindingKind.PREDICTED, message, eta=eta))
         elif b.demand_slope > 0 and b.capacity > 0:
             eta = (target * b.capacity - b.demand) / b.demand_slope
             if eta <= desires.horizon_seconds:
-                findings.append(
-                    Finding(
-                        kind=FindingKind.PREDICTED,
-                        node=node.id,
-                        demand_utilization=rho,
-                        target_utilization=target,
-                        eta_seconds=max(0.0, eta),
-                        hidden=b.throttled,
-                        message=(
-                            f"{node.id} will cross its {target:.0%} target in about {eta / 60:.0f} min "
-                            f"(demand rising {b.demand_slope * 60:.1f} rps/min)"
-                        ),
-                        evidence=b.evidence,
-                        confidence=b.confidence,
-                    )
+                message = (
+                    f"{node.id} will cross its {target:.0%} target in about {eta / 60:.0f} min "
+                    f"(demand rising {b.demand_slope * 60:.1f} rps/min)"
                 )
+                findings.append(_finding(b, target, FindingKind.PREDICTED, message, eta=max(0.0, eta)))
         slo = desires.latency_slo_ms.get(node.id)
         p95 = node.metrics.latency_p95_ms
         if slo is not None and p95 is not None and p95 > slo:
-            findings.append(
-                Finding(
-                    kind=FindingKind.LATENCY_SLO,
-                    node=node.id,
-                    demand_utilization=rho,
-                    target_utilization=target,
-                    message=f"{node.id} p95 latency {p95:.0f} ms is over its {slo:.0f} ms SLO",
-                    evidence=b.evidence,
-                    confidence=b.confidence,
-                )
-            )
+            message = f"{node.id} p95 latency {p95:.0f} ms is over its {slo:.0f} ms SLO"
+            findings.append(_finding(b, target, FindingKind.LATENCY_SLO, message, hidden=False))
     for issue in beliefs.data_issues:
         findings.append(
             Finding(
