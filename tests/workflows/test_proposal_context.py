@@ -13,6 +13,7 @@ import pytest
 
 from agents import Proposal
 from controller.adapters.inbox import SqlApprovalInbox
+from controller.core.errors import NotFoundError
 from tests.workflows.conftest import Stack, eventually, signed_update
 from tests.workflows.test_remediation import ALICE, start, wait_stage
 from workflows import Stage
@@ -33,8 +34,20 @@ async def proposed_payload(stack: Stack, proposal_id: str) -> dict[str, Any]:
 
 
 async def entry_with(stack: Stack, proposal_id: str, status: InboxStatus) -> InboxEntry:
+    """The inbox entry once it has `status`. The stage query can run ahead of the inbox write
+    (the workflow sets AWAITING_APPROVAL, then its activity writes the row), so "not there yet"
+    is waited on like any other value."""
     inbox = inbox_of(stack)
-    return await eventually(lambda: inbox.aget(proposal_id), lambda e: e.status == status)
+
+    async def probe() -> InboxEntry | None:
+        try:
+            return await inbox.aget(proposal_id)
+        except NotFoundError:
+            return None
+
+    entry = await eventually(probe, lambda e: e is not None and e.status == status)
+    assert entry is not None
+    return entry
 
 
 async def test_the_proposed_event_carries_the_context_and_the_queue_names_the_team(stack: Stack) -> None:
