@@ -43,7 +43,16 @@ _LAZY: dict[str, tuple[str, str, str]] = {
         "Propose the cheapest safe fix: actions, predicted effect, what stays unmet, and why.",
     ),
     "twin": ("controller.cli.twin", "group", "The digital twin: contract, simulator, what-if."),
-    "playbooks": ("controller.cli.playbooks", "group", "Playbooks: validate them, print their JSON Schema."),
+    "playbooks": (
+        "controller.cli.playbooks",
+        "group",
+        "Playbooks: validate, sync their schedules, run, pause, backfill; dry runs.",
+    ),
+    "report": (
+        "controller.cli.report",
+        "command",
+        "The report of a playbook run (the newest, or one by id) as Markdown, HTML or JSON.",
+    ),
     "audit": ("controller.cli.audit", "group", "The tamper-evident audit trail (RFC 6962 log, signed checkpoints)."),
     "users": ("controller.cli.users", "group", "Manage users (viewer, approver, admin) and their API tokens."),
     "serve": (
