@@ -1,9 +1,16 @@
-"""`twinops playbooks ...`: check playbooks before they run (`validate`), and print their format (`schema`)."""
+"""`twinops playbooks ...`: check playbooks (`validate`, `schema`), keep their Temporal Schedules in step with the
+files (`sync`, `list`, `pause`, `unpause`, `backfill`), and run one now (`run`, or `run --dry-run` to only look).
+
+Temporal and the schedule logic (`controller.app.playbook_schedules`) are imported inside the commands.
+"""
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -11,9 +18,31 @@ from rich.table import Table
 
 from agents.playbook import render_json_schema
 from controller.app.playbooks import load_playbooks, playbook_files
-from controller.cli._common import console, err_console, fail, one_line, print_json, settings_of
+from controller.cli._common import console, err_console, fail, one_line, print_json, run_async, settings_of
 
-app = typer.Typer(no_args_is_help=True, help="Playbooks: validate them, print their JSON Schema.")
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from controller.app.playbook_schedules import PlaybookRow, SyncPlan
+    from controller.core.settings import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, help="Playbooks: validate them, sync their schedules, list, pause, backfill, run them."
+)
+
+T = TypeVar("T")
+_NAME = typer.Argument(help="the playbook's name (playbooks/<name>.yaml)")
+
+
+def _with_client(settings: Settings, act: Callable[[Client], Awaitable[T]]) -> T:
+    """Connect to Temporal and run `act`; a TwinopsError (unknown name, no server) is a one-line error, exit 2."""
+
+    async def go() -> T:
+        from controller.adapters.temporal_server import connect
+
+        return await act(await connect(settings))
+
+    return run_async(go)
 
 
 @app.command()
@@ -58,20 +87,49 @@ def schema() -> None:
 @app.command()
 def run(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="the playbook's name (playbooks/<name>.yaml)")],
+    name: Annotated[str, _NAME],
     dry_run_: Annotated[
         bool, typer.Option("--dry-run", help="plan and ask the policy on one snapshot; change nothing")
     ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="wait for the run to end and print its report's summary")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Run a playbook now. Only `--dry-run` exists yet: it says what the playbook would do, and changes nothing."""
-    if not dry_run_:
-        err_console.print(
-            "error: executing a playbook run arrives with PlaybookRunWorkflow; use --dry-run to see what it would do",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(2)
+    """Run a playbook now: print the run's workflow id (`--wait`: then its summary). `--dry-run` changes nothing."""
+    if dry_run_:
+        _dry_run(ctx, name, as_json)
+        return
+    from temporalio.client import WorkflowFailureError
+
+    from agents.playbook import PlaybookError
+    from controller.app.playbook_schedules import start_run, wait_for_run
+    from controller.app.playbooks import find_playbook
+
+    settings = settings_of(ctx)
+    try:
+        playbook = find_playbook(name, settings.playbooks_dir)
+    except PlaybookError as exc:
+        fail(str(exc))
+    # Who asked, for the report: the local account (a run still passes the policy and the approval queue).
+    workflow_id = _with_client(settings, lambda c: start_run(c, settings, playbook, getpass.getuser()))
+    if as_json and not wait:
+        print_json({"workflow_id": workflow_id})
+    if not as_json:
+        console.print(workflow_id, highlight=False)
+    if not wait:
+        return
+    try:
+        report = _with_client(settings, lambda c: wait_for_run(c, workflow_id))
+    except WorkflowFailureError as exc:
+        fail(f"playbook run {workflow_id} failed: {exc.cause or exc}")
+    if as_json:
+        print_json({"workflow_id": workflow_id, "report": report.model_dump(mode="json")})
+    else:
+        console.print(escape(report.summary()), highlight=False, soft_wrap=True)
+
+
+def _dry_run(ctx: typer.Context, name: str, as_json: bool) -> None:
     from agents.playbook import PlaybookError
     from controller.app.playbooks import dry_run
     from twin.sources import TwinSourceError
@@ -102,3 +160,149 @@ def run(
     for s in report.plan.skipped:
         table.add_row(escape(s.node), "-", "-", escape(s.reason))
     console.print(table)
+
+
+def _line(text: str) -> None:
+    console.print(escape(text), highlight=False, soft_wrap=True)
+
+
+def _print_plan(plan: SyncPlan, dry_run_: bool) -> None:
+    for problem in plan.problems:
+        err_console.print(f"[bold red]error:[/] {escape(one_line(str(problem)))}", highlight=False, soft_wrap=True)
+    for verb, changes in (("create", plan.create), ("update", plan.update), ("delete", plan.delete)):
+        for change in changes:
+            _line(f"{verb} {change.schedule_id}: {'; '.join(change.what)}")
+    for change in plan.kept:
+        _line(f"left alone {change.schedule_id}: {'; '.join(change.what)}")
+    if not plan.changes:
+        _line("no changes")
+    elif dry_run_:
+        _line("dry run: nothing was changed")
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    dry_run_: Annotated[bool, typer.Option("--dry-run", help="print what would change; change nothing")] = False,
+) -> None:
+    """Make the playbook schedules match the files: one line per create, update, delete; exit 2 on invalid files.
+
+    The valid playbooks are synced even then; the schedules of files that do not load are left alone.
+    A paused schedule stays paused.
+    """
+    from controller.app.playbook_schedules import apply_sync, plan_sync
+
+    settings = settings_of(ctx)
+
+    async def go(client: Client) -> SyncPlan:
+        plan = await plan_sync(client, settings)
+        if plan.changes and not dry_run_:
+            await apply_sync(client, plan)
+        return plan
+
+    plan = _with_client(settings, go)
+    _print_plan(plan, dry_run_)
+    if plan.problems:
+        raise typer.Exit(2)
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%SZ") if at is not None else "-"
+
+
+def _state(row: PlaybookRow) -> str:
+    if row.problem:
+        return f"[red]{escape(row.problem)}[/]"
+    if row.schedule_id is None:
+        return "no schedule trigger"
+    return f"paused: {escape(row.note or '')}" if row.paused else "active"
+
+
+def _last(row: PlaybookRow) -> str:
+    last = row.last_run
+    if last is None:
+        return "-"
+    outcome = last.status if last.result is None else f"{last.status}, {last.result.replace('_', ' ')}"
+    return f"{_when(last.started_at)} {outcome}\n{escape(last.workflow_id)}"
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Every playbook with its schedule: version, cron and time zone, paused or not, next run, last run."""
+    from controller.app.playbook_schedules import list_playbooks
+
+    settings = settings_of(ctx)
+    rows = _with_client(settings, lambda c: list_playbooks(c, settings))
+    if as_json:
+        print_json([row.model_dump(mode="json") for row in rows])
+        return
+    table = Table("playbook", "version", "schedule", "state", "next run", "last run")
+    for row in rows:
+        table.add_row(
+            escape(row.name),
+            str(row.version) if row.version is not None else "-",
+            escape(row.schedule or "-"),
+            _state(row),
+            _when(row.next_run),
+            _last(row),
+        )
+    console.print(table)
+
+
+@app.command()
+def pause(
+    ctx: typer.Context,
+    name: Annotated[str, _NAME],
+    note: Annotated[str | None, typer.Option("--note", help="why (shown by `list`)")] = None,
+) -> None:
+    """Pause a playbook's schedules; `sync` keeps them paused."""
+    from controller.app import playbook_schedules
+
+    ids = _with_client(settings_of(ctx), lambda c: playbook_schedules.pause(c, name, note))
+    for schedule_id in ids:
+        _line(f"paused {schedule_id}")
+
+
+@app.command()
+def unpause(
+    ctx: typer.Context,
+    name: Annotated[str, _NAME],
+    note: Annotated[str | None, typer.Option("--note", help="why (shown by `list`)")] = None,
+) -> None:
+    """Resume a playbook's schedules."""
+    from controller.app import playbook_schedules
+
+    ids = _with_client(settings_of(ctx), lambda c: playbook_schedules.unpause(c, name, note))
+    for schedule_id in ids:
+        _line(f"unpaused {schedule_id}")
+
+
+def _instant(option: str, text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} {text!r}: not an ISO 8601 time (2025-01-06T02:30:00Z)")
+    if at.tzinfo is None:
+        fail(f"{option} {text!r}: give a time zone (Z for UTC, or an offset such as +01:00)")
+    return at
+
+
+@app.command()
+def backfill(
+    ctx: typer.Context,
+    name: Annotated[str, _NAME],
+    start: Annotated[str, typer.Option("--start", help="ISO 8601 time with a zone, e.g. 2025-01-06T00:00:00Z")],
+    end: Annotated[str, typer.Option("--end", help="ISO 8601 time with a zone, after --start")],
+) -> None:
+    """Run a playbook for each time its schedule would have fired in [start, end], one run after another."""
+    from controller.app import playbook_schedules
+
+    first, last = _instant("--start", start), _instant("--end", end)
+    if first >= last:
+        fail(f"--start {start} is not before --end {end}")
+    ids = _with_client(settings_of(ctx), lambda c: playbook_schedules.backfill(c, name, first, last))
+    for schedule_id in ids:
+        _line(f"backfilled {schedule_id} from {first.isoformat()} to {last.isoformat()} (runs start one after another)")

@@ -1,4 +1,4 @@
-"""`twinops playbooks run NAME --dry-run` prints what the playbook would do; without --dry-run it refuses."""
+"""`twinops playbooks run NAME --dry-run` prints what the playbook would do; without it, a run needs Temporal."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def test_an_unknown_playbook_is_an_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no playbook 'nope'" in result.stderr
 
 
-def test_run_without_dry_run_says_execution_is_not_there_yet() -> None:
-    result = runner.invoke(app, ["playbooks", "run", "nightly-rightsize"])
+def test_run_without_dry_run_and_no_temporal_server_says_how_to_reach_one(tmp_path: Path) -> None:
+    env = {"TWINOPS_HOME": str(tmp_path), "TWINOPS_TEMPORAL_ADDRESS": ""}
+    result = runner.invoke(app, ["playbooks", "run", "nightly-rightsize"], env=env)
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: executing a playbook run arrives with PlaybookRunWorkflow; use --dry-run to see what it would do"
-    ]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: no Temporal server: set TWINOPS_TEMPORAL_ADDRESS or start the embedded stack")
