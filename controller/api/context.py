@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from controller.adapters.audit import LedgerReader
 from controller.adapters.identity import Identities
 from controller.adapters.inbox import SqlApprovalInbox
+from controller.adapters.playbook_runs import SqlPlaybookRunStore
 from controller.adapters.sessions import SqlSessions
 from controller.app.approval_service import ApprovalService
 from controller.app.decision_signer import DecisionSigner
@@ -124,6 +125,14 @@ class ApiContext:
             reader = self.extras["ledger"] = LedgerReader.open(self.settings)
         assert isinstance(reader, LedgerReader)
         return reader
+
+    def playbook_runs(self) -> SqlPlaybookRunStore:
+        """The store of playbook run reports, over this context's engine (cached)."""
+        store = self.extras.get("playbook_runs")
+        if store is None:
+            store = self.extras["playbook_runs"] = SqlPlaybookRunStore(self.engine)
+        assert isinstance(store, SqlPlaybookRunStore)
+        return store
 
     async def close(self) -> None:
         """Release the database pool (the Temporal client closes with its runtime)."""

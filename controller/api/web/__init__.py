@@ -1,4 +1,4 @@
-"""The web pages: sign-in, the queue, a proposal, history, a trail, users (server-rendered Jinja2).
+"""The web pages: sign-in, the queue, a proposal, history, a trail, playbook runs, users (server-rendered Jinja2).
 
 `mount(app)` adds the page routers, the static files under /static, and makes errors on
 pages HTML: the app's problem handlers answer application/problem+json, which is right
@@ -95,6 +95,7 @@ def mount(app: FastAPI) -> None:
     """Add the pages and the static files to `app`."""
     from controller.api.web.proposal import router as proposal_router
     from controller.api.web.queue import router as queue_router
+    from controller.api.web.runs import router as runs_router
     from controller.api.web.signin import router as signin_router
     from controller.api.web.trail import router as trail_router
     from controller.api.web.users import router as users_router
@@ -107,5 +108,5 @@ def mount(app: FastAPI) -> None:
     for exc_class in (Problem, TwinopsError, RequestValidationError, StarletteHTTPException, Exception):
         _html_for_pages(app, exc_class)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for router in (signin_router, queue_router, proposal_router, trail_router, users_router):
+    for router in (signin_router, queue_router, proposal_router, trail_router, runs_router, users_router):
         app.include_router(router)

@@ -39,6 +39,8 @@ def test_every_api_operation_declares_its_answer_and_its_problems(tmp_path: Path
         "DELETE /api/v1/users/{name}/tokens",
         "POST /api/v1/users/{name}/disable",
         "POST /api/v1/users/{name}/enable",
+        "GET /api/v1/playbook-runs",
+        "GET /api/v1/playbook-runs/{run_id}",
     }
     for name, operation in found.items():
         answers = operation["responses"]
