@@ -18,6 +18,7 @@ call on an `asyncio.Event` and act while it waits.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +35,12 @@ from controller.adapters.audit.canonical import entry_bytes, entry_fields
 from controller.adapters.audit.merkle import leaf_hash
 from controller.app.decision_signer import DecisionSigner
 from controller.app.worker import Services, build_worker
+from controller.core.errors import NotFoundError
 from twin.actions import Action, RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction, describe
 from twin.contract import Snapshot
 from twin.sources import TwinSourceError
 from workflows.audit import AuditEventInput, AuditRecord
+from workflows.playbook_contracts import PlaybookRunReport
 from workflows.policy import (
     ApprovalDecision,
     ApprovalInput,
@@ -56,6 +59,7 @@ __all__ = [
     "FakeActuator",
     "FakeApprovalInbox",
     "FakeAuditLedger",
+    "FakePlaybookRunStore",
     "FakePolicyGate",
     "FakePorts",
     "FakeTwinSource",
@@ -487,6 +491,51 @@ class FakeDemandHistory:
         return kept
 
 
+# ---- playbook run reports --------------------------------------------------------------------
+
+
+class FakePlaybookRunStore:
+    """Stands in for `SqlPlaybookRunStore` (the `PlaybookRunStore` port): reports in a dict by run id.
+
+    Same semantics: a save replaces the report of its run id; newest first by `ended_at`, then
+    run id; an unknown id, or no report yet, is a NotFoundError. `saves` keeps every save in order.
+    """
+
+    def __init__(self) -> None:
+        self.reports: dict[str, PlaybookRunReport] = {}
+        self.saves: list[PlaybookRunReport] = []
+
+    async def save(self, report: PlaybookRunReport) -> None:
+        """Insert or replace the report of `report.run_id`."""
+        self.reports[report.run_id] = report
+        self.saves.append(report)
+
+    async def get(self, run_id: str) -> PlaybookRunReport:
+        """The report of `run_id`; NotFoundError naming it when there is none."""
+        found = self.reports.get(run_id)
+        if found is None:
+            raise NotFoundError(f"unknown playbook run {run_id!r}: no report was stored under that id")
+        return found
+
+    async def latest(self, playbook: str | None = None) -> PlaybookRunReport:
+        """The newest report (of `playbook`, when given); NotFoundError when there is none."""
+        newest = self._newest(playbook)
+        if not newest:
+            of = f"of playbook {playbook!r} " if playbook is not None else ""
+            raise NotFoundError(f"no playbook run {of}has been reported yet")
+        return newest[0]
+
+    async def list(self, playbook: str | None = None, limit: int = 50) -> builtins.list[PlaybookRunReport]:
+        """Reports newest first (of `playbook`, when given), at most `limit`."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        return self._newest(playbook)[:limit]
+
+    def _newest(self, playbook: str | None) -> builtins.list[PlaybookRunReport]:
+        found = [r for r in self.reports.values() if playbook is None or r.playbook == playbook]
+        return sorted(found, key=lambda r: (r.ended_at, r.run_id), reverse=True)
+
+
 # ---- wiring ----------------------------------------------------------------------------------
 
 
@@ -504,6 +553,7 @@ class FakePorts:
     """Signs test decisions; its public key goes into `RemediationInput.approval_key`."""
     desires: Desires = field(default_factory=lambda: load_desires(None))
     demand_history: FakeDemandHistory = field(default_factory=FakeDemandHistory)
+    playbook_runs: FakePlaybookRunStore = field(default_factory=FakePlaybookRunStore)
 
     def services(self) -> Services:
         """The fakes as the `Services` the production worker is wired from."""

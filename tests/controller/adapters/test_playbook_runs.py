@@ -16,6 +16,7 @@ from controller.adapters.playbook_runs import SqlPlaybookRunStore, playbook_runs
 from controller.adapters.playbook_runs import metadata as runs_metadata
 from controller.core.db import MIGRATIONS_DIR, sqlite_immediate
 from controller.core.errors import ConfigurationError, NotFoundError
+from controller.testing import FakePlaybookRunStore
 from tests.controller.adapters.audit import conftest as audit_db
 from tests.controller.playbook_run_factory import T0, full_report, small_report
 from workflows.playbook_contracts import PlaybookRunStore
@@ -85,7 +86,10 @@ async def test_an_unknown_run_is_not_found_naming_it(store: SqlPlaybookRunStore)
         store.get_sync("run-")  # a prefix is not an id
 
 
-async def test_latest_is_the_newest_by_ended_at_of_all_or_of_one_playbook(store: SqlPlaybookRunStore) -> None:
+Store = SqlPlaybookRunStore | FakePlaybookRunStore
+
+
+async def check_latest(store: Store) -> None:
     with pytest.raises(NotFoundError, match="no playbook run has been reported yet"):
         await store.latest()
     # Saved out of order: ended_at decides, not the order of saves or the started_at.
@@ -96,24 +100,57 @@ async def test_latest_is_the_newest_by_ended_at_of_all_or_of_one_playbook(store:
     await store.save(late_start)
     assert (await store.latest()).run_id == "n-2"
     assert (await store.latest("weekly")).run_id == "w-1"
-    assert store.latest_sync("nightly").run_id == "n-2"
     with pytest.raises(NotFoundError, match="no playbook run of playbook 'monthly' has been reported yet"):
         await store.latest("monthly")
 
 
-async def test_list_is_newest_first_filtered_and_limited(store: SqlPlaybookRunStore) -> None:
+async def check_list(store: Store) -> None:
     assert await store.list() == []
     for minute, run_id, playbook in [(3, "a", "nightly"), (1, "b", "weekly"), (2, "c", "nightly"), (4, "d", "weekly")]:
         await store.save(small_report(run_id, playbook=playbook, ended_minutes=minute))
     assert [r.run_id for r in await store.list()] == ["d", "a", "c", "b"]
     assert [r.run_id for r in await store.list("nightly")] == ["a", "c"]
     assert [r.run_id for r in await store.list(limit=2)] == ["d", "a"]
-    assert [r.run_id for r in store.list_sync("weekly", limit=1)] == ["d"]
     # Two runs that ended at the same moment come in a stable order (run id, descending).
     await store.save(small_report("e", ended_minutes=4))
     assert [r.run_id for r in await store.list(limit=2)] == ["e", "d"]
-    with pytest.raises(ValueError, match="limit must be between 1"):
+    with pytest.raises(ValueError, match="limit must be"):
         await store.list(limit=0)
+
+
+async def check_save_get(store: Store) -> None:
+    first = full_report(status="waiting_approval", stopped=None)
+    retried = full_report(status="partial")
+    await store.save(first)
+    await store.save(first)  # a retried activity
+    await store.save(retried)
+    assert await store.get(first.run_id) == retried
+    assert [r.run_id for r in await store.list()] == [first.run_id]
+    with pytest.raises(NotFoundError, match="unknown playbook run 'run-b'"):
+        await store.get("run-b")
+
+
+async def test_latest_is_the_newest_by_ended_at_of_all_or_of_one_playbook(store: SqlPlaybookRunStore) -> None:
+    await check_latest(store)
+    assert store.latest_sync("nightly").run_id == "n-2"
+
+
+async def test_list_is_newest_first_filtered_and_limited(store: SqlPlaybookRunStore) -> None:
+    await check_list(store)
+    assert [r.run_id for r in store.list_sync("weekly", limit=1)] == ["d"]
+
+
+async def test_the_fake_store_keeps_the_same_semantics() -> None:
+    assert isinstance(FakePlaybookRunStore(), PlaybookRunStore)
+    await check_latest(FakePlaybookRunStore())
+    await check_list(FakePlaybookRunStore())
+    fake = FakePlaybookRunStore()
+    await check_save_get(fake)
+    assert len(fake.saves) == 3 and list(fake.reports) == [full_report().run_id]
+
+
+async def test_the_sql_store_saves_and_gets_as_the_fake_does(store: SqlPlaybookRunStore) -> None:
+    await check_save_get(store)
 
 
 # ---- schema --------------------------------------------------------------------------------
