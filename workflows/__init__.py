@@ -13,6 +13,9 @@ from workflows.contracts import (
     Stage,
     Timeouts,
 )
+from workflows.playbook_activities import PlaybookActivities
+from workflows.playbook_contracts import PlaybookRunInput, PlaybookRunReport
+from workflows.playbook_run import PlaybookRunState, PlaybookRunWorkflow
 from workflows.remediation import RemediationWorkflow, policy_proposal
 from workflows.verification import check_goals
 
@@ -24,6 +27,11 @@ __all__ = [
     "ApprovalResult",
     "ApproveInput",
     "DeliberateInput",
+    "PlaybookActivities",
+    "PlaybookRunInput",
+    "PlaybookRunReport",
+    "PlaybookRunState",
+    "PlaybookRunWorkflow",
     "Principal",
     "RejectInput",
     "RemediationActivities",

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from agents import AgentState, Desires, DroppedIntention, Proposal, SuppressedPlan, decide
+from agents import AgentState, Desires, DroppedIntention, Proposal, SuppressedPlan, decide, revise
 from agents.forecast import DemandHistory
+from agents.playbook import expectations_unmet
 from twin.contract import Snapshot
 from twin.sources import TwinSource, TwinSourceError
 from workflows.audit import AuditEventConflict, AuditEventInput, AuditLedger
@@ -204,7 +205,13 @@ class RemediationActivities:
         except TwinSourceError as exc:
             # No fresh twin: retry (the verification timer already ran); after the retry policy, fail closed.
             raise ApplicationError(str(exc), type=TWIN_UNAVAILABLE) from exc
-        return check_goals(input.proposal, snapshot, input.tolerance, input.latency_slo_ms)
+        verdict = check_goals(input.proposal, snapshot, input.tolerance, input.latency_slo_ms)
+        if not input.expect:
+            return verdict
+        unmet = expectations_unmet(revise(None, snapshot, now=datetime.now(UTC)), input.proposal.target, input.expect)
+        if not unmet:
+            return verdict
+        return verdict.model_copy(update={"met": False, "findings": [*verdict.findings, *unmet]})
 
     @activity.defn
     async def await_goals(self, input: VerifyInput) -> VerifyResult:

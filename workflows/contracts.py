@@ -44,6 +44,23 @@ def actor_of(requester: Requester) -> str:
     return f"{prefix}:{requester.id}"
 
 
+class PlaybookRef(Message):
+    """Which playbook run a remediation belongs to: recorded in its trail, shown in the queue."""
+
+    name: str
+    version: int
+    run_id: str
+    """The PlaybookRunWorkflow's workflow id."""
+    steps: list[str] = Field(default_factory=list)
+    """The playbook steps this remediation carries, by name."""
+    human_approval: bool = False
+    """A step says `approval: always`: a human approves even where the safety policy would auto-approve."""
+    deadline: AwareDatetime | None = None
+    """When the run reaches its maximum duration: a cancel through Temporal after it is the run stopping."""
+    expect: list[str] = Field(default_factory=list)
+    """The steps' `verify.expect` conditions: each must hold on the target, besides the plan's goals."""
+
+
 class RemediationInput(Message):
     """Start a RemediationWorkflow for one proposal."""
 
@@ -63,6 +80,10 @@ class RemediationInput(Message):
     None only in runs started by release 0.1.0, before decisions were signed; those check
     the signature through an activity against the worker's configured key instead.
     """
+    playbook: PlaybookRef | None = None
+    """The playbook run this remediation belongs to (release 0.5.0): named in its trail; with
+    `human_approval`, a human approves even what the policy would auto-approve; the run is told
+    when the proposal parks for approval."""
 
 
 class Stage(StrEnum):
@@ -235,6 +256,8 @@ class VerifyInput(Message):
     proposal: Proposal
     tolerance: float
     latency_slo_ms: dict[str, float] = Field(default_factory=dict)
+    expect: list[str] = Field(default_factory=list)
+    """Playbook conditions (`demand_utilization < 0.8`) that must also hold on the proposal's target."""
 
 
 class VerifyResult(Message):

@@ -16,7 +16,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import AwareDatetime, Field
 
 from agents.playbook import Playbook, PreconditionResult
-from workflows.contracts import Stage, Timeouts
+from workflows.contracts import PlaybookRef, Stage, Timeouts
 from workflows.messages import Message
 
 __all__ = [
@@ -48,7 +48,7 @@ def playbook_run_id(name: str, at: datetime) -> str:
 
 
 class PlaybookRunInput(Message):
-    """Start a PlaybookRunWorkflow: the validated playbook itself (a schedule carries the version it was synced with)."""
+    """Start a PlaybookRunWorkflow with the validated playbook itself (a schedule carries the version it synced)."""
 
     playbook: Playbook
     trigger: Trigger = "schedule"
@@ -60,19 +60,6 @@ class PlaybookRunInput(Message):
     """Base64 Ed25519 public key of the approval service, handed to every child remediation."""
     latency_slo_ms: dict[str, float] = Field(default_factory=dict)
     verification_tolerance: float = Field(default=0.05, ge=0)
-
-
-class PlaybookRef(Message):
-    """Which playbook run a remediation belongs to: recorded in its trail, shown in the queue."""
-
-    name: str
-    version: int
-    run_id: str
-    """The PlaybookRunWorkflow's workflow id."""
-    steps: list[str] = Field(default_factory=list)
-    """The playbook steps this remediation carries, by name."""
-    human_approval: bool = False
-    """A step says `approval: always`: a human approves even where the safety policy would auto-approve."""
 
 
 class NodeFigures(Message):

@@ -62,6 +62,8 @@ class NotificationKind(StrEnum):
     """Sent before an auto-approved plan runs, so someone can still cancel it."""
     LOOP_TICK_FAILED = "loop_tick_failed"
     AUDIT_CHECKPOINT = "audit_checkpoint"  # a signed audit head, published where a database rewrite cannot reach
+    PLAYBOOK_RUN_FINISHED = "playbook_run_finished"
+    """A playbook run ended: its report's summary (the morning report)."""
 
 
 class Notification(Message):

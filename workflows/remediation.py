@@ -392,6 +392,7 @@ class RemediationWorkflow:
                 predicted={k: v.model_dump(mode="json") for k, v in p.plan.predicted.items()},
                 intention={"intent": p.intent, "findings": [f.model_dump(mode="json") for f in p.findings]},
                 context=p.context.model_dump(mode="json") if p.context is not None else None,
+                details={"playbook": self._input.playbook.model_dump(mode="json")} if self._input.playbook else {},
             ),
         )
 
@@ -414,6 +415,9 @@ class RemediationWorkflow:
                 retry_policy=POLICY_RETRY,
             )
         except ActivityError as err:
+            if is_cancelled_exception(err) and workflow.patched(PATCH_CANCEL_DURING_AN_ACTIVITY):
+                # The run is being cancelled, not the policy failing: a cancel, not a deny, goes on record.
+                raise asyncio.CancelledError() from err
             if not workflow.patched(PATCH_POLICY_ERROR_DENIES):
                 raise  # a run from before the patch failed here
             # The gate should answer a deny itself; if it breaks that promise, this is still a deny, on record.
@@ -478,11 +482,20 @@ class RemediationWorkflow:
         await self._finish(Stage.DENIED, "denied", "denied by policy: " + message)
         return False
 
+    def _human_only(self, decision: SafetyDecision) -> SafetyDecision:
+        """A playbook step with `approval: always`: the policy's auto-approval is not taken, a human approves."""
+        playbook = self._input.playbook
+        if playbook is None or not playbook.human_approval or not decision.auto_approve:
+            return decision
+        return decision.model_copy(
+            update={"auto_approve": False, "required_approvals": max(1, decision.required_approvals)}
+        )
+
     async def _await_approval(self) -> bool:
         """Request approval and wait for the verdict; True when approved (any other end is recorded)."""
         p, run, book = self._input.proposal, self._run, self._book
-        decision = run.decision
-        assert decision is not None
+        assert run.decision is not None
+        decision = run.decision = self._human_only(run.decision)
         t = self._input.timeouts
         run.deadline = workflow.now() + timedelta(seconds=t.approval_seconds)
         run.expires_at = run.deadline + timedelta(seconds=t.expiry_seconds)
@@ -517,6 +530,7 @@ class RemediationWorkflow:
                 await self._notify(NotificationKind.AUTO_APPROVED, "Auto-approved: about to run", "info")
             return True
         await self._notify(NotificationKind.APPROVAL_REQUESTED, "Approval requested", "warning")
+        await self._tell_parent_parked()
         if not await self._wait_verdict(t.approval_seconds) and not await self._escalate_then_wait():
             return False
         if book.verdict == "rejected":
@@ -580,6 +594,8 @@ class RemediationWorkflow:
                 retry_policy=POLICY_RETRY,
             )
         except ActivityError as err:
+            if is_cancelled_exception(err) and workflow.patched(PATCH_CANCEL_DURING_AN_ACTIVITY):
+                raise asyncio.CancelledError() from err  # cancelled, not a policy outage
             # No fresh twin or no policy answer at the moment of action: fail closed.
             message = f"the twin or the policy could not be read at the moment of action: {err.cause or err}"
             await self._record_unanswered(asked, "recheck_failed", message, {"phase": "execution"})
@@ -661,6 +677,7 @@ class RemediationWorkflow:
             proposal=self._input.proposal,
             tolerance=self._input.verification_tolerance,
             latency_slo_ms=dict(self._input.latency_slo_ms),
+            expect=list(self._input.playbook.expect) if self._input.playbook else [],
         )
 
     async def _verify(self) -> VerifyResult | None:
@@ -682,6 +699,8 @@ class RemediationWorkflow:
         if request is not None:
             by, reason, actor = request.principal.id, request.reason, f"user:{request.principal.id}"
             signed = request.signed.model_dump(mode="json") if request.signed else None
+        elif (stopped := self._stopped_by_playbook()) is not None:
+            by, reason, actor, signed = (*stopped, None)
         else:
             # Cancelled through Temporal directly, not through the approval service: nobody vouches.
             by, reason, actor, signed = (
@@ -701,6 +720,19 @@ class RemediationWorkflow:
         await self._finish(Stage.CANCELLED, "cancelled", f"cancelled by {by}: {reason}")
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _stopped_by_playbook(self) -> tuple[str, str, str] | None:
+        """(by, reason, actor) of a cancel after the playbook run's deadline: the run stopping at its maximum
+        duration. Read from the input and the workflow clock, never from a message anyone could send."""
+        playbook = self._input.playbook
+        if playbook is None or playbook.deadline is None or workflow.now() < playbook.deadline:
+            return None
+        actor = f"playbook:{playbook.name}"
+        reason = (
+            f"playbook run {playbook.run_id} reached its maximum duration at {playbook.deadline.isoformat()}: "
+            "what ran is undone"
+        )
+        return actor, reason, actor
 
     def _compensating(self) -> None:
         self._run.stage = Stage.COMPENSATING
@@ -743,6 +775,17 @@ class RemediationWorkflow:
             )
         except Exception:
             # The loop may have ended; it re-learns open remediations from its own bookkeeping.
+            workflow.logger.warning("could not signal parent %s", parent.workflow_id)
+
+    async def _tell_parent_parked(self) -> None:
+        """A playbook run waits for its step to run or park; tell it this one waits for a human."""
+        parent = workflow.info().parent
+        if parent is None or self._input.playbook is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal("remediation_parked", self.state())
+        except Exception:
+            # The run may have ended (its maximum duration); the proposal waits in the queue all the same.
             workflow.logger.warning("could not signal parent %s", parent.workflow_id)
 
     async def _inbox(self, status: InboxStatus) -> None:

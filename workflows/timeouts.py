@@ -1,6 +1,6 @@
 """Timeouts and retry policies of every workflow's activities, named once.
 
-Both workflows (and the playbook runner to come) import these; a retry bound here is a
+Every workflow imports these; a retry bound here is a
 decision about what a failure means, so each says why.
 """
 
@@ -23,6 +23,10 @@ __all__ = [
     "INBOX_TIMEOUT",
     "NOTIFY_RETRY",
     "NOTIFY_TIMEOUT",
+    "PLAYBOOK_FINISH_RETRY",
+    "PLAYBOOK_FINISH_TIMEOUT",
+    "PLAYBOOK_PLAN_RETRY",
+    "PLAYBOOK_PLAN_TIMEOUT",
     "POLICY_RETRY",
     "POLICY_TIMEOUT",
     "SNAPSHOT_RETRY",
@@ -72,3 +76,9 @@ SNAPSHOT_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seco
 DELIBERATE_TIMEOUT = timedelta(seconds=60)
 # Deliberation is pure: the same snapshot fails the same way, so a few tries, then the tick is skipped.
 DELIBERATE_RETRY = RetryPolicy(maximum_attempts=3)
+PLAYBOOK_PLAN_TIMEOUT = timedelta(seconds=60)
+# The twin may be briefly away: a few tries, then the run records that it could not plan (no action).
+PLAYBOOK_PLAN_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2))
+PLAYBOOK_FINISH_TIMEOUT = timedelta(seconds=60)
+# The run's report must be kept (the morning report is how humans learn what happened): retry until stored.
+PLAYBOOK_FINISH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))

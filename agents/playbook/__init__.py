@@ -37,7 +37,15 @@ from agents.playbook.model import (
     json_schema,
     render_json_schema,
 )
-from agents.playbook.plan import NodePlan, PlaybookPlan, PreconditionResult, SkippedNode, StepPlan, plan_playbook
+from agents.playbook.plan import (
+    NodePlan,
+    PlaybookPlan,
+    PreconditionResult,
+    SkippedNode,
+    StepPlan,
+    expectations_unmet,
+    plan_playbook,
+)
 from agents.playbook.vocabulary import (
     BELIEF_NAMES,
     HISTORY_NAMES,
@@ -86,6 +94,7 @@ __all__ = [
     "Verification",
     "belief_values",
     "evaluate",
+    "expectations_unmet",
     "field_path",
     "json_schema",
     "load_playbook",

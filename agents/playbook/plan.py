@@ -41,7 +41,16 @@ from agents.playbook.vocabulary import MATH_FUNCTIONS, belief_values, node_funct
 from agents.proposal import ContextBuilder, Proposal, proposal_id
 from twin.actions import Action, RateLimitAction, RestartAction, ScaleAction, ShiftTrafficAction, describe
 
-__all__ = ["NodePlan", "PlaybookPlan", "PreconditionResult", "SkippedNode", "StepPlan", "plan_playbook", "step_name"]
+__all__ = [
+    "NodePlan",
+    "PlaybookPlan",
+    "PreconditionResult",
+    "SkippedNode",
+    "StepPlan",
+    "expectations_unmet",
+    "plan_playbook",
+    "step_name",
+]
 
 StepStatus = Literal["planned", "refused", "skipped"]
 
@@ -413,3 +422,29 @@ def _proposal(
         compensations=tuple(s.compensation for s in reversed(option.steps) if s.compensation is not None),
         context=contexts.build((), option, desires.target_for(beliefs.snapshot.node(n))),
     )
+
+
+def expectations_unmet(beliefs: Beliefs, node: str, expectations: Sequence[str]) -> list[str]:
+    """What a playbook step's `verify.expect` conditions say of `node` now: one finding per condition not met.
+
+    A condition that cannot be evaluated (no trusted figure, a forecast with no history) is not met:
+    verification fails closed. Conditions come from a loaded playbook, so they parse; a held
+    condition (`for 2h`) is judged on its value now, as a verification looks at one moment.
+    """
+    belief = beliefs.nodes.get(node)
+    if belief is None:
+        return [f"node {node!r} is missing from the snapshot: its playbook checks cannot be verified"]
+    if not belief.trusted:
+        return [f"beliefs about {node} rest on missing or contradictory data: its playbook checks cannot be verified"]
+    names, functions = belief_values(belief), node_functions(belief)
+    findings: list[str] = []
+    for source in expectations:
+        check = Check.parse(source)
+        try:
+            value = evaluate(check.expr, names, functions)
+        except EvaluationError as exc:
+            findings.append(f"playbook check {source!r} on {node}: cannot be evaluated ({exc})")
+            continue
+        if value is not True:
+            findings.append(f"playbook check {source!r} on {node}: not met")
+    return findings

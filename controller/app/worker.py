@@ -1,8 +1,9 @@
 """Worker wiring: concrete adapters into the activity classes, workflows onto the task queue.
 
 `Services` holds the adapters one process uses (ledger, gate, inbox, actuator, notifier,
-twin source, desires, demand history); `build_worker` registers the bound activity methods and both
-workflows with the OpenTelemetry interceptor and the structlog context binder.
+twin source, desires, demand history, playbook run reports); `build_worker` registers the bound
+activity methods and the three workflows (remediation, agent loop, playbook run) with the
+OpenTelemetry interceptor and the structlog context binder.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from controller.adapters.audit import NotifierWitness, SqlAuditLedger
 from controller.adapters.demand_history import SqlDemandHistory
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.live_twin import WallClockSimulatorSource
+from controller.adapters.playbook_runs import SqlPlaybookRunStore
 from controller.adapters.notifiers import make_notifier
 from controller.adapters.policy import make_policy_gate
 from controller.app.decision_signer import DecisionSigner
@@ -45,6 +47,9 @@ from twin.simulator import Simulator
 from twin.sources import FileSource, TwinSource
 from workflows import AgentActivities, AgentLoopWorkflow, RemediationActivities, RemediationWorkflow
 from workflows.audit import AuditLedger
+from workflows.playbook_activities import PlaybookActivities
+from workflows.playbook_contracts import PlaybookRunStore
+from workflows.playbook_run import PlaybookRunWorkflow
 from workflows.policy import PolicyGate
 from workflows.ports import Actuator, ApprovalInbox, DemandHistoryStore, Notifier
 
@@ -105,6 +110,8 @@ class Services:
     """The approval service's key: its public half goes into every workflow input and checks old runs."""
     demand_history: DemandHistoryStore | None = None
     """Per-node demand history the agent's forecasts read (None: the agent decides without forecasts)."""
+    playbook_runs: PlaybookRunStore | None = None
+    """Where playbook run reports are kept (None: a run's report is only its workflow's result)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, simulator: Simulator | None = None) -> Services:
@@ -129,6 +136,7 @@ class Services:
                 bucket_seconds=settings.demand_bucket_seconds,
                 retention_seconds=settings.demand_retention_seconds,
             ),
+            playbook_runs=SqlPlaybookRunStore(engine),
         )
 
 
@@ -145,6 +153,13 @@ def activities_of(services: Services) -> Sequence[Any]:
         history=LedgerActionHistory(services.ledger) if isinstance(services.ledger, SqlAuditLedger) else None,
     )
     agent = AgentActivities(services.twin, services.desires, services.demand_history)
+    playbook = PlaybookActivities(
+        services.twin,
+        services.desires,
+        demand_history=services.demand_history,
+        runs=services.playbook_runs,
+        notifier=services.notifier,
+    )
     return [
         rem.record_event,
         rem.evaluate_safety,
@@ -159,6 +174,8 @@ def activities_of(services: Services) -> Sequence[Any]:
         rem.await_goals,
         agent.take_snapshot,
         agent.deliberate,
+        playbook.plan_playbook_run,
+        playbook.finish_playbook_run,
     ]
 
 
@@ -171,11 +188,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_worker(client: Client, task_queue: str, services: Services, **options: Any) -> Worker:
-    """A worker running both workflows and every activity on `task_queue`."""
+    """A worker running every workflow and activity on `task_queue`."""
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RemediationWorkflow, AgentLoopWorkflow],
+        workflows=[RemediationWorkflow, AgentLoopWorkflow, PlaybookRunWorkflow],
         activities=activities_of(services),
         interceptors=[TracingInterceptor(), StructlogContextInterceptor()],
         **options,

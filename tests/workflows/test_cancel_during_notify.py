@@ -17,7 +17,9 @@ from temporalio.client import WorkflowFailureError
 from controller.app.worker import build_worker
 from controller.testing import RecordingNotifier
 from tests.workflows.conftest import Stack, eventually
-from tests.workflows.test_remediation import start
+from tests.workflows.test_remediation import ALICE, BOB, approve_until_quorum, start, wait_stage
+from workflows import Stage
+from workflows.policy import PolicyGate, SafetyDecision, SafetyInput
 from workflows.ports import ApprovalInbox, InboxEntry, InboxStatus, Notification
 
 pytestmark = pytest.mark.integration
@@ -86,3 +88,66 @@ async def test_a_cancel_during_any_activity_cancels_the_run(stack: Stack) -> Non
     inbox = _SlowInbox(stack.services.inbox)
     stack.services.inbox = inbox
     await _cancel_while(stack, inbox.writing)
+
+
+class _SlowGate:
+    """The real policy gate, slow to answer the first safety question: the cancel arrives meanwhile."""
+
+    def __init__(self, inner: PolicyGate) -> None:
+        self.inner = inner
+        self.asking = asyncio.Event()
+
+    async def evaluate_safety(self, input: SafetyInput) -> SafetyDecision:
+        if not self.asking.is_set():
+            self.asking.set()
+            await asyncio.sleep(30)
+        return await self.inner.evaluate_safety(input)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_cancel_while_the_policy_is_asked_is_a_cancel_not_a_deny(stack: Stack) -> None:
+    """The policy activity is cancelled with the run; the run used to take that for a policy outage and
+    end DENIED ("the safety policy could not be asked"), with no cancel on record (seen when a playbook
+    run stopped while its step was being evaluated)."""
+    gate = _SlowGate(stack.services.gate)
+    stack.services.gate = gate
+    await _cancel_while(stack, gate.asking)
+
+
+class _SlowRecheck(_SlowGate):
+    """Quick to answer when the proposal is made, slow at the moment of action (the second question)."""
+
+    def __init__(self, inner: PolicyGate) -> None:
+        super().__init__(inner)
+        self.asked = 0
+
+    async def evaluate_safety(self, input: SafetyInput) -> SafetyDecision:
+        self.asked += 1
+        if self.asked == 2:
+            self.asking.set()
+            await asyncio.sleep(30)
+        return await self.inner.evaluate_safety(input)
+
+
+async def test_a_cancel_while_the_policy_is_asked_again_before_acting_is_a_cancel(stack: Stack) -> None:
+    gate = _SlowRecheck(stack.services.gate)
+    stack.services.gate = gate
+    queue = f"test-{uuid.uuid4()}"
+    async with build_worker(stack.client, queue, stack.services):
+        stack.task_queue = queue
+        proposal = stack.proposal()
+        handle = await start(stack, proposal)
+        await wait_stage(handle, Stage.AWAITING_APPROVAL)
+        await approve_until_quorum(stack, handle, ALICE, BOB)
+        await asyncio.wait_for(gate.asking.wait(), 30)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await asyncio.wait_for(handle.result(), 30)
+    trail = await eventually(
+        lambda: stack.services.ledger.trail(proposal.id), lambda t: any(r.kind.value == "cancelled" for r in t)
+    )
+    kinds = [r.kind.value for r in trail]
+    assert "step_started" not in kinds
+    assert not any(r.payload.get("decision", {}).get("deny") for r in trail if r.kind.value == "policy_evaluated")
