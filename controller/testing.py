@@ -567,6 +567,7 @@ class FakePorts:
             desires=self.desires,
             signer=self.signer,
             demand_history=self.demand_history,
+            playbook_runs=self.playbook_runs,
         )
 
 

@@ -110,7 +110,7 @@ class NodeReport(Message):
     steps: list[StepReport] = Field(default_factory=list)
     proposal_id: str | None = None
     workflow_id: str | None = None
-    """The child remediation's workflow id: its trail is `twinops audit trail PROPOSAL_ID`."""
+    """The child remediation's workflow id: its trail is `twinops audit show PROPOSAL_ID`."""
     stage: Stage | None = None
     """The child remediation's stage when the run ended (AWAITING_APPROVAL when parked)."""
     risk: str | None = None

@@ -1,7 +1,7 @@
 """Capture the replay histories of this release: `make histories` runs this file.
 
 Not collected by the normal suite (its name does not start with `test_`). Each case
-drives a real RemediationWorkflow or AgentLoopWorkflow on the dev server into one
+drives a real RemediationWorkflow, AgentLoopWorkflow or PlaybookRunWorkflow on the dev server into one
 situation a running workflow can be in when a new release is deployed (waiting for
 approval, escalated, mid-verification, mid-compensation, the loop mid-run) or ends
 in (completed, rolled back, denied, rejected, expired, cancelled, withdrawn), and
@@ -22,6 +22,7 @@ from temporalio.client import WorkflowHandle
 
 from tests.workflows.conftest import Stack, eventually, signed_update
 from tests.workflows.history_store import write_history
+from tests.workflows.test_playbook_run import open_child, playbook, start_run
 from tests.workflows.test_remediation import (
     ALICE,
     BOB,
@@ -33,7 +34,8 @@ from tests.workflows.test_remediation import (
     wait_stage,
 )
 from twin.actions import Action, ScaleAction
-from workflows import AgentLoopInput, AgentLoopWorkflow, RemediationWorkflow, Stage, Timeouts
+from workflows import AgentLoopInput, AgentLoopWorkflow, PlaybookRunWorkflow, RemediationWorkflow, Stage, Timeouts
+from workflows.contracts import remediation_workflow_id
 from workflows.ports import Actuator, StepOutcome
 
 pytestmark = pytest.mark.integration
@@ -215,3 +217,32 @@ async def test_capture_agent_loop_mid_run(stack: Stack) -> None:
     await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: not s.open and bool(s.results))
     await _save(handle, "agent_loop_after_child")
     await handle.terminate("captured")
+
+
+# ---- playbook runs (since 0.4.0) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["diurnal_day.yaml"])
+async def test_capture_playbook_run_finished(stack: Stack) -> None:
+    """A run that ran one node (auto-approved, verified) and parked another: the run's end."""
+    handle = await start_run(stack, playbook("capture-two", ["web", "catalog"]))
+    report = await handle.result()
+    assert {n.outcome for n in report.nodes} == {"ran", "waiting_approval"}
+    await _save(handle, "playbook_run_finished")
+    for node in report.nodes:
+        if node.outcome == "waiting_approval" and node.proposal_id:
+            await stack.client.get_workflow_handle(remediation_workflow_id(node.proposal_id)).terminate("captured")
+
+
+@pytest.mark.parametrize("scenario", ["diurnal_day.yaml"])
+async def test_capture_playbook_run_mid_run(stack: Stack) -> None:
+    """A run waiting for its child while the child verifies: what an upgrade meets in the middle of a night."""
+    slow = FAST.model_copy(update={"verification_window_seconds": 30})
+    handle = await start_run(stack, playbook("capture-mid", ["catalog"]), slow)
+    await eventually(lambda: handle.query(PlaybookRunWorkflow.state), lambda s: s.current == "catalog")
+    child_id = await eventually(lambda: open_child(stack), lambda c: c is not None)
+    assert child_id is not None
+    await wait_stage(stack.client.get_workflow_handle(child_id), Stage.VERIFYING)
+    await _save(handle, "playbook_run_mid_run")
+    await handle.terminate("captured")
+    await stack.client.get_workflow_handle(child_id).terminate("captured")

@@ -275,7 +275,7 @@ async def test_the_state_query_names_the_node_in_hand(stack: Stack) -> None:
         lambda t: bool(t) and t[0].kind is EventKind.PLAYBOOK_RUN_STARTED,
     )
     # Cancelled once its step ran (the child is verifying).
-    child_id = await eventually(lambda: _open_child(stack), lambda c: c is not None)
+    child_id = await eventually(lambda: open_child(stack), lambda c: c is not None)
     assert child_id is not None and trail
     await wait_stage(stack.client.get_workflow_handle(child_id), Stage.VERIFYING)
     await handle.cancel()
@@ -290,7 +290,8 @@ async def test_the_state_query_names_the_node_in_hand(stack: Stack) -> None:
     assert report.nodes[0].summary.startswith("stopped with the run")
 
 
-async def _open_child(stack: Stack) -> str | None:
+async def open_child(stack: Stack) -> str | None:
+    """The id of a RemediationWorkflow on the stack's task queue, once visibility shows one."""
     async for execution in stack.client.list_workflows(
         f"TaskQueue = '{stack.task_queue}' AND WorkflowType = 'RemediationWorkflow'"
     ):
