@@ -6,6 +6,7 @@ them (the task queue name is a setting: `Settings.temporal_task_queue`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from enum import StrEnum
@@ -44,6 +45,77 @@ def actor_of(requester: Requester) -> str:
     return f"{prefix}:{requester.id}"
 
 
+class Principal(Message):
+    """An authenticated human acting on a proposal (resolved from an API token)."""
+
+    id: str
+    roles: list[str] = Field(default_factory=list)
+    team: str | None = None
+
+
+class SignedDecision(Message):
+    """One human decision on one proposal, signed by the approval service (see workflows.decisions)."""
+
+    kind: Literal["approve", "reject", "cancel"]
+    proposal_id: str
+    plan_hash: str
+    principal: Principal
+    text: str = ""
+    """The approval comment, the rejection or cancellation reason."""
+    issued_at: AwareDatetime
+    nonce: str = Field(min_length=16)
+    key_id: str = ""
+    """Fingerprint of the signing key; informational, the key itself comes from the workflow input."""
+    signature: str = ""
+    """Base64 Ed25519 signature over `signing_bytes()`."""
+
+    def signing_bytes(self) -> bytes:
+        """The canonical bytes signed: every field but the signature, sorted keys, no whitespace."""
+        body = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+PREAPPROVAL_PREFIX = "preapproval:"
+"""A pre-approval's signed approvals name `preapproval:ID` where a decision names its proposal."""
+
+
+class PreapprovalGrant(Message):
+    """Approvals given ahead of time to one playbook run (`twinops playbooks preapprove`).
+
+    Each approval is a decision the approval service signed over `binding()`: this grant's id,
+    the playbook's name, version and content digest, and the window. A run claims the grant once
+    (the store refuses a second claim); a child remediation counts its approvals through the
+    approval policy (quorum, groups, no self-approval) like approvals sent at the time.
+    """
+
+    id: str
+    playbook: str
+    version: int
+    playbook_digest: str
+    """SHA-256 of the playbook's canonical JSON: an edited playbook is not what was approved."""
+    run_at: AwareDatetime
+    """The scheduled run it is for; a run starting up to `PREAPPROVAL_EARLY` before it is covered too."""
+    expires_at: AwareDatetime
+    approvals: list[SignedDecision] = Field(default_factory=list)
+
+    def binding(self) -> str:
+        """What each approval's signature binds (it stands where a decision's plan hash stands)."""
+        body = {
+            "id": self.id,
+            "playbook": self.playbook,
+            "version": self.version,
+            "playbook_digest": self.playbook_digest,
+            "run_at": self.run_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    @property
+    def subject(self) -> str:
+        """What each approval's signature names as its proposal."""
+        return PREAPPROVAL_PREFIX + self.id
+
+
 class PlaybookRef(Message):
     """Which playbook run a remediation belongs to: recorded in its trail, shown in the queue."""
 
@@ -59,6 +131,14 @@ class PlaybookRef(Message):
     """When the run reaches its maximum duration: a cancel through Temporal after it is the run stopping."""
     expect: list[str] = Field(default_factory=list)
     """The steps' `verify.expect` conditions: each must hold on the target, besides the plan's goals."""
+    requested_by: str | None = None
+    """The user who started the run by hand: none of their approvals count for its steps (no self-approval)."""
+    digest: str = ""
+    """SHA-256 of the run's playbook (canonical JSON): a pre-approval covers exactly that content."""
+    started_at: AwareDatetime | None = None
+    """When the run started: a pre-approval covers runs that start in its window."""
+    preapproval: PreapprovalGrant | None = None
+    """The pre-approval the run claimed: its approvals are counted before the step parks."""
 
 
 class RemediationInput(Message):
@@ -116,36 +196,6 @@ TERMINAL_STAGES = frozenset(
         Stage.FAILED,
     }
 )
-
-
-class Principal(Message):
-    """An authenticated human acting on a proposal (resolved from an API token)."""
-
-    id: str
-    roles: list[str] = Field(default_factory=list)
-    team: str | None = None
-
-
-class SignedDecision(Message):
-    """One human decision on one proposal, signed by the approval service (see workflows.decisions)."""
-
-    kind: Literal["approve", "reject", "cancel"]
-    proposal_id: str
-    plan_hash: str
-    principal: Principal
-    text: str = ""
-    """The approval comment, the rejection or cancellation reason."""
-    issued_at: AwareDatetime
-    nonce: str = Field(min_length=16)
-    key_id: str = ""
-    """Fingerprint of the signing key; informational, the key itself comes from the workflow input."""
-    signature: str = ""
-    """Base64 Ed25519 signature over `signing_bytes()`."""
-
-    def signing_bytes(self) -> bytes:
-        """The canonical bytes signed: every field but the signature, sorted keys, no whitespace."""
-        body = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class ApproveInput(Message):
@@ -248,6 +298,8 @@ class RemediationResult(Message):
     """The safety policy's reason codes when it denied (at the proposal or at the moment of action)."""
     hold_seconds: float | None = None
     """How long the policy asks machines not to propose this plan again (the loop breaker's window)."""
+    preapproval_id: str | None = None
+    """The pre-approval whose approvals met the quorum (a playbook run's step), if one did."""
 
 
 class VerifyInput(Message):

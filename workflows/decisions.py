@@ -24,9 +24,19 @@ with workflow.unsafe.imports_passed_through():
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from workflows.contracts import Principal, SignedDecision
+from workflows.contracts import PreapprovalGrant, Principal, SignedDecision
 
-__all__ = ["MAX_CLOCK_SKEW", "MAX_DECISION_AGE", "DecisionKind", "SignedDecision", "check_decision", "key_fingerprint"]
+__all__ = [
+    "MAX_CLOCK_SKEW",
+    "MAX_DECISION_AGE",
+    "MAX_PREAPPROVAL_WINDOW",
+    "PREAPPROVAL_EARLY",
+    "DecisionKind",
+    "SignedDecision",
+    "check_decision",
+    "check_preapproval",
+    "key_fingerprint",
+]
 
 DecisionKind = Literal["approve", "reject", "cancel"]
 
@@ -67,6 +77,10 @@ def check_decision(
         raise ValueError(f"signed decision is issued in the future ({signed.issued_at.isoformat()})")
     if now - signed.issued_at > MAX_DECISION_AGE:
         raise ValueError(f"signed decision is stale (issued {signed.issued_at.isoformat()})")
+    _verify(signed, public_key_b64)
+
+
+def _verify(signed: SignedDecision, public_key_b64: str) -> None:
     try:
         key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64, validate=True))
         signature = base64.b64decode(signed.signature, validate=True)
@@ -76,3 +90,52 @@ def check_decision(
         key.verify(signature, signed.signing_bytes())
     except InvalidSignature:
         raise ValueError("bad signature: the decision was not signed by the approval service") from None
+
+
+PREAPPROVAL_EARLY = timedelta(minutes=15)
+"""A run that starts this long before a pre-approval's `run_at` is still the run it was meant for."""
+MAX_PREAPPROVAL_WINDOW = timedelta(days=7)
+"""The longest a pre-approval may stand, from its signing to its expiry."""
+
+
+def check_preapproval(
+    grant: PreapprovalGrant,
+    *,
+    public_key_b64: str,
+    playbook: str,
+    version: int,
+    playbook_digest: str,
+    started_at: datetime,
+) -> tuple[list[SignedDecision], list[str]]:
+    """The approvals of `grant` that hold for a run of this playbook started at `started_at`, and why the others do not.
+
+    Pure (runs in workflow code). The grant must be for exactly this playbook, version and content, the run
+    must start in its window, and each approval must be an approve the approval service signed over the
+    grant's binding, issued before the run and at most `MAX_PREAPPROVAL_WINDOW` before the expiry.
+    """
+    if (grant.playbook, grant.version, grant.playbook_digest) != (playbook, version, playbook_digest):
+        return [], [f"pre-approval {grant.id} is for {grant.playbook} v{grant.version} as it was then, not this run's"]
+    if not grant.run_at - PREAPPROVAL_EARLY <= started_at < grant.expires_at:
+        return [], [
+            f"pre-approval {grant.id} covers runs from {(grant.run_at - PREAPPROVAL_EARLY).isoformat()} to "
+            f"{grant.expires_at.isoformat()}; this one started {started_at.isoformat()}"
+        ]
+    valid: list[SignedDecision] = []
+    problems: list[str] = []
+    binding = grant.binding()
+    for signed in grant.approvals:
+        who = signed.principal.id
+        if signed.kind != "approve" or signed.proposal_id != grant.subject or signed.plan_hash != binding:
+            problems.append(f"{who}'s pre-approval is not an approval of {grant.id} as it stands")
+        elif signed.issued_at > started_at + MAX_CLOCK_SKEW:
+            problems.append(f"{who}'s pre-approval was signed after the run started")
+        elif grant.expires_at - signed.issued_at > MAX_PREAPPROVAL_WINDOW:
+            problems.append(f"{who}'s pre-approval stands longer than {MAX_PREAPPROVAL_WINDOW.days} days")
+        else:
+            try:
+                _verify(signed, public_key_b64)
+            except ValueError as exc:
+                problems.append(f"{who}'s pre-approval: {exc}")
+                continue
+            valid.append(signed)
+    return valid, problems

@@ -26,10 +26,16 @@ from twin.contract import Snapshot
 from twin.sources import TwinSource, TwinSourceError
 from workflows.activities import DEMAND_HISTORY_TIMEOUT_SECONDS, TWIN_UNAVAILABLE
 from workflows.messages import Message
-from workflows.playbook_contracts import NodeFigures, PlaybookRunReport, PlaybookRunStore
+from workflows.playbook_contracts import (
+    NodeFigures,
+    PlaybookRunReport,
+    PlaybookRunStore,
+    PreapprovalClaim,
+    PreapprovalStore,
+)
 from workflows.ports import DemandHistoryStore, Notification, NotificationKind, Notifier, NotifierError
 
-__all__ = ["PlanRunInput", "PlannedRun", "PlaybookActivities", "figures_of", "snapshot_figures"]
+__all__ = ["ClaimInput", "PlanRunInput", "PlannedRun", "PlaybookActivities", "figures_of", "snapshot_figures"]
 
 PLANNING_FAILED = "PlaybookPlanningFailed"
 
@@ -38,6 +44,16 @@ class PlanRunInput(Message):
     """Plan one playbook now."""
 
     playbook: Playbook
+
+
+class ClaimInput(Message):
+    """Claim the pre-approval covering this run, if one does."""
+
+    playbook: str
+    version: int
+    playbook_digest: str
+    run_id: str
+    started_at: datetime
 
 
 class PlannedRun(Message):
@@ -89,12 +105,14 @@ class PlaybookActivities:
         demand_history: DemandHistoryStore | None = None,
         runs: PlaybookRunStore | None = None,
         notifier: Notifier | None = None,
+        preapprovals: PreapprovalStore | None = None,
     ) -> None:
         self.twin = twin
         self.desires = desires
         self.demand_history = demand_history
         self.runs = runs
         self.notifier = notifier
+        self.preapprovals = preapprovals
 
     @activity.defn
     async def plan_playbook_run(self, input: PlanRunInput) -> PlannedRun:
@@ -133,6 +151,15 @@ class PlaybookActivities:
             )
             return None, f"no demand history: reading it failed ({type(exc).__name__}: {exc})"
         return history, f"demand history of {snapshot.twin_id!r} ({len(history)} buckets)"
+
+    @activity.defn
+    async def claim_preapproval(self, input: ClaimInput) -> PreapprovalClaim:
+        """The pre-approval covering this run, claimed for it alone (idempotent for the same run)."""
+        if self.preapprovals is None:
+            return PreapprovalClaim(note="this worker keeps no pre-approvals")
+        return await self.preapprovals.claim(
+            input.playbook, input.version, input.playbook_digest, input.run_id, input.started_at
+        )
 
     @activity.defn
     async def finish_playbook_run(self, report: PlaybookRunReport) -> PlaybookRunReport:

@@ -9,6 +9,8 @@ result and is stored (`PlaybookRunStore`) for `twinops report` and the web pages
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
@@ -16,7 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import AwareDatetime, Field
 
 from agents.playbook import Playbook, PreconditionResult
-from workflows.contracts import PlaybookRef, Stage, Timeouts
+from workflows.contracts import PlaybookRef, PreapprovalGrant, Stage, Timeouts
 from workflows.messages import Message
 
 __all__ = [
@@ -27,9 +29,12 @@ __all__ = [
     "PlaybookRunReport",
     "PlaybookRunStatus",
     "PlaybookRunStore",
+    "PreapprovalClaim",
+    "PreapprovalStore",
     "RunSkipped",
     "StepReport",
     "Trigger",
+    "playbook_digest",
     "playbook_run_id",
     "playbook_schedule_id",
 ]
@@ -40,6 +45,12 @@ Trigger = Literal["schedule", "manual", "backfill"]
 def playbook_schedule_id(name: str) -> str:
     """The Temporal Schedule id of playbook `name` (`twinops playbooks sync` owns every `playbook-*` schedule)."""
     return f"playbook-{name}"
+
+
+def playbook_digest(playbook: Playbook) -> str:
+    """SHA-256 of a playbook's canonical JSON (sorted keys, compact): what a schedule and a pre-approval bind."""
+    canonical = json.dumps(playbook.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def playbook_run_id(name: str, at: datetime) -> str:
@@ -130,6 +141,27 @@ class RunSkipped(Message):
     reason: str
 
 
+class PreapprovalClaim(Message):
+    """What a run's claim of a pre-approval gave: the grant it now holds alone, or why none."""
+
+    grant: PreapprovalGrant | None = None
+    note: str = ""
+    """In words: which pre-approval the run holds, or why it holds none (none given, used by another run, expired)."""
+
+
+@runtime_checkable
+class PreapprovalStore(Protocol):
+    """Pre-approvals of playbook runs; a claim is atomic, so a grant covers one run only."""
+
+    async def claim(
+        self, playbook: str, version: int, playbook_digest: str, run_id: str, started_at: datetime
+    ) -> PreapprovalClaim:
+        """Claim the pre-approval covering a run of this playbook (name, version, content) started at
+        `started_at` for `run_id`. A retried claim by the same run gets the same grant; a grant another
+        run claimed is never given again."""
+        ...
+
+
 PlaybookRunStatus = Literal["succeeded", "partial", "failed", "waiting_approval"]
 """succeeded: every node it acted on ran and verified (or there was nothing to do); waiting_approval: nothing
 failed and something waits in the queue; partial: some nodes were denied, rolled back, rejected or not reached;
@@ -157,6 +189,10 @@ class PlaybookRunReport(Message):
     """Why the run stopped early (max duration, failed compensation, no snapshot), or None."""
     history: str = ""
     """Where the demand history for held preconditions came from, or why there was none."""
+    preapproval: str | None = None
+    """The pre-approval the run claimed (its id), if any."""
+    preapproval_note: str = ""
+    """Which pre-approval covered the run, or why none did."""
     nodes: list[NodeReport] = Field(default_factory=list)
     skipped: list[RunSkipped] = Field(default_factory=list)
 

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.audit import EventKind, PlaybookRunFinishedPayload, PlaybookRunStartedPayload
     from workflows.contracts import (
         PlaybookRef,
+        PreapprovalGrant,
         RemediationInput,
         RemediationResult,
         RemediationState,
@@ -43,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Timeouts,
         remediation_workflow_id,
     )
-    from workflows.playbook_activities import PlannedRun, PlanRunInput, PlaybookActivities
+    from workflows.playbook_activities import ClaimInput, PlannedRun, PlanRunInput, PlaybookActivities
     from workflows.playbook_contracts import (
         NodeOutcome,
         NodeReport,
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         PlaybookRunStatus,
         RunSkipped,
         StepReport,
+        playbook_digest,
     )
     from workflows.policy import Requester, action_node
     from workflows.recording import AuditRecorder
@@ -61,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
         PLAYBOOK_FINISH_TIMEOUT,
         PLAYBOOK_PLAN_RETRY,
         PLAYBOOK_PLAN_TIMEOUT,
+        POLICY_RETRY,
+        POLICY_TIMEOUT,
     )
 
 __all__ = ["PLAYBOOK_RUN_FAILED", "PlaybookRunState", "PlaybookRunWorkflow"]
@@ -114,6 +118,10 @@ class PlaybookRunWorkflow:
         self._parked: dict[str, RemediationState] = {}
         self._stopped: str | None = None
         self._cancelled = False
+        self._digest = playbook_digest(input.playbook)
+        self._started: datetime | None = None
+        self._grant: PreapprovalGrant | None = None
+        self._preapproval_note = ""
         self._recorder = AuditRecorder(
             remediation_id=workflow.info().workflow_id, actor=f"playbook:{input.playbook.name}", targets=()
         )
@@ -144,7 +152,7 @@ class PlaybookRunWorkflow:
     async def run(self, input: PlaybookRunInput) -> PlaybookRunReport:
         """Plan, run node by node, report; see the module docstring."""
         playbook = self._playbook
-        started = workflow.now()
+        started = self._started = workflow.now()
         self._deadline = started + timedelta(seconds=playbook.limits.max_duration)
         await self._recorder.record(
             EventKind.PLAYBOOK_RUN_STARTED,
@@ -170,6 +178,8 @@ class PlaybookRunWorkflow:
             )
         except ActivityError as err:
             self._stopped = f"could not plan: {err.cause or err}"
+        if planned is not None and planned.plan.proposals:
+            await self._claim(started)
         if planned is not None:
             self._phase = "running"
             for node in planned.plan.nodes:
@@ -181,6 +191,30 @@ class PlaybookRunWorkflow:
             # After the report is kept: a schedule with pause-on-failure waits for a human.
             raise ApplicationError(report.summary(), type=PLAYBOOK_RUN_FAILED, non_retryable=True)
         return report
+
+    async def _claim(self, started: datetime) -> None:
+        """Claim the pre-approval covering this run (once a step may need it); without one, steps park."""
+        playbook = self._playbook
+        try:
+            claim = await workflow.execute_activity_method(
+                PlaybookActivities.claim_preapproval,
+                ClaimInput(
+                    playbook=playbook.name,
+                    version=playbook.version,
+                    playbook_digest=self._digest,
+                    run_id=workflow.info().workflow_id,
+                    started_at=started,
+                ),
+                start_to_close_timeout=POLICY_TIMEOUT,
+                retry_policy=POLICY_RETRY,
+            )
+        except ActivityError as err:
+            self._preapproval_note = (
+                f"no pre-approval: the claim failed ({err.cause or err}); steps that need a human wait"
+            )
+            return
+        self._grant = claim.grant
+        self._preapproval_note = claim.note
 
     # ---- one node ----------------------------------------------------------------------------
 
@@ -229,7 +263,7 @@ class PlaybookRunWorkflow:
                 RemediationWorkflow.run,
                 RemediationInput(
                     proposal=proposal,
-                    requester=Requester(kind="playbook", id=playbook.name),
+                    requester=Requester(kind="playbook", id=playbook.name, on_behalf_of=self._input.requested_by),
                     timeouts=self._child_timeouts(planned),
                     latency_slo_ms={k: v for k, v in self._input.latency_slo_ms.items() if k in nodes},
                     verification_tolerance=self._input.verification_tolerance,
@@ -242,6 +276,10 @@ class PlaybookRunWorkflow:
                         human_approval=any(s.approval == "always" for s in planned),
                         deadline=self._deadline,
                         expect=[playbook.steps[s.index].verify.expect.source for s in planned],
+                        requested_by=self._input.requested_by,
+                        digest=self._digest,
+                        started_at=self._started,
+                        preapproval=self._grant,
                     ),
                 ),
                 id=workflow_id,
@@ -338,6 +376,7 @@ class PlaybookRunWorkflow:
                 "reasons": list(result.reasons),
                 "deny_codes": list(result.deny_codes),
                 "compensations_failed": result.compensations_failed,
+                "preapproval_id": result.preapproval_id,
             }
         )
 
@@ -371,6 +410,8 @@ class PlaybookRunWorkflow:
             status=self._status(planned),
             stopped=self._stopped,
             history=planned.history if planned else "",
+            preapproval=self._grant.id if self._grant else None,
+            preapproval_note=self._preapproval_note,
             nodes=list(self._nodes),
             skipped=[RunSkipped(node=s.node, reason=s.reason) for s in planned.plan.skipped] if planned else [],
         )

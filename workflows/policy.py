@@ -45,6 +45,8 @@ class Requester(_Input):
 
     kind: RequesterKind
     id: NonEmptyStr
+    on_behalf_of: NonEmptyStr | None = None
+    """The user who started a playbook run by hand: their approvals of its steps are self-approvals."""
 
 
 class AffectedNode(_Input):

@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyResult,
         actor_of,
     )
-    from workflows.decisions import DecisionKind
+    from workflows.decisions import DecisionKind, check_preapproval
     from workflows.execution import StepRunner
     from workflows.policy import AffectedNode, ApprovalInput, PolicyProposal, SafetyDecision, SafetyInput, action_node
     from workflows.ports import InboxEntry, InboxStatus, Notification, NotificationKind
@@ -139,6 +139,8 @@ class RemediationRun:
     reasons: list[str] = field(default_factory=list)
     deny_codes: list[str] = field(default_factory=list)
     hold_seconds: float | None = None
+    preapproval_id: str | None = None
+    """The pre-approval whose approvals met the quorum, if one did."""
 
 
 @workflow.defn
@@ -529,6 +531,10 @@ class RemediationWorkflow:
                 # Told before it runs, so a human can still cancel it.
                 await self._notify(NotificationKind.AUTO_APPROVED, "Auto-approved: about to run", "info")
             return True
+        if await self._preapproved():
+            # Told before it runs, as an auto-approval is, so a human can still cancel it.
+            await self._notify(NotificationKind.AUTO_APPROVED, "Pre-approved: about to run", "info")
+            return True
         await self._notify(NotificationKind.APPROVAL_REQUESTED, "Approval requested", "warning")
         await self._tell_parent_parked()
         if not await self._wait_verdict(t.approval_seconds) and not await self._escalate_then_wait():
@@ -543,6 +549,80 @@ class RemediationWorkflow:
             await self._finish(Stage.CANCELLED, "cancelled", "; ".join(run.reasons))
             return False
         return True
+
+    async def _preapproved(self) -> bool:
+        """Count the approvals of the pre-approval its playbook run claimed; True when they meet the quorum.
+
+        Only for a child of that very run (Temporal sets the parent; nobody can claim it in an input), and
+        only approvals the approval service signed over this grant, each counted by the approval policy
+        like an approval sent now (quorum, groups, never the user who started the run).
+        """
+        playbook, book, run = self._input.playbook, self._book, self._run
+        if playbook is None or playbook.preapproval is None or playbook.started_at is None:
+            return False
+        grant, parent = playbook.preapproval, workflow.info().parent
+        if parent is None or parent.workflow_id != playbook.run_id or self._input.approval_key is None:
+            workflow.logger.warning("pre-approval %s ignored: not a child of run %s", grant.id, playbook.run_id)
+            return False
+        valid, problems = check_preapproval(
+            grant,
+            public_key_b64=self._input.approval_key,
+            playbook=playbook.name,
+            version=playbook.version,
+            playbook_digest=playbook.digest,
+            started_at=playbook.started_at,
+        )
+        async with self._lock:
+            for signed in valid:
+                if book.verdict is not None or run.stage not in PENDING_STAGES:
+                    break
+                if signed.nonce in book.nonces or book.has_approved(signed.principal.id):
+                    continue
+                decision = await workflow.execute_activity_method(
+                    RemediationActivities.evaluate_approval,
+                    ApprovalInput(
+                        approver=approver_of(signed.principal),
+                        requester=self._input.requester,
+                        proposal=policy_proposal(self._input.proposal),
+                        safety=run.decision,
+                        approvals=list(book.approvals),
+                        now=workflow.now(),
+                        expires_at=run.expires_at,
+                    ),
+                    start_to_close_timeout=POLICY_TIMEOUT,
+                    retry_policy=POLICY_RETRY,
+                )
+                book.pending = [r.msg for r in decision.pending]
+                book.still_needed = decision.still_needed
+                if not decision.counts:
+                    problems.extend(f"{signed.principal.id}'s pre-approval: {r.msg}" for r in decision.reasons)
+                    continue
+                book.count(signed.principal, workflow.now(), signed.nonce)
+                await self._recorder.record(
+                    EventKind.APPROVED,
+                    ApprovedPayload(
+                        by=signed.principal.id,
+                        comment=signed.text,
+                        rule=f"twinops.approval.decision@{decision.bundle_revision}",
+                        details={
+                            "preapproval": grant.id,
+                            "playbook_run": playbook.run_id,
+                            "quorum_met": decision.quorum_met,
+                            "still_needed": decision.still_needed,
+                            "signed_decision": signed.model_dump(mode="json"),
+                        },
+                    ),
+                    actor=f"user:{signed.principal.id}",
+                )
+                if decision.quorum_met:
+                    book.verdict = "approved"
+                    run.preapproval_id = grant.id
+        if book.verdict == "approved":
+            return True
+        run.reasons.extend(f"pre-approval {grant.id} not enough: {p}" for p in problems)
+        if book.approvals:
+            await self._inbox(_INBOX_STATUS.get(run.stage, InboxStatus.PENDING))
+        return False
 
     async def _escalate_then_wait(self) -> bool:
         """No quorum in time: escalate and wait the expiry period; False (recorded) when it expires too."""
@@ -763,6 +843,7 @@ class RemediationWorkflow:
             decision_reason=book.decided[1] if book.decided else None,
             deny_codes=list(self._run.deny_codes),
             hold_seconds=self._run.hold_seconds,
+            preapproval_id=self._run.preapproval_id,
         )
 
     async def _tell_parent(self) -> None:

@@ -65,6 +65,7 @@ from workflows.playbook_contracts import (
     PlaybookRunReport,
     PlaybookRunStatus,
     Trigger,
+    playbook_digest,
     playbook_run_id,
     playbook_schedule_id,
 )
@@ -110,7 +111,7 @@ def _sha256(document: object) -> str:
 
 
 def _playbook_digest(playbook: Playbook) -> str:
-    return _sha256(playbook.model_dump(mode="json"))
+    return playbook_digest(playbook)
 
 
 def _schedule_ids(name: str, index: int) -> tuple[str, str]:

@@ -35,9 +35,10 @@ from controller.adapters.audit import NotifierWitness, SqlAuditLedger
 from controller.adapters.demand_history import SqlDemandHistory
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.live_twin import WallClockSimulatorSource
-from controller.adapters.playbook_runs import SqlPlaybookRunStore
 from controller.adapters.notifiers import make_notifier
+from controller.adapters.playbook_runs import SqlPlaybookRunStore
 from controller.adapters.policy import make_policy_gate
+from controller.adapters.preapprovals import SqlPreapprovalStore
 from controller.app.decision_signer import DecisionSigner
 from controller.core.db import create_engine, migrate
 from controller.core.errors import ConfigurationError
@@ -48,7 +49,7 @@ from twin.sources import FileSource, TwinSource
 from workflows import AgentActivities, AgentLoopWorkflow, RemediationActivities, RemediationWorkflow
 from workflows.audit import AuditLedger
 from workflows.playbook_activities import PlaybookActivities
-from workflows.playbook_contracts import PlaybookRunStore
+from workflows.playbook_contracts import PlaybookRunStore, PreapprovalStore
 from workflows.playbook_run import PlaybookRunWorkflow
 from workflows.policy import PolicyGate
 from workflows.ports import Actuator, ApprovalInbox, DemandHistoryStore, Notifier
@@ -112,6 +113,8 @@ class Services:
     """Per-node demand history the agent's forecasts read (None: the agent decides without forecasts)."""
     playbook_runs: PlaybookRunStore | None = None
     """Where playbook run reports are kept (None: a run's report is only its workflow's result)."""
+    preapprovals: PreapprovalStore | None = None
+    """Pre-approvals of playbook runs (None: every step that needs a human waits for one)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, simulator: Simulator | None = None) -> Services:
@@ -137,6 +140,7 @@ class Services:
                 retention_seconds=settings.demand_retention_seconds,
             ),
             playbook_runs=SqlPlaybookRunStore(engine),
+            preapprovals=SqlPreapprovalStore(engine),
         )
 
 
@@ -159,6 +163,7 @@ def activities_of(services: Services) -> Sequence[Any]:
         demand_history=services.demand_history,
         runs=services.playbook_runs,
         notifier=services.notifier,
+        preapprovals=services.preapprovals,
     )
     return [
         rem.record_event,
@@ -175,6 +180,7 @@ def activities_of(services: Services) -> Sequence[Any]:
         agent.take_snapshot,
         agent.deliberate,
         playbook.plan_playbook_run,
+        playbook.claim_preapproval,
         playbook.finish_playbook_run,
     ]
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from controller.app.playbook_schedules import PlaybookRow, SyncPlan
+    from controller.app.preapprovals import PreapprovalService
     from controller.core.settings import Settings
 
 app = typer.Typer(
@@ -306,3 +307,81 @@ def backfill(
     ids = _with_client(settings_of(ctx), lambda c: playbook_schedules.backfill(c, name, first, last))
     for schedule_id in ids:
         _line(f"backfilled {schedule_id} from {first.isoformat()} to {last.isoformat()} (runs start one after another)")
+
+
+def _preapprovals(settings: Settings) -> PreapprovalService:
+    """The pre-approval service over the controller's database and the approval service's key."""
+    from controller.adapters.identity import Identities
+    from controller.adapters.preapprovals import SqlPreapprovalStore
+    from controller.app.decision_signer import DecisionSigner
+    from controller.app.preapprovals import PreapprovalService
+    from controller.core.db import create_engine, migrate
+
+    engine = create_engine(settings.resolved_database_url)
+    migrate(engine)
+    return PreapprovalService(
+        SqlPreapprovalStore(engine), Identities(engine), DecisionSigner.from_settings(settings), settings.playbooks_dir
+    )
+
+
+def _token(settings: Settings) -> str:
+    if settings.token is None:
+        fail("set TWINOPS_TOKEN to your API token (an admin creates one with `twinops users add`)")
+    return settings.token.get_secret_value()
+
+
+@app.command()
+def preapprove(
+    ctx: typer.Context,
+    name: Annotated[str, _NAME],
+    run_at: Annotated[str, typer.Option("--run-at", help="the scheduled run, ISO 8601 with a zone")],
+    expires: Annotated[str, typer.Option("--expires", help="when the pre-approval lapses, after --run-at")],
+    comment: Annotated[str, typer.Option("--comment", help="recorded with each approval it gives")] = "",
+) -> None:
+    """Approve a scheduled run ahead of time, as the user of TWINOPS_TOKEN.
+
+    The run uses it once, for the steps that would wait for a human; the approval policy still counts
+    each approver (quorum, groups; never the user who started a run by hand). Approvers of the same
+    run join one pre-approval.
+    """
+    settings = settings_of(ctx)
+    at, until = _instant("--run-at", run_at), _instant("--expires", expires)
+    service = _preapprovals(settings)
+    record = run_async(lambda: service.preapprove(_token(settings), name, at, until, comment))
+    grant = record.grant
+    who = ", ".join(a.principal.id for a in grant.approvals)
+    _line(
+        f"pre-approved {grant.id}: {grant.playbook} v{grant.version} run at {grant.run_at.isoformat()}, "
+        f"until {grant.expires_at.isoformat()}; approvals so far: {who}"
+    )
+
+
+@app.command()
+def preapprovals(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="only this playbook's")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List pre-approvals: the run each covers, who approved, and which run used it."""
+    from datetime import UTC
+
+    settings = settings_of(ctx)
+    service = _preapprovals(settings)
+    records = run_async(lambda: service.list(_token(settings), name))
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return
+    now = datetime.now(UTC)
+    table = Table("id", "playbook", "run at", "expires", "approved by", "status")
+    for r in records:
+        g = r.grant
+        status = r.status(now) + (f" by {r.used_by_run}" if r.used_by_run else "")
+        table.add_row(
+            escape(g.id),
+            escape(f"{g.playbook} v{g.version}"),
+            g.run_at.isoformat(),
+            g.expires_at.isoformat(),
+            escape(", ".join(a.principal.id for a in g.approvals) or "-"),
+            escape(status),
+        )
+    console.print(table)

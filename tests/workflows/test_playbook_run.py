@@ -19,7 +19,7 @@ from agents.playbook import Playbook, load_playbook
 from controller.app.worker import build_worker
 from controller.core.errors import NotFoundError
 from tests.workflows.conftest import Stack, eventually, signed_update
-from tests.workflows.test_remediation import ALICE, FAST, wait_stage
+from tests.workflows.test_remediation import ALICE, BOB, FAST, wait_stage
 from twin.sources import TwinSourceError
 from workflows import (
     PlaybookRunInput,
@@ -148,15 +148,16 @@ async def test_a_run_executes_what_the_policy_auto_approves_and_parks_the_rest(s
     trail = await stack.services.ledger.trail(catalog.proposal_id)
     proposed = next(r for r in trail if r.kind is EventKind.PROPOSED)
     assert proposed.actor == "playbook:trim-two"
-    assert proposed.payload["details"]["playbook"] == {
+    recorded = proposed.payload["details"]["playbook"]
+    assert {k: recorded[k] for k in ("name", "version", "run_id", "steps", "human_approval", "expect")} == {
         "name": "trim-two",
         "version": 3,
         "run_id": handle.id,
         "steps": ["trim"],
         "human_approval": False,
-        "deadline": proposed.payload["details"]["playbook"]["deadline"],
         "expect": ["demand_utilization < 0.95"],
     }
+    assert recorded["requested_by"] == "alice" and recorded["preapproval"] is None
     assert [r.kind for r in trail][-1] is EventKind.COMPLETED
     run_trail = await stack.services.ledger.trail(handle.id)
     assert [r.kind for r in run_trail] == [EventKind.PLAYBOOK_RUN_STARTED, EventKind.PLAYBOOK_RUN_FINISHED]
@@ -182,8 +183,10 @@ async def test_approval_always_parks_a_step_the_policy_would_auto_approve(stack:
     )
     state = await child.query(RemediationWorkflow.state)
     assert state.required_approvals >= 1
-    # A human's approval runs it.
-    result = await signed_update(stack.services.signer, child, "approve", ALICE, "ok for tonight")
+    # A human's approval runs it; not alice's, who started the run (self-approval).
+    refused = await signed_update(stack.services.signer, child, "approve", ALICE, "mine")
+    assert not refused.counted and "started this playbook run" in refused.reasons[0]
+    result = await signed_update(stack.services.signer, child, "approve", BOB, "ok for tonight")
     assert result.quorum_met
     assert (await child.result()).stage is Stage.COMPLETED
     assert replicas(stack, "catalog") == 8

@@ -56,6 +56,12 @@ reasons contains r if {
 	r := reason("self_approval", sprintf("'%s' proposed this change and cannot approve it", [approver.id]), {"approver": approver.id})
 }
 
+# A playbook run started by hand is that user's change: their approval of its steps is a self-approval.
+reasons contains r if {
+	approver.id == object.get(input.requester, "on_behalf_of", null)
+	r := reason("self_approval", sprintf("'%s' started this playbook run and cannot approve its steps", [approver.id]), {"approver": approver.id})
+}
+
 reasons contains r if {
 	some prior in input.approvals
 	prior.approver.id == approver.id
@@ -95,6 +101,7 @@ counts if {
 prior_valid contains prior.approver if {
 	some prior in input.approvals
 	prior.approver.id != input.requester.id
+	prior.approver.id != object.get(input.requester, "on_behalf_of", null)
 	time.parse_rfc3339_ns(prior.at) < expires_ns
 	count(missing_groups(prior.approver)) == 0
 }

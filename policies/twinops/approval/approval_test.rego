@@ -76,6 +76,34 @@ test_other_human_can_approve_a_human_proposal if {
 	t_decision(inp).counts
 }
 
+t_playbook_by(user) := {"kind": "playbook", "id": "nightly-rightsize", "on_behalf_of": user}
+
+test_user_who_started_a_playbook_run_cannot_approve_its_steps if {
+	inp := object.union(t_input(t_alice, "low", 1, []), {"requester": t_playbook_by("alice")})
+	d := t_decision(inp)
+	d.counts == false
+	d.quorum_met == false
+	"self_approval" in t_codes(inp)
+}
+
+test_another_user_approves_a_step_of_a_run_started_by_hand if {
+	inp := object.union(t_input(t_bob, "low", 1, []), {"requester": t_playbook_by("alice")})
+	t_decision(inp).counts
+}
+
+test_a_stored_approval_by_the_user_who_started_the_run_never_counts if {
+	inp := object.union(t_input(t_bob, "medium", 2, [t_prior(t_alice)]), {"requester": t_playbook_by("alice")})
+	d := t_decision(inp)
+	d.counts == true
+	d.approvals_counted == 1
+	d.quorum_met == false
+}
+
+test_a_scheduled_run_has_nobody_behind_it if {
+	inp := object.union(t_input(t_alice, "low", 1, []), {"requester": {"kind": "playbook", "id": "nightly-rightsize", "on_behalf_of": null}})
+	t_decision(inp).counts
+}
+
 test_same_approver_counts_once if {
 	inp := t_input(t_alice, "medium", 2, [t_prior(t_alice)])
 	d := t_decision(inp)
