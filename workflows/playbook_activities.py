@@ -191,7 +191,7 @@ class PlaybookActivities:
                 Notification(
                     kind=NotificationKind.PLAYBOOK_RUN_FINISHED,
                     remediation_id=report.run_id,
-                    title=f"Playbook run {report.playbook} v{report.version}: {report.status.replace('_', ' ')}",
+                    title=f"Playbook run {report.playbook} v{report.version}",
                     text=report.summary(),
                     severity=severity,
                     fields={

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from agents.playbook import render_json_schema
 from controller.app.playbooks import load_playbooks, playbook_files
@@ -240,7 +240,15 @@ def list_(
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
-    table = Table("playbook", "version", "schedule", "state", "next run", "last run")
+    # Names and run ids are what the next command takes: folded onto more lines, never cut.
+    table = Table(
+        Column("playbook", overflow="fold", min_width=17),
+        "version",
+        "schedule",
+        "state",
+        "next run",
+        Column("last run", overflow="fold", min_width=20),
+    )
     for row in rows:
         table.add_row(
             escape(row.name),
@@ -298,7 +306,7 @@ def backfill(
     start: Annotated[str, typer.Option("--start", help="ISO 8601 time with a zone, e.g. 2025-01-06T00:00:00Z")],
     end: Annotated[str, typer.Option("--end", help="ISO 8601 time with a zone, after --start")],
 ) -> None:
-    """Run a playbook for each time its schedule would have fired in [start, end], one run after another."""
+    """Run a playbook for each time its schedule would have fired from --start to --end, one run after another."""
     from controller.app import playbook_schedules
 
     first, last = _instant("--start", start), _instant("--end", end)
