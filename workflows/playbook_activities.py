@@ -33,7 +33,14 @@ from workflows.playbook_contracts import (
     PreapprovalClaim,
     PreapprovalStore,
 )
-from workflows.ports import DemandHistoryStore, Notification, NotificationKind, Notifier, NotifierError
+from workflows.ports import (
+    DemandHistoryStore,
+    Notification,
+    NotificationKind,
+    Notifier,
+    NotifierError,
+    OpenRemediations,
+)
 
 __all__ = ["ClaimInput", "PlanRunInput", "PlannedRun", "PlaybookActivities", "figures_of", "snapshot_figures"]
 
@@ -62,6 +69,8 @@ class PlannedRun(Message):
     plan: PlaybookPlan
     history: str
     before: dict[str, NodeFigures] = Field(default_factory=dict)
+    busy: dict[str, str] = Field(default_factory=dict)
+    """Target node -> proposal id of a remediation already in progress there (the agent loop's, another run's)."""
 
 
 def figures_of(beliefs: Beliefs, node: str) -> NodeFigures:
@@ -106,6 +115,7 @@ class PlaybookActivities:
         runs: PlaybookRunStore | None = None,
         notifier: Notifier | None = None,
         preapprovals: PreapprovalStore | None = None,
+        open_remediations: OpenRemediations | None = None,
     ) -> None:
         self.twin = twin
         self.desires = desires
@@ -113,6 +123,7 @@ class PlaybookActivities:
         self.runs = runs
         self.notifier = notifier
         self.preapprovals = preapprovals
+        self.open_remediations = open_remediations
 
     @activity.defn
     async def plan_playbook_run(self, input: PlanRunInput) -> PlannedRun:
@@ -136,7 +147,11 @@ class PlaybookActivities:
                 non_retryable=True,
             ) from exc
         before = {n.node: figures_of(beliefs, n.node) for n in plan.nodes}
-        return PlannedRun(plan=plan, history=where, before=before)
+        busy: dict[str, str] = {}
+        if self.open_remediations is not None and plan.proposals:
+            # Never two remediations of one node at once: the inbox knows every open one, whoever started it.
+            busy = await self.open_remediations.open_targets(snapshot.twin_id)
+        return PlannedRun(plan=plan, history=where, before=before, busy=busy)
 
     async def _history(self, snapshot: Snapshot) -> tuple[DemandHistory | None, str]:
         if self.demand_history is None:

@@ -246,6 +246,15 @@ class PlaybookRunWorkflow:
         if workflow.now() >= self._deadline:
             self._stopped = f"the run reached its maximum duration ({self._playbook.limits.max_duration:g} s)"
             return base.model_copy(update={"outcome": "not_started", "summary": f"not started: {self._stopped}"})
+        busy = planned.busy.get(node.node)
+        if busy is not None:
+            return base.model_copy(
+                update={
+                    "outcome": "already_open",
+                    "workflow_id": remediation_workflow_id(busy),
+                    "summary": f"a remediation of {node.node} is already in progress ({busy}): not two at once",
+                }
+            )
         self._current = node.node
         try:
             return await self._remediate(base, node)

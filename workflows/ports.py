@@ -170,3 +170,12 @@ class DemandHistoryStore(Protocol):
     async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
         """Add one observation per node at `observed_at`; return how many were kept."""
         ...
+
+
+@runtime_checkable
+class OpenRemediations(Protocol):
+    """Which nodes have a remediation in progress (from the approval inbox, whoever started it)."""
+
+    async def open_targets(self, twin_id: str) -> dict[str, str]:
+        """Target node -> proposal id of each open (not yet ended) remediation of the twin."""
+        ...

@@ -168,6 +168,20 @@ class SqlApprovalInbox:
         with self._engine.connect() as conn:
             return [entry_of(row) for row in conn.execute(query)]
 
+    async def open_targets(self, twin_id: str) -> dict[str, str]:
+        """Target node -> proposal id of every open remediation of the twin (the `OpenRemediations` port)."""
+        return await asyncio.to_thread(self.open_targets_sync, twin_id)
+
+    def open_targets_sync(self, twin_id: str) -> dict[str, str]:
+        """`open_targets` for callers that are not on an event loop."""
+        query = (
+            select(_T.target, _T.proposal_id)
+            .where(_T.twin_id == twin_id, _T.status.in_(sorted(s.value for s in OPEN_STATUSES)))
+            .order_by(_T.created_at, _T.proposal_id)
+        )
+        with self._engine.connect() as conn:
+            return {target: proposal for target, proposal in conn.execute(query)}
+
     def get(self, proposal_id: str) -> InboxEntry:
         """The entry for `proposal_id`, or for the one proposal whose id starts with it.
 

@@ -52,7 +52,7 @@ from workflows.playbook_activities import PlaybookActivities
 from workflows.playbook_contracts import PlaybookRunStore, PreapprovalStore
 from workflows.playbook_run import PlaybookRunWorkflow
 from workflows.policy import PolicyGate
-from workflows.ports import Actuator, ApprovalInbox, DemandHistoryStore, Notifier
+from workflows.ports import Actuator, ApprovalInbox, DemandHistoryStore, Notifier, OpenRemediations
 
 
 class _BindContext(ActivityInboundInterceptor):
@@ -164,6 +164,7 @@ def activities_of(services: Services) -> Sequence[Any]:
         runs=services.playbook_runs,
         notifier=services.notifier,
         preapprovals=services.preapprovals,
+        open_remediations=services.inbox if isinstance(services.inbox, OpenRemediations) else None,
     )
     return [
         rem.record_event,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -300,3 +301,25 @@ async def open_child(stack: Stack) -> str | None:
     ):
         return execution.id
     return None
+
+
+async def test_a_node_another_remediation_is_working_on_is_left_to_it(stack: Stack) -> None:
+    # The agent loop's remediation of catalog waits for approval: the playbook does not start a second one.
+    await stack.services.inbox.upsert(
+        InboxEntry(
+            proposal_id="p-agents-own",
+            workflow_id="remediation-p-agents-own",
+            twin_id="shop",
+            status=InboxStatus.PENDING,
+            risk="medium",
+            target="catalog",
+            summary="the agent's proposal",
+            created_at=datetime.now(UTC),
+        )
+    )
+    report = await (await start_run(stack, playbook("trim-busy", ["catalog", "search"]))).result()
+    nodes = by_node(report)
+    assert nodes["catalog"].outcome == "already_open", nodes["catalog"]
+    assert "already in progress (p-agents-own)" in nodes["catalog"].summary
+    assert nodes["search"].outcome == "ran"
+    assert (replicas(stack, "catalog"), replicas(stack, "search")) == (9, 3)
