@@ -125,6 +125,16 @@ def step_name(step: Step, index: int) -> str:
     return step.name or f"steps[{index}]"
 
 
+def _span(seconds: float) -> str:
+    """A length of time as a playbook writes it, spaced: `90 s`, `10 m`, `2 h`, `24 h`, `7 d` (whole units if exact)."""
+    for unit, size, least in (("d", 86400, 2), ("h", 3600, 1), ("m", 60, 1)):
+        count = seconds / size
+        # A day is written in hours (`24h`, as playbooks do) until it is two or more whole days.
+        if count >= least and count == int(count):
+            return f"{int(count)} {unit}"
+    return f"{seconds:g} s"
+
+
 def _fmt(value: float | bool | None) -> str:
     if value is None or isinstance(value, bool):
         return str(value).lower()
@@ -136,11 +146,12 @@ def _held(
 ) -> PreconditionResult:
     """Whether `check` held now and on every demand-history bucket of the last `hold_seconds`."""
     hold = check.hold_seconds
+    span = _span(hold)
     out = PreconditionResult(source=check.source, met=False, value=value, hold_seconds=hold)
     if value is not True:
-        return out.model_copy(update={"detail": out.detail or "does not hold now"})
+        return out.model_copy(update={"detail": f"does not hold now (it must hold for {span})"})
     if history is None:
-        return out.model_copy(update={"detail": f"no demand history: cannot show it held for {hold:g} s"})
+        return out.model_copy(update={"detail": f"no demand history: cannot show it held for {span}"})
     if belief.capacity <= 0:
         return out.model_copy(update={"detail": f"{belief.node} has no capacity to compute past utilization"})
     size = history.bucket_seconds
@@ -158,7 +169,7 @@ def _held(
     if missing:
         return out.model_copy(
             update={
-                "detail": f"not shown to hold: {len(missing)} of {len(buckets)} buckets of the last {hold:g} s "
+                "detail": f"not shown to hold: {len(missing)} of {len(buckets)} buckets of the last {span} "
                 f"missing from the demand history (first at {_at(missing[0] * size)})"
             }
         )
@@ -171,9 +182,9 @@ def _held(
             return out.model_copy(update={"detail": f"at {_at(k * size)}: {exc}"})
         if held is not True:
             return out.model_copy(
-                update={"detail": f"did not hold at {_at(k * size)} (demand {demand:.4g} rps)", "value": value}
+                update={"detail": f"did not hold at {_at(k * size)} (demand {demand:.4g} rps; it must hold for {span})"}
             )
-    return out.model_copy(update={"met": True, "detail": f"held in all {len(buckets)} buckets of the last {hold:g} s"})
+    return out.model_copy(update={"met": True, "detail": f"held in all {len(buckets)} buckets of the last {span}"})
 
 
 def _at(epoch: float) -> str:
@@ -290,7 +301,7 @@ class _Peaks:
                 self._by_horizon[seconds] = peak_upper_through_graph(self.beliefs, self.history, seconds)
             peaks = self._by_horizon[seconds]
             if node not in peaks:
-                raise EvaluationError(f"no seasonal demand forecast reaches {node!r} over the next {seconds:g} s")
+                raise EvaluationError(f"no seasonal demand forecast reaches {node!r} over the next {_span(seconds)}")
             return peaks[node]
 
         return peak
@@ -342,7 +353,7 @@ def plan_playbook(
         functions = node_functions(b, peaks.of(n) if peaks is not None else None)
         pre = tuple(_precondition(c, b, names, functions, history, now) for c in playbook.preconditions)
         if not all(p.met for p in pre):
-            unmet = "; ".join(f"{p.source}" + (f" ({p.detail})" if p.detail else "") for p in pre if not p.met)
+            unmet = "; ".join(p.source + (f": {p.detail}" if p.detail else "") for p in pre if not p.met)
             nodes.append(NodePlan(node=n, preconditions=pre, met=False, reason=f"preconditions not met: {unmet}"))
             continue
         steps = tuple(_step(i, s, b, beliefs, names, functions) for i, s in enumerate(playbook.steps))

@@ -6,7 +6,10 @@ how it ended, the one-line summary, then the nodes by what became of them (ran; 
 approval; blocked by policy; rejected, expired or cancelled; rolled back or failed; not acted
 on, with the preconditions that did not hold and the nodes the run skipped). A figure the twin
 had no trusted value for is "no data", never 0. Each node that reached a remediation names its
-trail: a link when the caller says where trails are (`trail_url`), else the CLI command.
+trail: a link when the caller says where trails are (`trail_url`), else the CLI command. Each fact
+is shown once: a node's summary loses the reasons or actions another column lists, and the run's
+texts read as words (`2 approvals`, not `2 approval(s)`). On a phone (720 px and less) each table
+row is a card of label: value pairs, nothing wider than the screen.
 
 The HTML page carries its CSS inline and loads nothing (no script, font or image), so it can be
 mailed or archived; the web UI embeds its body (`render_html_body`), which has no inline style,
@@ -27,6 +30,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from agents.playbook import PreconditionResult
 from controller.adapters.audit.report import fmt_number, fmt_percent
+from workflows.contracts import Stage
 from workflows.playbook_contracts import (
     NodeFigures,
     NodeReport,
@@ -204,7 +208,7 @@ def report_view(report: PlaybookRunReport, trail_url: TrailUrl | None = None) ->
 
 def _facts(report: PlaybookRunReport) -> list[tuple[str, str]]:
     requested = report.requested_by or ("the schedule" if report.trigger == "schedule" else "not recorded")
-    return [
+    facts = [
         ("Run", report.run_id),
         ("Playbook", f"{report.playbook} v{report.version}"),
         ("Owner", report.owner),
@@ -215,9 +219,45 @@ def _facts(report: PlaybookRunReport) -> list[tuple[str, str]]:
         ("Ended", f"{_when(report.ended_at)} (after {_duration(report.ended_at - report.started_at)})"),
         ("Planned on", _when(report.observed_at) if report.observed_at else "no snapshot"),
         ("Status", report.status.replace("_", " ")),
-        ("Stopped", report.stopped or "no: the run went to its end"),
-        ("Demand history", report.history or "not recorded"),
+        ("Stopped early", _words(report.stopped) if report.stopped else "no"),
+        ("History for held conditions", _history(report.history)),
     ]
+    # A report from before pre-approvals, or of a run that proposed nothing, has neither: no line then.
+    if report.preapproval:
+        facts.append(("Pre-approval", f"{report.preapproval} covered this run"))
+    elif report.preapproval_note:
+        facts.append(("Pre-approval", _words(report.preapproval_note)))
+    return facts
+
+
+# What the run's planner writes in `history` (workflows/playbook_activities.py, controller/app/playbooks.py).
+_HISTORY_READ = re.compile(r"demand history of (?P<twin>.+?)(?P<where> from .+?)? \((?P<count>\d+) buckets?\)")
+_HISTORY_NONE = "no demand history: "
+
+
+def _history(history: str) -> str:
+    """The run's `history` worded for its label ("History for held conditions"), so "history" is said once."""
+    if not history:
+        return "not recorded"
+    read = _HISTORY_READ.fullmatch(history)
+    if read:
+        return f"{_count(int(read['count']), 'bucket')} of {read['twin']}{read['where'] or ''}"
+    if history.startswith(_HISTORY_NONE):
+        return "none: " + history.removeprefix(_HISTORY_NONE)
+    return _words(history)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# "2 approval(s)" as the workflows write it; the report says "2 approvals" (stored reports included).
+_PLURAL = re.compile(r"\b(\d+) ([A-Za-z]+)\(s\)")
+
+
+def _words(text: str) -> str:
+    """Producer text for reading: arrows for `->`, proper plurals for `N thing(s)`."""
+    return _PLURAL.sub(lambda m: _count(int(m[1]), m[2]), text).replace(" -> ", " → ")
 
 
 def _row(
@@ -231,12 +271,14 @@ def _row(
     details: list[str] | None = None,
     codes: list[str] | None = None,
     trail: dict[str, str | None] | None = None,
+    approved_ahead: str = "",
 ) -> dict[str, Any]:
     return {
         "node": node,
         "outcome": outcome,
         "outcome_words": _OUTCOME_WORDS.get(outcome, outcome.replace("_", " ")),
         "summary": summary,
+        "approved_ahead": approved_ahead,
         "actions": actions or [],
         "figures": figures or [],
         "risk": risk,
@@ -254,9 +296,10 @@ def _node_row(node: NodeReport, trail_url: TrailUrl | None) -> dict[str, Any]:
             "url": trail_url(node.proposal_id) if trail_url else None,
             "command": trail_command(node.proposal_id),
         }
-    details = list(node.reasons)
+    details = [_words(r) for r in node.reasons]
     if node.compensations_failed:
-        details.append(f"{node.compensations_failed} compensation(s) failed: the estate may be half changed")
+        failed = _count(node.compensations_failed, "compensation")
+        details.append(f"{failed} failed: the estate may be half changed")
     if node.outcome == "not_met":
         details += [_precondition(p) for p in sorted(node.preconditions, key=lambda p: p.met)]
     if node.outcome in ("nothing_to_do", "not_met"):
@@ -264,30 +307,69 @@ def _node_row(node: NodeReport, trail_url: TrailUrl | None) -> dict[str, Any]:
     return _row(
         node=node.node,
         outcome=node.outcome,
-        summary=_arrow(node.summary),
-        actions=[f"{s.name}: {_arrow(s.action)}" for s in node.steps if s.action],
+        summary=_not_acted(node) or _words(_said_once(node)),
+        actions=[f"{s.name}: {_words(s.action)}" for s in node.steps if s.action],
         figures=_figures(node.before, node.after),
         risk=node.risk or "not assessed",
         details=details,
         codes=list(node.deny_codes),
         trail=trail,
+        approved_ahead=f"approved ahead by pre-approval {node.preapproval_id}" if node.preapproval_id else "",
     )
 
 
+def _said_once(node: NodeReport) -> str:
+    """The run's summary of a node without its tail when another column shows that tail.
+
+    The workflow ends a finished node's summary with its reasons (`denied by the safety policy: R1; R2`,
+    `rolled_back: R1`), which Why lists, or a run node's with its actions, which Actions lists.
+    """
+    shown = [node.reasons]
+    if node.outcome == "ran":
+        shown.append([s.action for s in node.steps if s.action])
+    for items in shown:
+        tail = ": " + "; ".join(items)
+        if items and node.summary.endswith(tail) and len(node.summary) > len(tail):
+            before, sep, last = node.summary.removesuffix(tail).rpartition(": ")
+            # A stage left at the end (`rolled_back`) as words; nothing else has its underscores replaced.
+            return before + sep + (last.replace("_", " ") if last in _STAGES else last)
+    return node.summary
+
+
+_STAGES = frozenset(stage.value for stage in Stage)
+
+
+def _not_acted(node: NodeReport) -> str:
+    """What happened to a node the run planned no change for, when its Why lists the facts; else "".
+
+    The run's summary of such a node restates its preconditions or refused steps, which Why shows
+    one by one: What happened says the rule instead, so each fact is shown once.
+    """
+    if node.outcome == "not_met" and node.preconditions:
+        return "no action: the run acts only where every precondition holds"
+    if node.outcome == "nothing_to_do" and any(s.status != "planned" for s in node.steps):
+        if any(s.status == "refused" for s in node.steps):
+            return "no action: when one step is refused, none of the node's steps runs"
+        return "no action: no step would change anything"
+    return ""
+
+
 def _step(step: StepReport) -> str:
-    return f"step {step.name}: {step.status}" + (f" ({step.reason})" if step.reason else "")
+    return f"step {step.name}: {step.status}" + (f" ({_words(step.reason)})" if step.reason else "")
 
 
 def _precondition(p: PreconditionResult) -> str:
-    state = "met" if p.met else "not met"
-    value = "no value" if p.value is None else _value(p.value)
-    held = f", held {_duration(timedelta(seconds=p.hold_seconds))}" if p.hold_seconds else ""
-    detail = f": {p.detail}" if p.detail else ""
-    return f"{p.source}: {state} (value {value}{held}){detail}"
-
-
-def _value(value: float | bool) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else fmt_number(value)
+    """`SOURCE: met|not met[ (value N)][: why]`; a condition's true/false is what met says, so only numbers show."""
+    number = (
+        f" (value {fmt_number(p.value)})" if isinstance(p.value, int | float) and not isinstance(p.value, bool) else ""
+    )
+    why = _words(p.detail)
+    if not p.met and p.value is None and not why:
+        why = "it could not be evaluated, and the run did not record why"
+    if not p.met and p.hold_seconds > 0 and p.value is True:
+        # Held conditions: true now, yet not shown to have held over the whole window.
+        why = f"holds now, but {why}" if why else "holds now, but was not shown to hold over its whole window"
+    return f"{p.source}: {'met' if p.met else 'not met'}{number}" + (f": {why}" if why else "")
 
 
 def _figures(before: NodeFigures | None, after: NodeFigures | None) -> list[tuple[str, str, str]]:
@@ -306,10 +388,6 @@ def _figures(before: NodeFigures | None, after: NodeFigures | None) -> list[tupl
         ("p95", "p95_ms", lambda v: f"{fmt_number(v)} ms"),
     ]
     return [(label, pick(before, name, show), pick(after, name, show)) for label, name, show in shown]
-
-
-def _arrow(text: str) -> str:
-    return text.replace(" -> ", " → ")
 
 
 def _when(moment: datetime) -> str:
@@ -376,6 +454,8 @@ def _md_cell(key: str, row: dict[str, Any]) -> str:
             return _code(row["node"])
         case "outcome":
             return _md(row["outcome_words"])
+        case "summary":
+            return _md_list(text for text in (row["summary"], row["approved_ahead"]) if text) or "–"
         case "figures":
             return _md_list(f"{label} {b} → {a}" for label, b, a in row["figures"]) or NO_DATA
         case "actions" | "details" | "codes":

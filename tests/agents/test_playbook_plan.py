@@ -11,7 +11,7 @@ from agents import Desires, revise
 from agents.beliefs import Beliefs
 from agents.forecast import DemandHistory
 from agents.playbook import PlaybookError, load_playbook
-from agents.playbook.plan import PlaybookPlan, plan_playbook
+from agents.playbook.plan import PlaybookPlan, _span, plan_playbook
 from agents.proposal import plan_hash, proposal_id
 from tests.agents.conftest import T0, node, snap
 from twin.actions import ScaleAction
@@ -107,7 +107,7 @@ def test_a_held_condition_is_met_when_every_bucket_of_the_window_shows_it() -> N
     book = playbook(preconditions=("demand_utilization < 0.3 for 2h",), target="  nodes: [api]")
     node_plan = plan(book, history=history(two_hours())).nodes[0]
     assert node_plan.met and node_plan.proposal is not None
-    assert "held in all 25 buckets" in node_plan.preconditions[0].detail
+    assert node_plan.preconditions[0].detail == "held in all 25 buckets of the last 2 h"
 
 
 def test_one_bucket_over_the_threshold_breaks_a_held_condition() -> None:
@@ -115,7 +115,9 @@ def test_one_bucket_over_the_threshold_breaks_a_held_condition() -> None:
     values = two_hours() | {7: 450.0}  # 45% of today's 1000 rps, 35 minutes ago
     node_plan = plan(book, history=history(values)).nodes[0]
     assert not node_plan.met and node_plan.proposal is None
-    assert "did not hold at" in node_plan.preconditions[0].detail and "450" in node_plan.preconditions[0].detail
+    detail = node_plan.preconditions[0].detail
+    assert detail.startswith("did not hold at") and detail.endswith("(demand 450 rps; it must hold for 2 h)")
+    assert node_plan.preconditions[0].value is True  # it holds now: the history breaks it
 
 
 def test_a_gap_in_the_history_is_unknown_so_a_held_condition_is_not_shown_to_hold() -> None:
@@ -124,9 +126,30 @@ def test_a_gap_in_the_history_is_unknown_so_a_held_condition_is_not_shown_to_hol
     del values[12]
     node_plan = plan(book, history=history(values)).nodes[0]
     assert not node_plan.met
-    assert "not shown to hold: 1 of 25 buckets" in node_plan.preconditions[0].detail
+    assert "not shown to hold: 1 of 25 buckets of the last 2 h missing" in node_plan.preconditions[0].detail
     no_history = plan(book).nodes[0]
-    assert not no_history.met and "no demand history" in no_history.preconditions[0].detail
+    assert not no_history.met
+    assert no_history.preconditions[0].detail == "no demand history: cannot show it held for 2 h"
+
+
+def test_a_held_condition_that_does_not_hold_now_says_how_long_it_must_hold() -> None:
+    book = playbook(preconditions=("demand_utilization < 0.3 for 2h",), target="  nodes: [worker]")
+    [worker] = plan(book, history=history(two_hours())).nodes
+    [held] = worker.preconditions
+    assert not held.met and held.value is False and held.hold_seconds == 7200
+    assert held.detail == "does not hold now (it must hold for 2 h)"
+    assert (
+        worker.reason
+        == "preconditions not met: demand_utilization < 0.3 for 2h: does not hold now (it must hold for 2 h)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(90, "90 s"), (600, "10 m"), (5400, "90 m"), (7200, "2 h"), (86400, "24 h"), (172800, "2 d"), (1.5, "1.5 s")],
+)
+def test_durations_read_as_a_playbook_writes_them(seconds: float, words: str) -> None:
+    assert _span(seconds) == words
 
 
 def test_a_held_condition_over_a_name_the_history_lacks_is_a_load_error() -> None:
@@ -222,4 +245,5 @@ def test_forecast_functions_read_the_entries_forecast_carried_through_the_graph(
     book = playbook(preconditions=("forecast_peak_rps(next=24h) > 250",), target="  nodes: [api, cache]")
     cache, api = plan(book, history=demand).nodes
     assert api.met and api.preconditions[0].value is True  # api carries 200 rps today: the forecast says more
-    assert not cache.met and "no seasonal demand forecast reaches 'cache'" in cache.preconditions[0].detail
+    assert not cache.met and cache.preconditions[0].value is None
+    assert cache.preconditions[0].detail == "no seasonal demand forecast reaches 'cache' over the next 24 h"

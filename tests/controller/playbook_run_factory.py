@@ -1,7 +1,8 @@
 """Playbook run reports for the store, renderer, CLI and web tests: real `PlaybookRunReport` objects.
 
 `full_report` has one node of every outcome, a node whose name is hostile markup, figures with
-gaps (None), and a skipped node; `small_report` is a one-node run for ordering tests.
+gaps (None), and a skipped node; `small_report` is a one-node run for ordering tests;
+`ran_and_waiting_report` is the run the docs' screenshots show (one node ran, one waits for approval).
 """
 
 from __future__ import annotations
@@ -156,6 +157,65 @@ def small_report(run_id: str, playbook: str = "nightly", ended_minutes: int = 0,
                 before=figures(4, 500.0, 0.85, 20.0),
                 after=figures(5, 500.0, 0.68, 15.0),
             )
+        ],
+    }
+    fields.update(changes)
+    return PlaybookRunReport.model_validate(fields)
+
+
+def ran_and_waiting_report(**changes: Any) -> PlaybookRunReport:
+    """A nightly trim of shop by its schedule: catalog auto-approved and scaled 9 -> 8, web parked for 2 approvals.
+
+    The texts are the ones the workflow writes (workflows/playbook_run.py, playbook_activities.py).
+    """
+    started = T0 + timedelta(minutes=30)
+    fields: dict[str, Any] = {
+        "run_id": "playbook-run-trim-nightly-20261121T023000Z",
+        "playbook": "trim-nightly",
+        "version": 3,
+        "owner": "sre",
+        "description": "take one replica from each target while demand is low",
+        "trigger": "schedule",
+        "twin_id": "shop",
+        "started_at": started,
+        "ended_at": started + timedelta(seconds=41),
+        "observed_at": started + timedelta(seconds=1),
+        "status": "waiting_approval",
+        "history": "demand history of 'shop' (288 buckets)",
+        "preapproval_note": "no pre-approval covers this run of trim-nightly",
+        "nodes": [
+            NodeReport(
+                node="catalog",
+                outcome="ran",
+                summary="ran and verified: scale catalog -> 8",
+                preconditions=[
+                    PreconditionResult(
+                        source="demand_utilization < 0.3 for 2h",
+                        met=True,
+                        value=True,
+                        hold_seconds=7200,
+                        detail="held in all 25 buckets of the last 2 h",
+                    )
+                ],
+                steps=[StepReport(name="trim", action="scale catalog -> 8", status="planned")],
+                proposal_id="p-18b4763864f124530a61",
+                workflow_id="remediation-p-18b4763864f124530a61",
+                stage=Stage.COMPLETED,
+                risk="low",
+                before=figures(9, 194.0, 0.154, 21.5),
+                after=figures(8, 188.0, 0.165, 21.5),
+            ),
+            NodeReport(
+                node="web",
+                outcome="waiting_approval",
+                summary="waits in the SRE queue for 2 approval(s) from sre",
+                steps=[StepReport(name="trim", action="scale web -> 6", status="planned")],
+                proposal_id="p-3ffd575bf1ef9fea389d",
+                workflow_id="remediation-p-3ffd575bf1ef9fea389d",
+                stage=Stage.AWAITING_APPROVAL,
+                risk="high",
+                before=figures(7, 410.0, 0.21, 35.0),
+            ),
         ],
     }
     fields.update(changes)

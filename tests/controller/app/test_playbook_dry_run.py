@@ -81,7 +81,7 @@ def test_nightly_rightsize_dry_run_auto_approves_one_step_parks_one_and_changes_
     assert report.playbook == "nightly-rightsize" and report.twin_id == "shop" and report.observed_at == night.at
     assert report.history.startswith("demand history of 'shop' from the controller database")
     held = {n.node: n.preconditions[0] for n in report.plan.nodes}
-    assert held["catalog"].met and "held in all 24 buckets" in held["catalog"].detail
+    assert held["catalog"].met and held["catalog"].detail == "held in all 24 buckets of the last 2 h"
     verdicts = {v.node: v for v in report.steps}
     assert set(verdicts) == {"catalog", "search"}
     assert verdicts["search"].verdict == "auto" and verdicts["search"].action == "scale search -> 10"
@@ -103,3 +103,7 @@ def test_without_a_database_the_dry_run_says_there_is_no_history(night: Night, t
     assert report.history.startswith("no demand history: no controller database yet")
     assert report.plan.proposals == () and not (tmp_path / "empty").exists()
     assert all("no demand history" in n.reason for n in report.plan.nodes)
+    assert {n.preconditions[0].detail for n in report.plan.nodes} <= {
+        "no demand history: cannot show it held for 2 h",
+        "does not hold now (it must hold for 2 h)",
+    }

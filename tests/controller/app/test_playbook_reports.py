@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import pytest
 from markupsafe import escape
 
+from agents.playbook import PreconditionResult
 from controller.app.playbook_reports import (
     NO_DATA,
     render_html,
@@ -20,8 +21,8 @@ from controller.app.playbook_reports import (
     report_view,
     run_summary,
 )
-from tests.controller.playbook_run_factory import HOSTILE, figures, full_report, small_report
-from workflows.playbook_contracts import NodeReport, PlaybookRunReport
+from tests.controller.playbook_run_factory import HOSTILE, figures, full_report, ran_and_waiting_report, small_report
+from workflows.playbook_contracts import NodeReport, PlaybookRunReport, StepReport
 
 WEB_TRAIL = "/remediations/{}/trail".format
 
@@ -87,7 +88,8 @@ def test_markdown_has_the_header_summary_and_each_sections_details() -> None:
         "- Started: 2026-11-21 02:00:00 UTC",
         "- Ended: 2026-11-21 02:12:00 UTC (after 12 min)",
         "- Status: partial",
-        "- Stopped: max duration 10m reached",
+        "- Stopped early: max duration 10m reached",
+        "- History for held conditions: 14 days of stored demand history",
     ]:
         assert fact in text.splitlines(), fact
     assert "## Ran (1)" in text and "## Not acted on (5)" in text
@@ -100,7 +102,7 @@ def test_markdown_has_the_header_summary_and_each_sections_details() -> None:
     cart = next(line for line in text.splitlines() if line.startswith("| `cart`"))
     assert "utilization > 0.8: not met (value 0.42): 0.42 is not > 0.8" in cart
     failed = next(line for line in text.splitlines() if line.startswith("| `ledger`"))
-    assert "1 compensation(s) failed" in failed
+    assert "1 compensation failed" in failed
     assert "| `legacy` | skipped | the run did not plan for this node | stale beliefs (observed 20 min ago) |" in text
     assert "- Requested by: the schedule" in render_markdown(small_report("s"))
 
@@ -113,7 +115,7 @@ def test_markdown_keeps_markup_in_the_data_as_text_and_every_table_row_whole() -
     # Every row of a table has as many cell separators as its header (escaped pipes do not count).
     assert len({len(re.findall(r"(?<!\\)\|", line)) for line in rows}) == 1
     hostile = render_markdown(full_report())
-    assert r"rejected by alice: \<b>not tonight\</b>" in hostile
+    assert r"| rejected by alice | \<b>not tonight\</b> |" in hostile  # the reason once, in Why
     assert f"`{HOSTILE}`" in hostile  # a code span: nothing in it is markup
     assert HOSTILE not in hostile.replace(f"`{HOSTILE}`", "")
 
@@ -151,7 +153,7 @@ def test_html_shows_the_header_summary_and_sections() -> None:
         "Twin shop",
         "Started 2026-11-21 02:00:00 UTC",
         "Status partial",
-        "Stopped max duration 10m reached",
+        "Stopped early max duration 10m reached",
         "Ran (1)",
         "Waiting for approval (1)",
         "Blocked by policy (1)",
@@ -238,3 +240,183 @@ def test_a_runs_summary_counts_its_outcomes() -> None:
     assert summary.skipped == 1
     assert summary.summary == full_report().summary()
     assert (summary.playbook, summary.version, summary.status) == ("nightly", 3, "partial")
+
+
+def facts_of(report: PlaybookRunReport) -> dict[str, str]:
+    return dict(report_view(report)["facts"])
+
+
+def why_of(node: NodeReport) -> list[str]:
+    [section] = report_view(full_report(nodes=[node], skipped=[]))["sections"]
+    return list(section["rows"][0]["details"])
+
+
+HELD = "demand_utilization < 0.3 for 2h"
+
+
+def test_a_held_condition_that_does_not_hold_now_reads_as_needing_its_window_not_as_having_held() -> None:
+    node = NodeReport(
+        node="web",
+        outcome="not_met",
+        summary=f"preconditions not met: {HELD}: does not hold now (it must hold for 2 h)",
+        preconditions=[
+            PreconditionResult(
+                source=HELD,
+                met=False,
+                value=False,
+                hold_seconds=7200,
+                detail="does not hold now (it must hold for 2 h)",
+            )
+        ],
+    )
+    assert why_of(node) == [f"{HELD}: not met: does not hold now (it must hold for 2 h)"]
+    text = render_markdown(full_report(nodes=[node], skipped=[]))
+    assert "value false" not in text and "held 2 h" not in text
+
+
+def test_a_precondition_without_a_value_says_why_never_no_value() -> None:
+    forecast = "forecast_peak_utilization(next=24h) > 0.5"
+    errored = PreconditionResult(
+        source=forecast, met=False, detail="no seasonal demand forecast reaches 'web' over the next 24 h"
+    )
+    unexplained = PreconditionResult(source="demand_rps > 5", met=False)
+    held_now = PreconditionResult(
+        source=HELD, met=False, value=True, hold_seconds=7200, detail="no demand history: cannot show it held for 2 h"
+    )
+    node = NodeReport(node="web", outcome="not_met", summary="x", preconditions=[errored, unexplained, held_now])
+    why = why_of(node)
+    assert why == [
+        f"{forecast}: not met: no seasonal demand forecast reaches 'web' over the next 24 h",
+        "demand_rps > 5: not met: it could not be evaluated, and the run did not record why",
+        f"{HELD}: not met: holds now, but no demand history: cannot show it held for 2 h",
+    ]
+    everything = render_markdown(full_report(nodes=[node], skipped=[])) + render_html(full_report(nodes=[node]))
+    assert "no value" not in everything and "value true" not in everything
+
+
+def test_a_node_not_acted_on_shows_each_fact_once() -> None:
+    not_met = NodeReport(
+        node="web",
+        outcome="not_met",
+        summary=f"preconditions not met: {HELD}: does not hold now (it must hold for 2 h)",
+        preconditions=[
+            PreconditionResult(source=HELD, met=False, value=False, hold_seconds=7200, detail="does not hold now")
+        ],
+    )
+    refused = NodeReport(
+        node="api",
+        outcome="nothing_to_do",
+        summary="trim was refused (replicas computed as 1, outside api's bounds 2..8): nothing runs on api",
+        steps=[StepReport(name="trim", action="", status="refused", reason="replicas computed as 1, outside 2..8")],
+    )
+    same = NodeReport(
+        node="db",
+        outcome="nothing_to_do",
+        summary="no step changes anything",
+        steps=[StepReport(name="trim", action="", status="skipped", reason="db already runs 2 replicas")],
+    )
+    text = render_markdown(full_report(nodes=[not_met, refused, same], skipped=[]))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    for node, fact in [
+        ("`web`", "does not hold now"),
+        ("`api`", "replicas computed as 1"),
+        ("`db`", "db already runs 2 replicas"),
+    ]:
+        assert rows[node].count(fact) == 1, rows[node]
+    assert "| no action: the run acts only where every precondition holds |" in rows["`web`"]
+    assert "| no action: when one step is refused, none of the node's steps runs |" in rows["`api`"]
+    assert (
+        "| no action: no step would change anything | step trim: skipped (db already runs 2 replicas) |" in rows["`db`"]
+    )
+
+
+def test_the_history_fact_says_history_once() -> None:
+    label = "History for held conditions"
+    for history, shown in [
+        ("demand history of 'shop' (5 buckets)", "5 buckets of 'shop'"),
+        ("demand history of 'shop' (1 buckets)", "1 bucket of 'shop'"),
+        (
+            "demand history of 'shop' from the controller database (288 buckets)",
+            "288 buckets of 'shop' from the controller database",
+        ),
+        ("no demand history: no controller database yet", "none: no controller database yet"),
+        ("", "not recorded"),
+    ]:
+        assert facts_of(small_report("r", history=history))[label] == shown, history
+    text = render_markdown(small_report("r", history="demand history of 'shop' (5 buckets)"))
+    assert f"- {label}: 5 buckets of 'shop'" in text.splitlines()
+
+
+def test_a_run_that_went_to_its_end_was_not_stopped_early() -> None:
+    assert facts_of(small_report("r"))["Stopped early"] == "no"
+    assert "- Stopped early: no" in render_markdown(small_report("r")).splitlines()
+
+
+def test_counts_are_plural_words_not_s_in_brackets() -> None:
+    report = ran_and_waiting_report()
+    text = render_markdown(report) + render_html(report)
+    assert "(s)" not in text
+    assert "waits in the SRE queue for 2 approvals from sre" in text
+    one = ran_and_waiting_report(
+        nodes=[NodeReport(node="web", outcome="waiting_approval", summary="waits in the SRE queue for 1 approval(s)")]
+    )
+    assert "| waits in the SRE queue for 1 approval |" in render_markdown(one)
+    assert "(s)" not in render_markdown(full_report()) + render_html(full_report())
+
+
+def test_the_pre_approval_is_in_the_header_and_on_the_nodes_it_approved() -> None:
+    ran = NodeReport(
+        node="catalog",
+        outcome="ran",
+        summary="ran and verified: scale catalog -> 8",
+        proposal_id="p-1",
+        preapproval_id="pa-7f3c",
+    )
+    covered = small_report(
+        "r", preapproval="pa-7f3c", preapproval_note="pre-approval pa-7f3c covers this run", nodes=[ran]
+    )
+    assert facts_of(covered)["Pre-approval"] == "pa-7f3c covered this run"
+    text = render_markdown(covered)
+    assert "- Pre-approval: pa-7f3c covered this run" in text.splitlines()
+    assert "| ran and verified: scale catalog → 8; approved ahead by pre-approval pa-7f3c |" in text
+    cell = rows_of(render_html(covered))["catalog"]
+    assert '<span class="approved-ahead">approved ahead by pre-approval pa-7f3c</span>' in cell
+    assert "approved ahead" not in render_markdown(full_report())  # no node of it ran on a pre-approval
+
+    used = small_report("r", preapproval_note="pre-approval pa-7f3c was used by run playbook-run-nightly-1")
+    assert facts_of(used)["Pre-approval"] == "pre-approval pa-7f3c was used by run playbook-run-nightly-1"
+    assert "Pre-approval" not in facts_of(small_report("r"))  # a run that claimed none says nothing of it
+
+
+def test_a_summary_does_not_repeat_the_reasons_or_actions_another_column_shows() -> None:
+    steps = [StepReport(name="trim", action="scale catalog -> 8", status="planned")]
+    reasons = ["change freeze until 06:00", "budget: 12 replicas exceed the cap of 10"]
+    nodes = [
+        NodeReport(node="ran", outcome="ran", summary="ran and verified: scale catalog -> 8", steps=steps),
+        NodeReport(
+            node="denied",
+            outcome="denied",
+            summary=f"denied by the safety policy: {'; '.join(reasons)}",
+            steps=steps,
+            reasons=reasons,
+        ),
+        NodeReport(
+            node="back",
+            outcome="rolled_back",
+            summary="rolled_back: p95 latency rose to 250 ms",
+            reasons=["p95 latency rose to 250 ms"],
+        ),
+        NodeReport(
+            node="stopped",
+            outcome="rolled_back",
+            summary="stopped at the deadline: cancelled: run stopped",
+            reasons=["run stopped"],
+        ),
+        NodeReport(node="alone", outcome="failed", summary="quota exceeded", reasons=["quota exceeded"]),
+    ]
+    rows = {r["node"]: r for s in report_view(full_report(nodes=nodes, skipped=[]))["sections"] for r in s["rows"]}
+    assert rows["ran"]["summary"] == "ran and verified" and rows["ran"]["actions"] == ["trim: scale catalog → 8"]
+    assert rows["denied"]["summary"] == "denied by the safety policy" and rows["denied"]["details"] == reasons
+    assert rows["back"]["summary"] == "rolled back"
+    assert rows["stopped"]["summary"] == "stopped at the deadline: cancelled"
+    assert rows["alone"]["summary"] == "quota exceeded"  # nothing would be left: said in both
