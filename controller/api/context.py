@@ -21,9 +21,11 @@ from controller.adapters.audit import LedgerReader
 from controller.adapters.identity import Identities
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.playbook_runs import SqlPlaybookRunStore
+from controller.adapters.preapprovals import SqlPreapprovalStore
 from controller.adapters.sessions import SqlSessions
 from controller.app.approval_service import ApprovalService
 from controller.app.decision_signer import DecisionSigner
+from controller.app.preapprovals import PreapprovalService
 from controller.core.db import create_engine, migrate
 from controller.core.settings import Settings
 
@@ -133,6 +135,17 @@ class ApiContext:
             store = self.extras["playbook_runs"] = SqlPlaybookRunStore(self.engine)
         assert isinstance(store, SqlPlaybookRunStore)
         return store
+
+    def preapprovals(self) -> PreapprovalService:
+        """The pre-approval service over this context's engine, signing with the approval service's key (cached)."""
+        service = self.extras.get("preapprovals")
+        if service is None:
+            # The approval service's own signer instance: a pre-approval is an approval it issued.
+            store = SqlPreapprovalStore(self.engine)
+            service = PreapprovalService(store, self.identities, self.approvals.signer, self.settings.playbooks_dir)
+            self.extras["preapprovals"] = service
+        assert isinstance(service, PreapprovalService)
+        return service
 
     async def close(self) -> None:
         """Release the database pool (the Temporal client closes with its runtime)."""

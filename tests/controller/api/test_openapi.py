@@ -41,6 +41,8 @@ def test_every_api_operation_declares_its_answer_and_its_problems(tmp_path: Path
         "POST /api/v1/users/{name}/enable",
         "GET /api/v1/playbook-runs",
         "GET /api/v1/playbook-runs/{run_id}",
+        "GET /api/v1/playbooks/preapprovals",
+        "POST /api/v1/playbooks/{name}/preapprovals",
     }
     for name, operation in found.items():
         answers = operation["responses"]
