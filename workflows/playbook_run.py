@@ -324,7 +324,8 @@ class PlaybookRunWorkflow:
                     "outcome": "waiting_approval",
                     "stage": state.stage,
                     "risk": state.risk,
-                    "summary": f"waits in the SRE queue for {state.required_approvals} approval(s)"
+                    "summary": f"waits in the SRE queue for {state.required_approvals} "
+                    + ("approval" if state.required_approvals == 1 else "approvals")
                     + (f" from {', '.join(state.approver_groups)}" if state.approver_groups else ""),
                 }
             )

@@ -380,7 +380,15 @@ def preapprovals(
         print_json([r.model_dump(mode="json") for r in records])
         return
     now = datetime.now(UTC)
-    table = Table("id", "playbook", "run at", "expires", "approved by", "status")
+    # Ids and names are what the next command takes: folded onto more lines, never cut.
+    table = Table(
+        Column("id", overflow="fold", min_width=19),
+        Column("playbook", overflow="fold"),
+        Column("run at", overflow="fold"),
+        Column("expires", overflow="fold"),
+        Column("approved by", overflow="fold"),
+        Column("status", overflow="fold"),
+    )
     for r in records:
         g = r.grant
         status = r.status(now) + (f" by {r.used_by_run}" if r.used_by_run else "")
