@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from agents import AgentState, Desires, DroppedIntention, Proposal, SuppressedPlan, decide, revise
 from agents.forecast import DemandHistory
-from agents.playbook import expectations_unmet
+from agents.playbook import Playbook, expectations_unmet, match_finding_triggers
 from twin.contract import Snapshot
 from twin.sources import TwinSource, TwinSourceError
 from workflows.audit import AuditEventConflict, AuditEventInput, AuditLedger
@@ -35,6 +35,7 @@ from workflows.ports import (
     Notification,
     Notifier,
     NotifierError,
+    OpenRemediations,
     StepOutcome,
 )
 from workflows.verification import check_goals
@@ -236,6 +237,21 @@ class DeliberateInput(BaseModel):
     state: AgentState = Field(default_factory=AgentState)
     snapshot: Snapshot
     history: list[Snapshot] = Field(default_factory=list)
+    cooling_playbooks: list[str] = Field(default_factory=list)
+    """Playbooks a finding started within the loop's cool-down: not started again, not handed nodes."""
+    handed_nodes: list[str] = Field(default_factory=list)
+    """Nodes a playbook run the loop started is working on: the agent proposes nothing there until it ends."""
+
+
+class TriggeredPlaybook(BaseModel):
+    """A playbook this tick's findings set off (a `finding` trigger), for the loop to start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    playbook: Playbook
+    nodes: tuple[str, ...]
+    reason: str
+    """In words: `at_risk on order-events`."""
 
 
 class DeliberateResult(BaseModel):
@@ -253,6 +269,8 @@ class DeliberateResult(BaseModel):
     dropped_intentions: tuple[DroppedIntention, ...] = ()
     suppressed: tuple[SuppressedPlan, ...] = ()
     """Plans held back because a human said no to them (who, why, until when)."""
+    triggered: tuple[TriggeredPlaybook, ...] = ()
+    """Playbooks whose finding triggers fired: the loop starts each; the agent proposes nothing on their nodes."""
 
 
 class AgentActivities:
@@ -263,10 +281,21 @@ class AgentActivities:
     the loop's history; a store that fails or hangs costs the tick its forecasts, never the tick.
     """
 
-    def __init__(self, twin: TwinSource, desires: Desires, demand_history: DemandHistoryStore | None = None) -> None:
+    def __init__(
+        self,
+        twin: TwinSource,
+        desires: Desires,
+        demand_history: DemandHistoryStore | None = None,
+        open_remediations: OpenRemediations | None = None,
+        playbooks: Sequence[Playbook] = (),
+    ) -> None:
         self.twin = twin
         self.desires = desires
         self.demand_history = demand_history
+        self.open_remediations = open_remediations
+        """The inbox's open remediations: a node a playbook run (or anyone) is working on gets no second one."""
+        self.playbooks = {p.name: p for p in playbooks}
+        """Playbooks with finding triggers: a tick whose findings set one off hands it the nodes."""
 
     @activity.defn
     async def take_snapshot(self) -> Snapshot:
@@ -311,12 +340,54 @@ class AgentActivities:
             # Only what the agent trusts enters the history: a guess would become tomorrow's season.
             trusted = {n: b.demand for n, b in decision.beliefs.nodes.items() if b.trusted and math.isfinite(b.demand)}
             await self._record_demand(input.snapshot.twin_id, input.snapshot.observed_at, trusted)
+        matches = match_finding_triggers(
+            list(self.playbooks.values()),
+            decision.detection.findings,
+            decision.beliefs,
+            skip=input.cooling_playbooks,
+        )
+        handed = {n for m in matches for n in m.nodes} | set(input.handed_nodes)
+        # The operator's playbook is the declared answer to its findings: the agent steps aside on those
+        # nodes this tick (and proposes next tick, when the playbook cools down, if the playbook did nothing).
+        proposals = await self._not_busy(
+            input.snapshot.twin_id, tuple(p for p in decision.proposals if p.target not in handed)
+        )
+        held = {p.id for p in decision.proposals} - {p.id for p in proposals}
+        # A proposal held back is not an intention: once the other remediation ends, the agent proposes again.
+        new_state = decision.new_state.model_copy(
+            update={"intentions": tuple(i for i in decision.new_state.intentions if i.id not in held)}
+        )
         return DeliberateResult(
-            new_state=decision.new_state,
-            proposals=decision.proposals,
+            new_state=new_state,
+            proposals=proposals,
             dropped_intentions=decision.dropped_intentions,
             suppressed=decision.suppressed,
+            triggered=tuple(
+                TriggeredPlaybook(playbook=self.playbooks[m.playbook], nodes=m.nodes, reason=m.reason())
+                for m in matches
+            ),
         )
+
+    async def _not_busy(self, twin_id: str, proposals: tuple[Proposal, ...]) -> tuple[Proposal, ...]:
+        """The proposals whose target no other open remediation works on (never two at once on a node).
+
+        The loop knows its own open remediations; the inbox also knows those a playbook run started.
+        An inbox that cannot be read holds every proposal back this tick (fail closed): the next tick asks again.
+        """
+        if self.open_remediations is None or not proposals:
+            return proposals
+        try:
+            busy = await asyncio.wait_for(self.open_remediations.open_targets(twin_id), DEMAND_HISTORY_TIMEOUT_SECONDS)
+        except Exception as exc:
+            activity.logger.warning("open remediations of %r unreadable, proposing nothing: %s", twin_id, exc)
+            return ()
+        kept = tuple(p for p in proposals if p.target not in busy or busy[p.target] == p.id)
+        for p in proposals:
+            if p not in kept:
+                activity.logger.info(
+                    "%s held back: %s is already being remediated (%s)", p.id, p.target, busy[p.target]
+                )
+        return kept
 
     async def _read_demand_history(
         self, twin_id: str, now: datetime, nodes: Sequence[str] | None = None

@@ -20,9 +20,11 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from agents import AgentState, Proposal, SuppressedPlan, decline, settle
     from twin.contract import Snapshot
-    from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities
+    from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities, TriggeredPlaybook
     from workflows.audit import EscalatedPayload, EventKind
     from workflows.contracts import RemediationInput, RemediationResult, Stage, Timeouts, remediation_workflow_id
+    from workflows.playbook_contracts import PlaybookRunInput, PlaybookRunReport, playbook_run_id
+    from workflows.playbook_run import PlaybookRunWorkflow
     from workflows.policy import ActionRecord, Requester, action_node
     from workflows.ports import Notification, NotificationKind
     from workflows.recording import AuditRecorder
@@ -38,10 +40,22 @@ with workflow.unsafe.imports_passed_through():
 
 PATCH_SURVIVE_TICK = "0.2.0-survive-a-failing-tick"
 PATCH_POLICY_LOOP_BREAKER = "0.2.0-loop-breaker-in-policy"
+PATCH_FINDING_TRIGGERS = "0.4.0-playbook-finding-triggers"
 
 # Bounded so continue-as-new carries a small input whatever the twin size.
 HISTORY_KEPT = 60
 """Snapshots carried for trends (the agent's window is 15 min: 60 ticks at the default 15 s)."""
+
+
+class HandedNode(BaseModel):
+    """A node the loop handed to a playbook run a finding set off."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+    playbook: str
+    until: datetime
+    """The run's deadline (its maximum duration after it started): the hand-over lapses then at the latest."""
 
 
 class AgentLoopInput(BaseModel):
@@ -74,6 +88,10 @@ class AgentLoopInput(BaseModel):
     """`node/plan_hash` pairs already escalated by the loop breaker (runs before 0.2.0)."""
     held: dict[str, datetime] = Field(default_factory=dict)
     """`node/plan_hash` -> until when the policy's loop breaker holds the plan back."""
+    playbooks_triggered: dict[str, datetime] = Field(default_factory=dict)
+    """Playbook name -> when a finding last started it (not again within the cool-down)."""
+    handed: dict[str, HandedNode] = Field(default_factory=dict)
+    """Node -> the playbook run the loop started on it: the agent stays off the node until that run ends."""
     ticks_done: int = 0
 
 
@@ -94,6 +112,10 @@ class AgentLoopState(BaseModel):
     """Plans the agent holds back because a human rejected or cancelled them."""
     held: dict[str, datetime] = Field(default_factory=dict)
     """Plans the policy's loop breaker holds back (`node/plan_hash` -> until)."""
+    playbooks_triggered: dict[str, datetime] = Field(default_factory=dict)
+    """Playbooks a finding started, and when (the last time each)."""
+    handed: dict[str, HandedNode] = Field(default_factory=dict)
+    """Nodes handed to a playbook run the loop started, until it ends."""
 
 
 _OUTCOMES = {Stage.COMPLETED: "verified", Stage.ROLLED_BACK: "rolled_back", Stage.FAILED: "rolled_back"}
@@ -112,6 +134,8 @@ class AgentLoopWorkflow:
         self._actions = list(input.actions)
         self._escalated = set(input.escalated)
         self._held = dict(input.held)
+        self._playbooks_triggered = dict(input.playbooks_triggered)
+        self._handed = dict(input.handed)
         self._ticks = input.ticks_done
         self._last_observed: datetime | None = None
         self._last_error: str | None = None
@@ -138,7 +162,14 @@ class AgentLoopWorkflow:
             failed_ticks=self._failed_ticks,
             suppressed=list(self._suppressed),
             held=dict(self._held),
+            playbooks_triggered=dict(self._playbooks_triggered),
+            handed=dict(self._handed),
         )
+
+    @workflow.signal
+    def playbook_run_finished(self, report: PlaybookRunReport) -> None:
+        """A playbook run the loop started ended: the agent may act on its nodes again."""
+        self._handed = {n: h for n, h in self._handed.items() if h.run_id != report.run_id}
 
     @workflow.signal
     def remediation_finished(self, result: RemediationResult) -> None:
@@ -205,6 +236,12 @@ class AgentLoopWorkflow:
                 "actions": [a for a in self._actions if a.at >= horizon],
                 "escalated": sorted(self._escalated),
                 "held": {k: until for k, until in self._held.items() if until > workflow.now()},
+                "handed": {n: h for n, h in self._handed.items() if h.until > workflow.now()},
+                "playbooks_triggered": {
+                    name: at
+                    for name, at in self._playbooks_triggered.items()
+                    if (workflow.now() - at).total_seconds() < self._input.cooldown_seconds
+                },
                 "ticks_done": self._ticks,
             }
         )
@@ -224,7 +261,13 @@ class AgentLoopWorkflow:
         try:
             decision = await workflow.execute_activity_method(
                 AgentActivities.deliberate,
-                DeliberateInput(state=self._state, snapshot=snapshot, history=self._history[-HISTORY_KEPT:]),
+                DeliberateInput(
+                    state=self._state,
+                    snapshot=snapshot,
+                    history=self._history[-HISTORY_KEPT:],
+                    cooling_playbooks=self._cooling_playbooks(),
+                    handed_nodes=sorted(n for n, h in self._handed.items() if h.until > workflow.now()),
+                ),
                 start_to_close_timeout=DELIBERATE_TIMEOUT,
                 retry_policy=DELIBERATE_RETRY,
             )
@@ -245,6 +288,50 @@ class AgentLoopWorkflow:
                 )
         for proposal in decision.proposals:
             await self._start(proposal)
+        if decision.triggered and workflow.patched(PATCH_FINDING_TRIGGERS):
+            for triggered in decision.triggered:
+                await self._start_playbook(triggered)
+
+    def _cooling_playbooks(self) -> list[str]:
+        """Playbooks a finding started within the cool-down: the tick neither starts them nor hands them nodes."""
+        now = workflow.now()
+        cooling = {
+            name
+            for name, at in self._playbooks_triggered.items()
+            if (now - at).total_seconds() < self._input.cooldown_seconds
+        }
+        running = {h.playbook for h in self._handed.values() if h.until > now}
+        return sorted(cooling | running)
+
+    async def _start_playbook(self, triggered: TriggeredPlaybook) -> None:
+        """Start a run of a playbook a finding set off (one at a time: a playbook with a run in hand is not started)."""
+        name = triggered.playbook.name
+        self._playbooks_triggered[name] = workflow.now()
+        run_id = playbook_run_id(name, workflow.now())
+        try:
+            await workflow.start_child_workflow(
+                PlaybookRunWorkflow.run,
+                # Built from plain data: the activity's result and this input may hold the sandbox's copies
+                # of the model classes, which pydantic does not take for the host's.
+                PlaybookRunInput.model_validate(
+                    {
+                        "playbook": triggered.playbook.model_dump(mode="json"),
+                        "trigger": "finding",
+                        "reason": triggered.reason,
+                        "timeouts": self._input.timeouts.model_dump(mode="json"),
+                        "approval_key": self._input.approval_key,
+                        "latency_slo_ms": dict(self._input.latency_slo_ms),
+                    }
+                ),
+                id=run_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            return  # a run by that id started this second (by hand): it has the nodes
+        until = workflow.now() + timedelta(seconds=triggered.playbook.limits.max_duration)
+        for node in triggered.nodes:
+            self._handed[node] = HandedNode(run_id=run_id, playbook=name, until=until)
 
     def _rollbacks(self, node: str, plan_hash: str) -> int:
         horizon = workflow.now() - timedelta(seconds=self._input.loop_breaker_window_seconds)

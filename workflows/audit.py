@@ -247,7 +247,7 @@ class PlaybookRunStartedPayload(_Payload):
     """A playbook run began (scheduled or by hand)."""
 
     playbook: str
-    trigger: Literal["schedule", "manual"] = "schedule"
+    trigger: Literal["schedule", "manual", "backfill", "finding"] = "schedule"
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -39,7 +39,7 @@ __all__ = [
     "playbook_schedule_id",
 ]
 
-Trigger = Literal["schedule", "manual", "backfill"]
+Trigger = Literal["schedule", "manual", "backfill", "finding"]
 
 
 def playbook_schedule_id(name: str) -> str:
@@ -65,6 +65,8 @@ class PlaybookRunInput(Message):
     trigger: Trigger = "schedule"
     requested_by: str | None = None
     """The user who ran it by hand (`twinops playbooks run`), None for a scheduled run."""
+    reason: str = ""
+    """Why it runs, when something set it off: the findings (`at_risk on order-events`) for a finding trigger."""
     timeouts: Timeouts = Timeouts()
     """Handed to every child remediation: how long a parked step waits for approval, verification windows."""
     approval_key: str | None = None

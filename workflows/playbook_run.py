@@ -158,10 +158,10 @@ class PlaybookRunWorkflow:
             EventKind.PLAYBOOK_RUN_STARTED,
             PlaybookRunStartedPayload(
                 playbook=playbook.name,
-                trigger="manual" if input.trigger == "manual" else "schedule",
+                trigger=input.trigger,
                 parameters={"version": playbook.version, "owner": playbook.owner},
                 details={
-                    "trigger": input.trigger,
+                    "reason": input.reason,
                     "requested_by": input.requested_by,
                     "deadline": self._deadline.isoformat(),
                     "max_nodes": playbook.limits.max_nodes,
@@ -185,6 +185,7 @@ class PlaybookRunWorkflow:
             for node in planned.plan.nodes:
                 self._nodes.append(await self._node(node, planned))
         report = await self._finish(started, planned)
+        await self._tell_parent(report)
         if self._cancelled:
             raise asyncio.CancelledError()
         if report.status == "failed":
@@ -391,6 +392,17 @@ class PlaybookRunWorkflow:
         )
 
     # ---- the end ----------------------------------------------------------------------------
+
+    async def _tell_parent(self, report: PlaybookRunReport) -> None:
+        """A run the agent loop started (a finding trigger) tells it the nodes are free again."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal("playbook_run_finished", report)
+        except Exception:
+            # The loop may have continued as new: the hand-over then lapses at the run's deadline.
+            workflow.logger.warning("could not signal parent %s", parent.workflow_id)
 
     def _status(self, planned: PlannedRun | None) -> PlaybookRunStatus:
         if planned is None or any(n.compensations_failed for n in self._nodes):

@@ -46,6 +46,7 @@ from agents.playbook.plan import (
     expectations_unmet,
     plan_playbook,
 )
+from agents.playbook.triggers import FindingMatch, match_finding_triggers
 from agents.playbook.vocabulary import (
     BELIEF_NAMES,
     HISTORY_NAMES,
@@ -69,6 +70,7 @@ __all__ = [
     "EvaluationError",
     "Expr",
     "ExpressionError",
+    "FindingMatch",
     "FindingTrigger",
     "Formula",
     "Function",
@@ -98,6 +100,7 @@ __all__ = [
     "field_path",
     "json_schema",
     "load_playbook",
+    "match_finding_triggers",
     "node_functions",
     "parse_condition",
     "parse_duration",

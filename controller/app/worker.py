@@ -29,6 +29,7 @@ from temporalio.worker import (
 )
 
 from agents import Desires, load_desires
+from agents.playbook import FindingTrigger, Playbook
 from controller.adapters.action_history import LedgerActionHistory
 from controller.adapters.actuators import make_actuator
 from controller.adapters.audit import NotifierWitness, SqlAuditLedger
@@ -40,6 +41,7 @@ from controller.adapters.playbook_runs import SqlPlaybookRunStore
 from controller.adapters.policy import make_policy_gate
 from controller.adapters.preapprovals import SqlPreapprovalStore
 from controller.app.decision_signer import DecisionSigner
+from controller.app.playbooks import load_playbooks, playbook_files
 from controller.core.db import create_engine, migrate
 from controller.core.errors import ConfigurationError
 from controller.core.settings import Settings
@@ -53,6 +55,8 @@ from workflows.playbook_contracts import PlaybookRunStore, PreapprovalStore
 from workflows.playbook_run import PlaybookRunWorkflow
 from workflows.policy import PolicyGate
 from workflows.ports import Actuator, ApprovalInbox, DemandHistoryStore, Notifier, OpenRemediations
+
+log = structlog.get_logger(__name__)
 
 
 class _BindContext(ActivityInboundInterceptor):
@@ -115,6 +119,8 @@ class Services:
     """Where playbook run reports are kept (None: a run's report is only its workflow's result)."""
     preapprovals: PreapprovalStore | None = None
     """Pre-approvals of playbook runs (None: every step that needs a human waits for one)."""
+    playbooks: tuple[Playbook, ...] = ()
+    """The valid playbooks of the playbooks directory: the agent loop starts those a finding triggers."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, simulator: Simulator | None = None) -> Services:
@@ -141,7 +147,18 @@ class Services:
             ),
             playbook_runs=SqlPlaybookRunStore(engine),
             preapprovals=SqlPreapprovalStore(engine),
+            playbooks=finding_playbooks(settings),
         )
+
+
+def finding_playbooks(settings: Settings) -> tuple[Playbook, ...]:
+    """The valid playbooks with a finding trigger; an invalid file is logged and left out (`validate` names it)."""
+    loaded = load_playbooks(playbook_files(settings.playbooks_dir), settings.playbooks_dir)
+    for problem in loaded.problems:
+        log.warning("playbook.invalid", problem=str(problem))
+    return tuple(
+        p for _, p in sorted(loaded.playbooks.items()) if any(isinstance(t, FindingTrigger) for t in p.triggers)
+    )
 
 
 def activities_of(services: Services) -> Sequence[Any]:
@@ -156,7 +173,10 @@ def activities_of(services: Services) -> Sequence[Any]:
         approval_key=services.signer.public_key_b64,
         history=LedgerActionHistory(services.ledger) if isinstance(services.ledger, SqlAuditLedger) else None,
     )
-    agent = AgentActivities(services.twin, services.desires, services.demand_history)
+    open_remediations = services.inbox if isinstance(services.inbox, OpenRemediations) else None
+    agent = AgentActivities(
+        services.twin, services.desires, services.demand_history, open_remediations, services.playbooks
+    )
     playbook = PlaybookActivities(
         services.twin,
         services.desires,
@@ -164,7 +184,7 @@ def activities_of(services: Services) -> Sequence[Any]:
         runs=services.playbook_runs,
         notifier=services.notifier,
         preapprovals=services.preapprovals,
-        open_remediations=services.inbox if isinstance(services.inbox, OpenRemediations) else None,
+        open_remediations=open_remediations,
     )
     return [
         rem.record_event,

@@ -33,6 +33,7 @@ TwinopsError                     the root, re-exported here                     
  ├── ConflictError               the thing already exists (a user name taken)
  ├── ApprovalRefusedError        the workflow refused an approval call            [controller.app.approval_service]
  ├── DemandHistoryBusyError      store still on earlier calls (also a RuntimeError) [controller.adapters.demand_history]
+ ├── PreapprovalError            a pre-approval not given as asked (times, window) [controller.app.preapprovals]
  ├── AuthenticationError         unknown or revoked API token, disabled user (also a PermissionError)
  │    └── IssuerUnreachableError the OIDC issuer's keys could not be fetched     [controller.adapters.oidc]
  └── AuthorizationError          authenticated, but the role is too low (also a PermissionError)

@@ -11,6 +11,7 @@ from tests.workflows.conftest import Stack, eventually, signed_update
 from workflows import AgentLoopInput, AgentLoopWorkflow, RemediationWorkflow, Stage, Timeouts
 from workflows.contracts import Principal
 from workflows.policy import ActionRecord
+from workflows.ports import InboxEntry, InboxStatus
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +77,35 @@ async def test_loop_breaker_stops_a_plan_rolled_back_twice(stack: Stack) -> None
     assert [r.kind.value for r in trail] == ["proposed", "policy_evaluated", "escalated", "completed"]
     assert "loop breaker" in trail[2].payload["reason"]
     assert stack.notifier.kinds().count("loop_breaker") == 1
+
+
+async def test_loop_leaves_a_node_to_a_remediation_it_did_not_start(stack: Stack) -> None:
+    """A playbook run's step on the node waits in the inbox: the agent starts no second remediation, and
+    proposes once that one has ended (the held-back proposal did not become an intention)."""
+    proposal = stack.proposal()
+    other = InboxEntry(
+        proposal_id="p-a-playbook-step",
+        workflow_id="remediation-p-a-playbook-step",
+        twin_id="shop",
+        status=InboxStatus.PENDING,
+        risk="medium",
+        target=proposal.target,
+        summary="Playbook trim v1 on the same node",
+        created_at=datetime.now(UTC),
+    )
+    await stack.services.inbox.upsert(other)
+    handle = await stack.client.start_workflow(
+        AgentLoopWorkflow.run,
+        loop_input(approval_key=stack.services.signer.public_key_b64, max_ticks=None),
+        id=f"loop-{uuid.uuid4()}",
+        task_queue=stack.task_queue,
+    )
+    status = await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= 3)
+    assert status.proposals_started == 0 and not status.open, status
+    await stack.services.inbox.upsert(other.model_copy(update={"status": InboxStatus.REJECTED}))
+    status = await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.proposals_started == 1)
+    child = stack.client.get_workflow_handle(next(iter(status.open.values())))
+    await eventually(lambda: child.query(RemediationWorkflow.state), lambda s: s.stage == Stage.AWAITING_APPROVAL)
+    await signed_update(stack.services.signer, child, "reject", Principal(id="alice", roles=["sre"]), "test over")
+    await child.result()
+    await handle.terminate("test over")
