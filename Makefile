@@ -31,8 +31,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy twinops twin agents workflows controller tests benchmarks
 
+# One pytest worker per core (at most 4): most tests wait on Temporal timers and the dev server, so two
+# workers on this two-core machine halve the run (18.7 -> 10.2 min).
 unit: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses=4
 
 # The browser tests drive Debian's chromium, never a downloaded browser: installed here when missing and
 # we are root; otherwise those tests skip, naming the package.

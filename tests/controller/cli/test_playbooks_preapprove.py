@@ -26,6 +26,15 @@ NAME = "trim-by-hand"
 Run = Callable[..., Result]
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich fixes a console's width when the CLI module is first imported (from COLUMNS then); in one
+    pytest process that depends on which test imported it first, so the tables get a known width here."""
+    from controller.cli import _common
+
+    monkeypatch.setattr(_common.console, "width", 200)
+
+
 def at(minutes: float) -> str:
     """Now plus `minutes`, ISO 8601 in UTC to the second."""
     return (datetime.now(UTC) + timedelta(minutes=minutes)).replace(microsecond=0).isoformat()

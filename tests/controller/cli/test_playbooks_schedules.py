@@ -32,6 +32,15 @@ from tests.controller.app.test_playbook_schedules import (
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich fixes a console's width when the CLI module is first imported (from COLUMNS then); in one
+    pytest process that depends on which test imported it first, so the tables get a known width here."""
+    from controller.cli import _common
+
+    monkeypatch.setattr(_common.console, "width", 200)
+
+
 @dataclass
 class Cli:
     """Runs `twinops` in process against the dev server, over this test's playbooks directory."""
