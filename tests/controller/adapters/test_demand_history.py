@@ -15,10 +15,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, event, func, inspect, select
+from sqlalchemy import Engine, event, func, inspect, select
 
 from agents.forecast import DAY, DemandHistory, DemandRecorder
 from controller.adapters.demand_history import (
@@ -28,9 +25,10 @@ from controller.adapters.demand_history import (
     demand_history,
 )
 from controller.adapters.demand_history import metadata as demand_metadata
-from controller.core.db import MIGRATIONS_DIR, create_engine, migrate, sqlite_immediate
+from controller.core.db import create_engine, migrate
 from controller.core.errors import ConfigurationError
 from tests.controller.adapters.audit import conftest as audit_db
+from tests.controller.adapters.schema_checks import alembic, assert_models_match_the_migrations
 from workflows.ports import DemandHistoryStore
 
 # The audit suite's database fixtures: a SQLite file per test, and a fresh PostgreSQL schema per
@@ -333,33 +331,13 @@ async def test_a_thousand_nodes_record_in_one_call(store: SqlDemandHistory, engi
 
 def test_models_match_the_migration(engine: Engine) -> None:
     """What the code declares is what migration 0008 built (types, nullability, indexes, constraints)."""
-    declared = MetaData()
-    for table in demand_metadata.tables.values():
-        table.to_metadata(declared)
-    mine = set(declared.tables)
-
-    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-        return type_ != "table" or name in mine
-
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
-        assert compare_metadata(context, declared) == []
-
-
-def _alembic(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.connect() as conn:
-        conn.execution_options(**sqlite_immediate)
-        with conn.begin():
-            config.attributes["connection"] = conn
-            action(config, revision)
+    assert_models_match_the_migrations(engine, demand_metadata)
 
 
 async def test_migration_0008_down_and_up(engine: Engine) -> None:
-    _alembic(engine, command.downgrade, "0007_web_sessions_inbox_team")
+    alembic(engine, command.downgrade, "0007_web_sessions_inbox_team")
     assert "demand_history" not in inspect(engine).get_table_names()
-    _alembic(engine, command.upgrade, "head")
+    alembic(engine, command.upgrade, "head")
     assert "demand_history" in inspect(engine).get_table_names()
     store = SqlDemandHistory(engine)
     assert await store.record("shop", T0, {"gateway": 1.0}) == 1

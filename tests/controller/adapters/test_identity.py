@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, MetaData, inspect, select, text
 
 from controller.adapters.identity import TOKEN_PREFIX, Identities, Role, hash_token, require
 from controller.adapters.policy import RegorusPolicyGate, load_bundle
-from controller.core.db import MIGRATIONS_DIR, sqlite_immediate
 from controller.core.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError, TwinopsError
 from controller.core.settings import REPO_ROOT
 from tests.controller.adapters.audit import conftest as audit_db
+from tests.controller.adapters.schema_checks import alembic
 from workflows.contracts import Principal
 from workflows.policy import ApprovalDecision, ApprovalInput
 
@@ -298,18 +297,8 @@ def test_concurrent_bootstraps_make_one_admin(engine_factory: Callable[[], Engin
 # ---- migration 0004 -------------------------------------------------------------------------
 
 
-def _alembic(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.connect() as conn:
-        conn.execution_options(**sqlite_immediate)
-        with conn.begin():
-            config.attributes["connection"] = conn
-            action(config, revision)
-
-
 def test_migration_0004_gives_existing_approvers_the_group_they_had(engine: Engine) -> None:
-    _alembic(engine, command.downgrade, "0003_audit_no_replace")
+    alembic(engine, command.downgrade, "0003_audit_no_replace")
     assert "user_groups" not in inspect(engine).get_table_names()
     with engine.begin() as conn:
         for name, role in (("vic", "viewer"), ("amy", "approver"), ("root", "admin")):
@@ -317,15 +306,15 @@ def test_migration_0004_gives_existing_approvers_the_group_they_had(engine: Engi
                 text("INSERT INTO users (name, role, created_at, disabled) VALUES (:n, :r, CURRENT_TIMESTAMP, :d)"),
                 {"n": name, "r": role, "d": False},
             )
-    _alembic(engine, command.upgrade, "head")
+    alembic(engine, command.upgrade, "head")
     ids = Identities(engine)
     assert {u.name: u.groups for u in ids.list_users()} == {"amy": ("sre",), "root": ("sre",), "vic": ()}
     token = ids.issue_token("amy")
     assert ids.resolve(token).roles == ["approver", "sre"]  # what 0003's code implied: nobody locked out
-    _alembic(engine, command.downgrade, "0003_audit_no_replace")
+    alembic(engine, command.downgrade, "0003_audit_no_replace")
     assert "user_groups" not in inspect(engine).get_table_names()
     assert {u["name"] for u in inspect(engine).get_columns("users")} >= {"name", "role"}
-    _alembic(engine, command.upgrade, "head")  # and up again
+    alembic(engine, command.upgrade, "head")  # and up again
 
 
 # ---- the real approval policy ---------------------------------------------------------------

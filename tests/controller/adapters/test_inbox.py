@@ -7,15 +7,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, func, select
+from sqlalchemy import Engine, func, select
 
 from controller.adapters.identity import metadata as identity_metadata
 from controller.adapters.inbox import CLOSED_STATUSES, OPEN_STATUSES, SqlApprovalInbox, approval_inbox
 from controller.adapters.inbox import metadata as inbox_metadata
 from controller.core.errors import AmbiguousIdError, ConfigurationError, NotFoundError
 from tests.controller.adapters.audit import conftest as audit_db
+from tests.controller.adapters.schema_checks import assert_models_match_the_migrations
 from workflows.ports import ApprovalInbox, InboxEntry, InboxStatus
 
 # The audit suite's database fixtures, reused as they are: a SQLite file per test, and a
@@ -200,17 +199,7 @@ async def test_unknown_ids(inbox: SqlApprovalInbox) -> None:
 
 def test_models_match_the_migration(engine: Engine) -> None:
     """What the code declares is what migration 0002 built (types, nullability, indexes, constraints)."""
-    declared = MetaData()
-    for table in (*inbox_metadata.tables.values(), *identity_metadata.tables.values()):
-        table.to_metadata(declared)
-    mine = set(declared.tables)
-
-    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-        return type_ != "table" or name in mine  # the audit tables are not ours to compare
-
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
-        assert compare_metadata(context, declared) == []
+    assert_models_match_the_migrations(engine, inbox_metadata, identity_metadata)
 
 
 async def test_a_rerun_under_the_same_workflow_id_replaces_the_closed_entry(inbox: SqlApprovalInbox) -> None:

@@ -7,17 +7,14 @@ from datetime import timedelta
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, func, inspect, select
+from sqlalchemy import Engine, func, inspect, select
 
 from controller.adapters.playbook_runs import SqlPlaybookRunStore, playbook_runs
 from controller.adapters.playbook_runs import metadata as runs_metadata
-from controller.core.db import MIGRATIONS_DIR, sqlite_immediate
 from controller.core.errors import ConfigurationError, NotFoundError
 from controller.testing import FakePlaybookRunStore
 from tests.controller.adapters.audit import conftest as audit_db
+from tests.controller.adapters.schema_checks import alembic, assert_models_match_the_migrations
 from tests.controller.playbook_run_factory import T0, full_report, small_report
 from workflows.playbook_contracts import PlaybookRunStore
 
@@ -158,34 +155,14 @@ async def test_the_sql_store_saves_and_gets_as_the_fake_does(store: SqlPlaybookR
 
 def test_models_match_the_migration(engine: Engine) -> None:
     """What the code declares is what migration 0009 built (types, nullability, indexes)."""
-    declared = MetaData()
-    for table in runs_metadata.tables.values():
-        table.to_metadata(declared)
-    mine = set(declared.tables)
-
-    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-        return type_ != "table" or name in mine
-
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": include_name})
-        assert compare_metadata(context, declared) == []
-
-
-def _alembic(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.connect() as conn:
-        conn.execution_options(**sqlite_immediate)
-        with conn.begin():
-            config.attributes["connection"] = conn
-            action(config, revision)
+    assert_models_match_the_migrations(engine, runs_metadata)
 
 
 async def test_migration_0009_down_and_up(engine: Engine) -> None:
-    _alembic(engine, command.downgrade, "0008_demand_history")
+    alembic(engine, command.downgrade, "0008_demand_history")
     assert "playbook_runs" not in inspect(engine).get_table_names()
     assert "demand_history" in inspect(engine).get_table_names()
-    _alembic(engine, command.upgrade, "head")
+    alembic(engine, command.upgrade, "head")
     assert "playbook_runs" in inspect(engine).get_table_names()
     store = SqlPlaybookRunStore(engine)
     await store.save(small_report("after-upgrade"))

@@ -11,12 +11,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from alembic import command
+from sqlalchemy import Engine, inspect
 
 from controller.adapters.preapprovals import SqlPreapprovalStore
+from controller.adapters.preapprovals import metadata as preapprovals_metadata
 from controller.app.decision_signer import DecisionSigner
 from controller.core.errors import ConflictError, NotFoundError
 from tests.controller.adapters.audit import conftest as audit_db
+from tests.controller.adapters.schema_checks import alembic, assert_models_match_the_migrations
 from workflows.contracts import PreapprovalGrant, Principal, SignedDecision
 from workflows.playbook_contracts import PreapprovalStore
 
@@ -128,3 +131,18 @@ def test_list_is_latest_run_first_and_filters_by_playbook(store: SqlPreapprovalS
     assert [r.grant.id for r in store.list_sync()] == ["pa-2", "pa-1"]
     assert store.list_sync("other") == []
     assert [a.principal.id for a in store.list_sync("nightly-rightsize")[1].grant.approvals] == ["alice"]
+
+
+def test_models_match_the_migration(engine_factory: Callable[[], Engine]) -> None:
+    """What the code declares is what migration 0010 built (types, nullability, indexes)."""
+    assert_models_match_the_migrations(engine_factory(), preapprovals_metadata)
+
+
+def test_migration_0010_down_and_up(engine_factory: Callable[[], Engine]) -> None:
+    engine = engine_factory()
+    alembic(engine, command.downgrade, "0009_playbook_runs")
+    assert "playbook_preapprovals" not in inspect(engine).get_table_names()
+    alembic(engine, command.upgrade, "head")
+    store = SqlPreapprovalStore(engine)
+    approved(store, grant(), ALICE)
+    assert store.claim_sync("nightly-rightsize", 1, "d" * 64, "run-1", RUN_AT).grant is not None
