@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         RemediationInput,
         RemediationResult,
         RemediationState,
+        SignedDecision,
         Stage,
         VerifyInput,
         VerifyResult,
@@ -60,7 +61,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.decisions import DecisionKind, check_preapproval
     from workflows.execution import StepRunner
-    from workflows.policy import AffectedNode, ApprovalInput, PolicyProposal, SafetyDecision, SafetyInput, action_node
+    from workflows.policy import (
+        AffectedNode,
+        ApprovalDecision,
+        ApprovalInput,
+        PolicyProposal,
+        SafetyDecision,
+        SafetyInput,
+        action_node,
+    )
     from workflows.ports import InboxEntry, InboxStatus, Notification, NotificationKind
     from workflows.recording import AuditRecorder
     from workflows.timeouts import (
@@ -209,20 +218,7 @@ class RemediationWorkflow:
             if refused is not None:
                 return book.result(False, [refused], run.decision)
             principal = input.principal
-            decision = await workflow.execute_activity_method(
-                RemediationActivities.evaluate_approval,
-                ApprovalInput(
-                    approver=approver_of(principal),
-                    requester=self._input.requester,
-                    proposal=policy_proposal(self._input.proposal),
-                    safety=run.decision,
-                    approvals=list(book.approvals),
-                    now=workflow.now(),
-                    expires_at=run.expires_at,
-                ),
-                start_to_close_timeout=POLICY_TIMEOUT,
-                retry_policy=POLICY_RETRY,
-            )
+            decision = await self._ask_approval(principal)
             if book.verdict is not None or run.stage not in PENDING_STAGES:
                 # Expired (or decided) while the policy was asked: too late to count.
                 return self._no_longer_pending()
@@ -230,26 +226,57 @@ class RemediationWorkflow:
             book.still_needed = decision.still_needed
             if not decision.counts:
                 return book.result(False, [r.msg for r in decision.reasons], run.decision, decision.still_needed)
-            book.count(principal, workflow.now(), input.signed.nonce if input.signed else None)
-            await self._recorder.record(
-                EventKind.APPROVED,
-                ApprovedPayload(
-                    by=principal.id,
-                    comment=input.comment,
-                    rule=f"twinops.approval.decision@{decision.bundle_revision}",
-                    details={
-                        "quorum_met": decision.quorum_met,
-                        "still_needed": decision.still_needed,
-                        "signed_decision": input.signed.model_dump(mode="json") if input.signed else None,
-                    },
-                ),
-                actor=f"user:{principal.id}",
-            )
-            if decision.quorum_met:
-                book.verdict = "approved"
-            else:
+            await self._count(principal, input.comment, input.signed, decision)
+            if not decision.quorum_met:
                 await self._inbox(_INBOX_STATUS.get(run.stage, InboxStatus.PENDING))
             return book.result(True, [r.msg for r in decision.pending], run.decision, decision.still_needed)
+
+    async def _ask_approval(self, principal: Principal) -> ApprovalDecision:
+        """Ask the approval policy whether `principal`'s approval counts, given those counted so far."""
+        run = self._run
+        assert run.decision is not None and run.expires_at is not None
+        return await workflow.execute_activity_method(
+            RemediationActivities.evaluate_approval,
+            ApprovalInput(
+                approver=approver_of(principal),
+                requester=self._input.requester,
+                proposal=policy_proposal(self._input.proposal),
+                safety=run.decision,
+                approvals=list(self._book.approvals),
+                now=workflow.now(),
+                expires_at=run.expires_at,
+            ),
+            start_to_close_timeout=POLICY_TIMEOUT,
+            retry_policy=POLICY_RETRY,
+        )
+
+    async def _count(
+        self,
+        principal: Principal,
+        comment: str,
+        signed: SignedDecision | None,
+        decision: ApprovalDecision,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Count an approval the policy accepted, on record with its signature; approved at quorum."""
+        self._book.count(principal, workflow.now(), signed.nonce if signed else None)
+        await self._recorder.record(
+            EventKind.APPROVED,
+            ApprovedPayload(
+                by=principal.id,
+                comment=comment,
+                rule=f"twinops.approval.decision@{decision.bundle_revision}",
+                details={
+                    **(details or {}),
+                    "quorum_met": decision.quorum_met,
+                    "still_needed": decision.still_needed,
+                    "signed_decision": signed.model_dump(mode="json") if signed else None,
+                },
+            ),
+            actor=f"user:{principal.id}",
+        )
+        if decision.quorum_met:
+            self._book.verdict = "approved"
 
     @approve.validator
     def _validate_approve(self, input: ApproveInput) -> None:
@@ -578,44 +605,20 @@ class RemediationWorkflow:
                     break
                 if signed.nonce in book.nonces or book.has_approved(signed.principal.id):
                     continue
-                decision = await workflow.execute_activity_method(
-                    RemediationActivities.evaluate_approval,
-                    ApprovalInput(
-                        approver=approver_of(signed.principal),
-                        requester=self._input.requester,
-                        proposal=policy_proposal(self._input.proposal),
-                        safety=run.decision,
-                        approvals=list(book.approvals),
-                        now=workflow.now(),
-                        expires_at=run.expires_at,
-                    ),
-                    start_to_close_timeout=POLICY_TIMEOUT,
-                    retry_policy=POLICY_RETRY,
-                )
+                decision = await self._ask_approval(signed.principal)
                 book.pending = [r.msg for r in decision.pending]
                 book.still_needed = decision.still_needed
                 if not decision.counts:
                     problems.extend(f"{signed.principal.id}'s pre-approval: {r.msg}" for r in decision.reasons)
                     continue
-                book.count(signed.principal, workflow.now(), signed.nonce)
-                await self._recorder.record(
-                    EventKind.APPROVED,
-                    ApprovedPayload(
-                        by=signed.principal.id,
-                        comment=signed.text,
-                        rule=f"twinops.approval.decision@{decision.bundle_revision}",
-                        details={
-                            "preapproval": grant.id,
-                            "playbook_run": playbook.run_id,
-                            "quorum_met": decision.quorum_met,
-                            "still_needed": decision.still_needed,
-                            "signed_decision": signed.model_dump(mode="json"),
-                        },
-                    ),
-                    actor=f"user:{signed.principal.id}",
+                await self._count(
+                    signed.principal,
+                    signed.text,
+                    signed,
+                    decision,
+                    {"preapproval": grant.id, "playbook_run": playbook.run_id},
                 )
                 if decision.quorum_met:
-                    book.verdict = "approved"
                     run.preapproval_id = grant.id
         if book.verdict == "approved":
             return True
