@@ -34,6 +34,7 @@ __all__ = [
     "RunSkipped",
     "StepReport",
     "Trigger",
+    "canonical_digest",
     "playbook_digest",
     "playbook_run_id",
     "playbook_schedule_id",
@@ -47,10 +48,15 @@ def playbook_schedule_id(name: str) -> str:
     return f"playbook-{name}"
 
 
-def playbook_digest(playbook: Playbook) -> str:
-    """SHA-256 of a playbook's canonical JSON (sorted keys, compact): what a schedule and a pre-approval bind."""
-    canonical = json.dumps(playbook.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def canonical_digest(document: object) -> str:
+    """SHA-256 hex of a JSON document's canonical text (sorted keys, compact, UTF-8)."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def playbook_digest(playbook: Playbook) -> str:
+    """The digest of a playbook's JSON: what a schedule and a pre-approval bind."""
+    return canonical_digest(playbook.model_dump(mode="json"))
 
 
 def playbook_run_id(name: str, at: datetime) -> str:

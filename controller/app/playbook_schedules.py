@@ -24,8 +24,6 @@ and its note.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,6 +63,7 @@ from workflows.playbook_contracts import (
     PlaybookRunReport,
     PlaybookRunStatus,
     Trigger,
+    canonical_digest,
     playbook_digest,
     playbook_run_id,
     playbook_schedule_id,
@@ -103,15 +102,6 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _RUN_ID = re.compile(
     r"^playbook-run-(?P<name>[a-z0-9][a-z0-9-]*?)(?:\.\d+)?-(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|\d{8}T\d{6}Z)$"
 )
-
-
-def _sha256(document: object) -> str:
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _playbook_digest(playbook: Playbook) -> str:
-    return playbook_digest(playbook)
 
 
 def _schedule_ids(name: str, index: int) -> tuple[str, str]:
@@ -197,7 +187,7 @@ class DesiredSchedule:
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the action, spec and policy: equal digests, equal schedules."""
         policy = self._policy()
-        return _sha256(
+        return canonical_digest(
             {
                 "action": {
                     "workflow": RUN_WORKFLOW,
@@ -222,7 +212,7 @@ class DesiredSchedule:
             cron=self.trigger.cron,
             timezone=self.trigger.timezone,
             digest=self.digest(),
-            playbook_digest=_playbook_digest(self.playbook),
+            playbook_digest=playbook_digest(self.playbook),
         )
 
     def schedule(self, state: ScheduleState | None = None) -> Schedule:
@@ -634,7 +624,7 @@ async def list_playbooks(client: Client, settings: Settings) -> list[PlaybookRow
                 )
                 continue
             trigger = wanted[schedule_id]
-            synced = marker is not None and marker.playbook_digest == _playbook_digest(playbook)
+            synced = marker is not None and marker.playbook_digest == playbook_digest(playbook)
             if description is None:
                 problem: str | None = "not synced yet (`twinops playbooks sync`)"
             else:
