@@ -58,13 +58,31 @@ class Settings(BaseSettings):
 
     # Twin
     twin_id: str = "shop"
-    twin_source: Literal["simulator", "file", "http"] = "simulator"
+    twin_source: Literal["simulator", "file", "http", "prometheus", "push"] = Field(
+        default="simulator",
+        description="simulator | file | http | prometheus (PromQL over a twin model file) | push (the snapshots "
+        "posted to POST /api/v1/twins/{id}/snapshots).",
+    )
     twin_scenario: Path = REPO_ROOT / "twin" / "scenarios" / "hidden_downstream.yaml"
     twin_file: Path | None = None
     twin_url: str | None = None
     twin_http_timeout_seconds: float = 5.0
     twin_http_retries: int = 3
     twin_max_age_seconds: float = 120.0
+    # Prometheus as the twin source (twin_source=prometheus): the model file declares the topology and a PromQL
+    # template per metric; the source runs the instant queries concurrently within one deadline.
+    prometheus_url: str | None = Field(default=None, description="Base URL of Prometheus, e.g. http://prom:9090.")
+    twin_model: Path | None = Field(
+        default=None, description="Twin model YAML (topology + PromQL per metric); needed by twin_source=prometheus."
+    )
+    prometheus_timeout_seconds: float = Field(
+        default=5.0, gt=0.0, description="Deadline for all the queries of one snapshot (no snapshot after it)."
+    )
+    prometheus_concurrency: int = Field(default=16, ge=1, description="Queries in flight at once per snapshot.")
+    # Event-driven ticks: a firing alert or a pushed/changed snapshot wakes the agent loop at once.
+    alert_node_label: str = Field(
+        default="service", description="The Alertmanager label whose value names a twin node."
+    )
     desires_file: Path | None = Field(
         default=None, description="Desires YAML (targets, SLOs, budget); unset: defaults."
     )
@@ -189,6 +207,14 @@ class Settings(BaseSettings):
         default=None, description="JSON Lines log of every event at log_level; `up` defaults to home/twinops.log."
     )
     otel_exporter: Literal["none", "console", "otlp"] = "none"
+    # Prometheus metrics of twinops itself: the API serves /metrics on its own port; a worker serves its
+    # own on worker_metrics_port and the Temporal SDK's on temporal_metrics_port (unset: not served).
+    worker_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Worker's /metrics port (0: any free port); unset: none."
+    )
+    temporal_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Temporal SDK runtime metrics port (Prometheus); unset: none."
+    )
     otel_endpoint: str | None = None
 
     @field_validator("demand_bucket_seconds")
