@@ -9,6 +9,11 @@ A gap is unknown, not zero: an entry node whose external load was not reported i
 believed at its last reported level with low confidence, and so is every node whose
 demand flows from it (or from a node whose observed arrivals contradict the graph).
 The planner takes no action that rests on a belief below `TRUSTED_CONFIDENCE`.
+
+A series the source itself reports missing, stale or ambiguous (`Snapshot.quality`) is
+worse than a metric simply absent: the source was asked and had no sound answer, so the
+node is not trusted, and where the series feeds demand (external load, an edge's ratio)
+neither is any node downstream.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ RHO_CAP = 1e6
 
 TRUSTED_CONFIDENCE = 0.6
 """Beliefs below this confidence support no action (no scale-down above all): missing metrics
-alone (0.8) stay above it; contradictions (0.5), load gaps (0.25) and staleness (0.3) fall below."""
+alone (0.8) stay above it; contradictions (0.5), load gaps (0.25), staleness (0.3) and series the
+source reports missing, stale or ambiguous (0.3) fall below."""
+
+SOURCE_ISSUE_CONFIDENCE = 0.3
+"""Confidence in a node whose source reported one of its series missing, stale or ambiguous."""
+
+_DEMAND_METRICS = frozenset({"external_arrival_rate", "ratio"})
+"""Source quality issues on these put the demand of every node downstream in doubt too."""
 
 GAP_CONFIDENCE = 0.25
 """Confidence in external load that is not reported now, or in fewer than 2 of the last 3 samples."""
@@ -48,7 +60,7 @@ WINDOW_SECONDS = 900.0
 class Evidence(Frozen):
     """Why the agent believes something: where it came from and a sentence a human can check."""
 
-    source: Literal["snapshot", "graph", "history", "desires"]
+    source: Literal["snapshot", "graph", "history", "desires", "alert"]
     statement: str
 
 
@@ -74,7 +86,15 @@ class DataIssue(Frozen):
     """A data-quality problem: stale snapshot, missing metrics, metrics contradicting the graph."""
 
     node: str | None
-    problem: Literal["stale", "missing_metrics", "contradiction", "missing_load"]
+    problem: Literal[
+        "stale",
+        "missing_metrics",
+        "contradiction",
+        "missing_load",
+        "missing_series",
+        "stale_series",
+        "ambiguous_series",
+    ]
     detail: str
 
 
@@ -320,7 +340,34 @@ def _quality(
     return issues, arrivals_off
 
 
-_ISSUE_CONFIDENCE = {"missing_metrics": 0.8, "contradiction": 0.5}
+_ISSUE_CONFIDENCE = {
+    "missing_metrics": 0.8,
+    "contradiction": 0.5,
+    "missing_series": SOURCE_ISSUE_CONFIDENCE,
+    "stale_series": SOURCE_ISSUE_CONFIDENCE,
+    "ambiguous_series": SOURCE_ISSUE_CONFIDENCE,
+}
+
+
+_SOURCE_PROBLEMS: dict[str, Literal["missing_series", "stale_series", "ambiguous_series"]] = {
+    "missing": "missing_series",
+    "stale": "stale_series",
+    "ambiguous": "ambiguous_series",
+}
+
+
+def _source_issues(snapshot: Snapshot) -> dict[str, list[DataIssue]]:
+    """The source's own quality issues, per node, as data issues."""
+    issues: dict[str, list[DataIssue]] = {}
+    for q in snapshot.quality:
+        issues.setdefault(q.node, []).append(
+            DataIssue(
+                node=q.node,
+                problem=_SOURCE_PROBLEMS[q.problem],
+                detail=f"node {q.node!r}: {q.metric} {q.problem} at the source: {q.detail}",
+            )
+        )
+    return issues
 
 
 def _inherited_doubt(
@@ -331,9 +378,11 @@ def _inherited_doubt(
 ) -> dict[str, tuple[float, str]]:
     """Per node, the lowest confidence of the load data its demand flows from upstream, and where.
 
-    A node passes on its own load gap and a contradiction between its observed arrivals and the
-    graph (the demand it sends on is then in doubt); a capacity contradiction stays with it.
+    A node passes on its own load gap, a contradiction between its observed arrivals and the
+    graph, and a source quality issue on its external load or an edge into it (the demand it
+    sends on is then in doubt); a capacity contradiction stays with it.
     """
+    demand_doubt = {q.node for q in snapshot.quality if q.metric in _DEMAND_METRICS}
     preds: dict[str, list[str]] = {n: [] for n in order}
     for e in snapshot.edges:
         if e.ratio > 0:
@@ -346,6 +395,8 @@ def _inherited_doubt(
         own = levels[n].confidence
         if n in arrivals_off:
             own = min(own, _ISSUE_CONFIDENCE["contradiction"])
+        if n in demand_doubt:
+            own = min(own, SOURCE_ISSUE_CONFIDENCE)
         passes[n] = (own, repr(n)) if own < mine[0] else mine
     return inherited
 
@@ -402,6 +453,8 @@ def revise(
             per_node.setdefault(n, []).insert(
                 0, DataIssue(node=n, problem="missing_load", detail=f"node {n!r}: {lv.gap}")
             )
+    for n, found in _source_issues(snapshot).items():
+        per_node.setdefault(n, []).extend(found)
     inherited = _inherited_doubt(order, snapshot, levels, arrivals_off)
 
     # A node with demand and no replicas has infinite utilization; a large finite stand-in keeps

@@ -140,6 +140,34 @@ class Edge(_Frozen):
     ratio: Annotated[float, Strict(), Field(ge=0.0, le=MAX_RATIO)]
 
 
+QualityMetric = Literal[
+    "replicas",
+    "external_arrival_rate",
+    "arrival_rate",
+    "throughput",
+    "utilization",
+    "queue_depth",
+    "latency_p95_ms",
+    "error_rate",
+    "ratio",
+]
+"""What a quality issue may be about: a node field, one of its metrics, or `ratio` (an edge into it)."""
+
+
+class QualityIssue(_Frozen):
+    """A value the source could not observe for a node; the field stays unset rather than guessed.
+
+    `missing`: no series answered; `stale`: the newest sample is too old to count as now;
+    `ambiguous`: several series answered where one was expected (they are not summed).
+    An issue about an edge's `ratio` belongs to the edge's target, whose demand it feeds.
+    """
+
+    node: Annotated[str, Field(min_length=1)]
+    metric: QualityMetric
+    problem: Literal["missing", "stale", "ambiguous"]
+    detail: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
 class Snapshot(_Frozen):
     """One observation of the whole twin at `observed_at`."""
 
@@ -157,6 +185,8 @@ class Snapshot(_Frozen):
     observed_at: ObservedAt
     nodes: list[Node]
     edges: list[Edge] = Field(default_factory=list)
+    quality: list[QualityIssue] = Field(default_factory=list, exclude_if=lambda issues: not issues)
+    """What the source could not observe (additive to twin.v1; left out of the JSON when empty)."""
 
     @model_validator(mode="after")
     def _graph(self) -> Snapshot:
@@ -175,6 +205,9 @@ class Snapshot(_Frozen):
             if (edge.source, edge.target) in pairs:
                 problems.append(f"{label}: duplicate edge")
             pairs.add((edge.source, edge.target))
+        for issue in self.quality:
+            if issue.node not in seen:
+                problems.append(f"quality issue {issue.metric!r}: unknown node {issue.node!r}")
         if not problems:
             cycle = find_cycle([n.id for n in self.nodes], [(e.source, e.target) for e in self.edges])
             if cycle:
@@ -251,6 +284,12 @@ def find_cycle(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[s
 
 def _location(loc: tuple[int | str, ...], raw: Any) -> str:
     """Turn a pydantic location such as ('nodes', 2, 'replicas') into "node 'db': replicas"."""
+    if len(loc) >= 2 and loc[0] == "quality" and isinstance(loc[1], int):
+        items = raw.get("quality") if isinstance(raw, Mapping) else None
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        name = f"quality[{loc[1]}]" + (f" (node {item.get('node')!r})" if isinstance(item, Mapping) else "")
+        rest = ".".join(str(p) for p in loc[2:])
+        return f"{name}: {rest}" if rest else name
     if len(loc) >= 2 and loc[0] in ("nodes", "edges") and isinstance(loc[1], int):
         items = raw.get(loc[0]) if isinstance(raw, Mapping) else None
         item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
