@@ -5,6 +5,7 @@ arrives with the snapshot. One tick is `decide(state, snapshot, desires)`.
 """
 
 from agents.agent import Decision, decide, groups
+from agents.alerts import AlertNote
 from agents.beliefs import Beliefs, DataIssue, Evidence, Memory, NodeBelief, Sample, revise
 from agents.declined import DeclinedPlan, SuppressedPlan
 from agents.desires import Budget, Desires, DesiresError, GoalKind, UtilizationTarget, load_desires, parse_desires
@@ -31,6 +32,7 @@ from agents.whatif import Prediction, SimulatorWhatIf, SteadyStateWhatIf, WhatIf
 
 __all__ = [
     "AgentState",
+    "AlertNote",
     "Alternative",
     "Beliefs",
     "Budget",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from agents._frozen import Frozen
+from agents.alerts import AlertNote, alert_findings, alerts_sentence, with_alerts
 from agents.beliefs import Beliefs, revise
 from agents.declined import DeclinedPlan, SuppressedPlan, action_set_hash, ago, finite
 from agents.desires import Desires
@@ -18,7 +19,7 @@ from agents.forecast import DemandHistory
 from agents.intentions import AgentState, DroppedIntention, Intention, achieved, adopt, with_cooldown
 from agents.outlook import URGENT_SLACK_SECONDS, with_outlook
 from agents.planner import Planner
-from agents.proposal import PlanOption, Proposal
+from agents.proposal import PlanOption, Proposal, plan_nodes
 from agents.sizing import replicas_for
 from agents.whatif import SteadyStateWhatIf, WhatIf
 from twin.actions import ScaleAction
@@ -192,6 +193,7 @@ def decide(
     now: datetime | None = None,
     whatif: WhatIf | None = None,
     demand_history: DemandHistory | None = None,
+    alerts: Sequence[AlertNote] = (),
 ) -> Decision:
     """One tick of the agent. Deterministic: same state, snapshot and desires give the same decision.
 
@@ -199,11 +201,17 @@ def decide(
     from `snapshot.observed_at`. A stale snapshot produces no proposals (no fresh twin,
     no action), but beliefs, findings and reconsideration still run. Plans a person declined
     (`decline` records them in `AgentState.declined`) are held back and listed in
-    `Decision.suppressed`; one proposed again says why in its rationale.
+    `Decision.suppressed`; one proposed again says why in its rationale. Firing `alerts` are evidence
+    (agents/alerts.py): in the node's belief, as `alert` findings, and in the rationale of a proposal for
+    the node; they never make a proposal by themselves.
     """
     whatif = whatif or SteadyStateWhatIf()
     beliefs = with_outlook(revise(state.memory, snapshot, history, desires=desires, now=now), demand_history, desires)
+    beliefs = with_alerts(beliefs, alerts)
     detection = detect(beliefs, desires)
+    paged = alert_findings(beliefs, alerts)
+    if paged:
+        detection = detection.model_copy(update={"findings": (*detection.findings, *paged)})
     at = beliefs.observed_at
     by_node: dict[str, list[Finding]] = {}
     for f in detection.findings:
@@ -285,6 +293,8 @@ def decide(
         if fresh is not None and not keep:
             # A person's no holds: a declined plan is not asked again for a while (agents/declined.py).
             fresh = declines.screen(fresh)
+        if fresh is not None and not keep:
+            fresh = _with_pages(fresh, paged)
         if keep or fresh is None:
             for c in committed:
                 planner.reserve(c.actions)
@@ -299,12 +309,14 @@ def decide(
         planner.reserve(fresh.actions)
 
     covered = {n for i in kept for n in i.nodes}
+    alerted = {f.node for f in paged}  # paged about: no scale-down there while the alert fires
     if not beliefs.stale:
         for n in beliefs.order:
             b = beliefs.nodes[n]
             if (
                 n in covered
                 or n in by_node
+                or n in alerted
                 or cooling(n)
                 or b.upstream_saturated
                 or b.replicas <= b.min_replicas
@@ -330,4 +342,15 @@ def decide(
         beliefs=beliefs,
         detection=detection,
         suppressed=tuple(declines.suppressed),
+    )
+
+
+def _with_pages(proposal: Proposal, paged: Sequence[Finding]) -> Proposal:
+    """`proposal` carrying the alert findings on the nodes it changes, named in its rationale."""
+    nodes = {proposal.target, *plan_nodes(proposal.plan)}
+    mine = tuple(f for f in paged if f.node in nodes)
+    if not mine:
+        return proposal
+    return proposal.model_copy(
+        update={"findings": (*proposal.findings, *mine), "rationale": f"{proposal.rationale} {alerts_sentence(mine)}"}
     )

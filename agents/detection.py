@@ -20,6 +20,8 @@ class FindingKind(StrEnum):
     PREDICTED = "predicted"
     LATENCY_SLO = "latency_slo"
     DATA_QUALITY = "data_quality"
+    ALERT = "alert"
+    """An outside detector (Alertmanager) fired on the node: evidence, never a reason to act by itself."""
 
 
 _URGENCY = {kind: i for i, kind in enumerate(FindingKind)}

@@ -173,7 +173,8 @@ def proposal_id(twin_id: str, target: str, plan_hash_: str) -> str:
     return "p-" + hashlib.sha256(f"{twin_id}\x1f{target}\x1f{plan_hash_}".encode()).hexdigest()[:20]
 
 
-def _plan_nodes(plan: PlanOption) -> set[str]:
+def plan_nodes(plan: PlanOption) -> set[str]:
+    """Every node a plan changes or predicts an outcome for."""
     nodes = set(plan.predicted)
     for a in plan.actions:
         if isinstance(a, ShiftTrafficAction):
@@ -247,7 +248,7 @@ class ContextBuilder:
         beliefs already hold at least as many).
         """
         b = self.beliefs
-        core = {n for n in _plan_nodes(plan) | {f.node for f in findings if f.node} if n in b.nodes}
+        core = {n for n in plan_nodes(plan) | {f.node for f in findings if f.node} if n in b.nodes}
         near = {m for n in core for m in (*self._preds[n], *(t for t, _ in self._edges[n]))} - core
         ranked = sorted(near, key=lambda n: (-b.nodes[n].demand_utilization, self._position[n]))
         chosen = core | set(ranked[:MAX_NEIGHBOURS])
