@@ -1,9 +1,10 @@
 """A stand-in for the outside world: an estate API over HTTP, backed by the simulator.
 
 It speaks the webhook actuator's wire protocol (signed POSTs, idempotency keys,
-409 on a repeated key) and serves twin.v1 snapshots, so a worker in another
-process drives and observes it exactly as it would a real estate. It counts how
-often each key's effect was applied, which is what the crash tests assert on.
+409 on a repeated key; `SignedActionReceiver`, the simulator exporter's receiving end)
+and serves twin.v1 snapshots, so a worker in another process drives and observes it
+exactly as it would a real estate. It counts how often each key's effect was applied,
+which is what the crash tests assert on, and can hold an answer so a worker dies waiting.
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pydantic import TypeAdapter
-
-from controller.adapters.actuators import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from controller.adapters.actuators import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from controller.adapters.live_twin import WallClockSimulatorSource
-from twin.actions import Action
+from controller.adapters.sim_exporter import SignedActionReceiver
 from twin.simulator import Simulator
-
-_ACTION = TypeAdapter[Action](Action)
 
 
 class EstateServer:
@@ -32,16 +29,24 @@ class EstateServer:
         self.simulator = simulator
         self.secret = secret
         self.source = WallClockSimulatorSource(simulator)
-        self.applied: Counter[str] = Counter()
-        self.undo: dict[str, Any] = {}
-        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.actions = SignedActionReceiver(simulator, secret, lock=self._lock, before_apply=self.source.advance)
         self.hold_keys = hold_keys or set()
         """Requests for these keys are applied, then held (not answered) until `release` is set."""
         self.held = threading.Event()
         self.release = threading.Event()
-        self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def applied(self) -> Counter[str]:
+        """How often each key's effect was applied."""
+        return self.actions.applied
+
+    @property
+    def requests(self) -> Counter[str]:
+        """How many requests came for each key (retries included)."""
+        return self.actions.requests
 
     @property
     def url(self) -> str:
@@ -84,29 +89,17 @@ class EstateServer:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                stamp = self.headers.get(TIMESTAMP_HEADER, "")
-                if not verify_signature(estate.secret, stamp, body, self.headers.get(SIGNATURE_HEADER, "")):
-                    self._send(401, {"detail": "bad signature"})
-                    return
                 key = self.headers.get(IDEMPOTENCY_HEADER, "")
-                estate.requests[key] += 1
-                with estate._lock:
-                    if key in estate.undo:
-                        self._send(409, {"applied": False, "undo": estate.undo[key], "detail": "already applied"})
-                        return
-                    action = _ACTION.validate_python(json.loads(body)["action"])
-                    estate.source.advance()
-                    try:
-                        undo = estate.simulator.apply(action)
-                    except ValueError as exc:
-                        self._send(422, {"detail": str(exc)})
-                        return
-                    estate.applied[key] += 1
-                    estate.undo[key] = None if undo is None else undo.model_dump(mode="json")
-                if key in estate.hold_keys:
+                status, answer = estate.actions.receive(
+                    body,
+                    timestamp=self.headers.get(TIMESTAMP_HEADER, ""),
+                    signature=self.headers.get(SIGNATURE_HEADER, ""),
+                    key=key,
+                )
+                if status == 200 and key in estate.hold_keys:
                     estate.held.set()
                     estate.release.wait(timeout=60)
-                self._send(200, {"applied": True, "undo": estate.undo[key], "detail": "applied"})
+                self._send(status, answer)
 
         return Handler
 
