@@ -1,4 +1,4 @@
-"""`twinops twin ...`: validate documents, run the simulator, take a snapshot, ask what-if questions.
+"""`twinops twin ...`: validate documents, run the simulator, take a snapshot, ask what-if questions, serve metrics.
 
 A scenario is a path to a YAML file or the name of one in `twin/scenarios/` (`hidden_downstream`).
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -174,3 +176,48 @@ def snapshot(
         typer.echo(snap.model_dump_json(indent=2, exclude_none=False))
         return
     console.print(state_table(snap, title=f"{snap.twin_id} from {where}, observed {snap.observed_at.isoformat()}"))
+
+
+@app.command("serve-metrics")
+def serve_metrics(
+    scenario: Annotated[str, typer.Argument(help=_SCENARIO_HELP)],
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0: any free port")] = 9108,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    actuator_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--actuator-secret",
+            envvar="TWINOPS_ACTUATOR_SECRET",
+            show_envvar=True,
+            help="HMAC secret POST /actions requests are signed with; none: actions are refused",
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+) -> None:
+    """Run a scenario in wall-clock time as an estate: Prometheus /metrics, /snapshot, signed POST /actions."""
+    from controller.adapters.sim_exporter import SimulatorExporter
+
+    path = scenario_path(scenario)
+    try:
+        exporter = SimulatorExporter.from_file(path, seed=seed, secret=actuator_secret, host=host, port=port)
+    except (OSError, ValueError) as exc:
+        fail(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+    try:
+        exporter.start()
+    except OSError as exc:
+        fail(f"{host}:{port}: cannot listen there ({exc.strerror or exc})")
+    # SIGTERM stops as Ctrl-C does: the server closes before the process ends.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        typer.echo(f"serving {path.stem} ({exporter.simulator.scenario.twin_id}) at {exporter.url}")
+        typer.echo(f"  {exporter.url}/metrics  {exporter.url}/snapshot  {exporter.url}/actions  {exporter.url}/healthz")
+        if not actuator_secret:
+            typer.echo("  POST /actions refuses every request: no --actuator-secret or TWINOPS_ACTUATOR_SECRET")
+        typer.echo("Ctrl-C stops")
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.stop()
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo("stopped")
