@@ -204,7 +204,11 @@ class SimulatorExporter(Collector):
     # ---- exposition ------------------------------------------------------------------------
 
     def hide(self, node: str, metric: str) -> None:
-        """Take `node`'s series of family `metric` out of the scrape (a fault for tests and drills)."""
+        """Take `node`'s series of family `metric` out of the scrape (a fault for tests and drills).
+
+        `node` is the series' `service` label (`deployment` for the kube families; for
+        `http_client_requests_total`, the sender: every edge out of it goes). Counters keep counting.
+        """
         if metric not in FAMILIES:
             raise ValueError(f"metric {metric!r}: not one of {', '.join(FAMILIES)}")
         if node not in {n.id for n in self.simulator.scenario.nodes}:
