@@ -22,6 +22,7 @@ from types import TracebackType
 import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
@@ -129,7 +130,22 @@ def temporal_tls(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def _connect(address: str, settings: Settings, *, lazy: bool = False) -> Client:
+def sdk_metrics_runtime(settings: Settings, host: str = "0.0.0.0") -> Runtime | None:
+    """A Temporal runtime serving the SDK's own metrics on `temporal_metrics_port` (None when unset).
+
+    The SDK serves them from its core (Rust) on their own port, apart from twinops' /metrics;
+    the names are the SDK's (`temporal_...`, durations in milliseconds, as Temporal's dashboards expect).
+    """
+    if settings.temporal_metrics_port is None:
+        return None
+    address = f"{host}:{settings.temporal_metrics_port}"
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except Exception as exc:
+        raise ConfigurationError(f"TWINOPS_TEMPORAL_METRICS_PORT {settings.temporal_metrics_port}: {exc}") from exc
+
+
+async def _connect(address: str, settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
     # A URL is refused here: the SDK only warns about it (an extra stderr line) and then cannot connect.
     if "://" in address or not address.strip():
         raise RuntimeUnavailableError(f"Temporal address {address!r} ({_where(settings)}): expected host:port")
@@ -142,6 +158,7 @@ async def _connect(address: str, settings: Settings, *, lazy: bool = False) -> C
             tls=tls,
             api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
             lazy=lazy,
+            runtime=runtime,
         )
     except Exception as exc:
         raise RuntimeUnavailableError(
@@ -149,13 +166,14 @@ async def _connect(address: str, settings: Settings, *, lazy: bool = False) -> C
         ) from exc
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
     """A client (pydantic data converter) to the configured or discovered Temporal server.
 
     `lazy` connects on first use instead of now: a long-running service (the API) starts while
     Temporal is down and reports it in its readiness check rather than failing to start.
+    `runtime` (e.g. `sdk_metrics_runtime(settings)`) replaces the SDK's default runtime.
     """
-    return await _connect(discover_address(settings), settings, lazy=lazy)
+    return await _connect(discover_address(settings), settings, lazy=lazy, runtime=runtime)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

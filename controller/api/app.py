@@ -1,7 +1,11 @@
-"""The ASGI application: the JSON API under /api/v1, the web pages, health and readiness.
+"""The ASGI application: the JSON API under /api/v1, the web pages, health, readiness and /metrics.
 
 `create_app(settings)` opens its `ApiContext` (database, Temporal, keys) when the server starts
 and closes it when it stops; tests and `twinops up` pass a context they built.
+
+/metrics (Prometheus text format) needs no credentials, like /healthz: a scraper holds no twinops
+token, and what it shows is counts and ages (the queue by risk, the audit heads' lag), never a
+proposal, a person or a key. Keep it off the public internet at the proxy if even counts are private.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client.exposition import choose_encoder
 from sqlalchemy import text
 
+from controller.adapters.metrics import TwinopsMetrics
 from controller.api.context import ApiContext, SignInLimiter, context_of
 from controller.api.problems import install_problem_handlers
 from controller.core.settings import Settings
@@ -75,10 +81,28 @@ def create_app(settings: Settings, *, context: ApiContext | None = None) -> Fast
         ready = all(c["ok"] for c in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    # The database is read at each scrape through whatever context the app holds then (set at start-up).
+    metrics = TwinopsMetrics()
+    metrics.watch_database(lambda: context_of_app(app).engine)
+    app.state.metrics = metrics
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics of this process", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))  # OpenMetrics when asked
+        body = await asyncio.to_thread(encode, metrics.registry)  # the collectors query the database
+        return Response(body, headers={"Content-Type": content_type})
+
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(oidc_router)
     mount_web(app)
     return app
+
+
+def context_of_app(app: FastAPI) -> ApiContext:
+    """The context `app` holds (set when it starts, or given to `create_app`)."""
+    ctx = app.state.context
+    assert isinstance(ctx, ApiContext)
+    return ctx
 
 
 async def readiness(ctx: ApiContext, each_seconds: float = 2.0) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,15 +37,17 @@ from controller.adapters.audit import NotifierWitness, SqlAuditLedger
 from controller.adapters.demand_history import SqlDemandHistory
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.live_twin import WallClockSimulatorSource
+from controller.adapters.metrics import TwinopsMetrics
 from controller.adapters.notifiers import make_notifier
 from controller.adapters.playbook_runs import SqlPlaybookRunStore
-from controller.adapters.policy import make_policy_gate
+from controller.adapters.policy import FailClosedGate, make_policy_gate
 from controller.adapters.preapprovals import SqlPreapprovalStore
 from controller.app.decision_signer import DecisionSigner
 from controller.app.playbooks import load_playbooks, playbook_files
 from controller.core.db import create_engine, migrate
 from controller.core.errors import ConfigurationError
 from controller.core.settings import Settings
+from twin.contract import Snapshot
 from twin.http_source import HttpSource
 from twin.simulator import Simulator
 from twin.sources import FileSource, TwinSource
@@ -77,6 +80,39 @@ class StructlogContextInterceptor(Interceptor):
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         """Wrap every activity execution."""
         return _BindContext(next)
+
+
+_TICK_ACTIVITIES = frozenset({"take_snapshot", "deliberate"})
+
+
+class _MeasureTick(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, metrics: TwinopsMetrics) -> None:
+        super().__init__(next)
+        self._metrics = metrics
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        name = activity.info().activity_type
+        if name not in _TICK_ACTIVITIES:
+            return await super().execute_activity(input)
+        started = time.monotonic()
+        try:
+            result = await super().execute_activity(input)
+        finally:
+            self._metrics.tick_phase(name, time.monotonic() - started)
+        if isinstance(result, Snapshot):
+            self._metrics.snapshot_taken(result.twin_id, result.observed_at)
+        return result
+
+
+class TickMetricsInterceptor(Interceptor):
+    """Times the agent loop's tick activities (take_snapshot, deliberate) and notes each snapshot's observed_at."""
+
+    def __init__(self, metrics: TwinopsMetrics) -> None:
+        self.metrics = metrics
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap every activity execution (only the tick's two are measured)."""
+        return _MeasureTick(next, self.metrics)
 
 
 def make_twin_source(settings: Settings, simulator: Simulator | None = None) -> TwinSource:
@@ -214,31 +250,50 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_worker(client: Client, task_queue: str, services: Services, **options: Any) -> Worker:
-    """A worker running every workflow and activity on `task_queue`."""
+def build_worker(
+    client: Client, task_queue: str, services: Services, *, metrics: TwinopsMetrics | None = None, **options: Any
+) -> Worker:
+    """A worker running every workflow and activity on `task_queue` (its tick measured into `metrics`, if given)."""
+    interceptors: list[Interceptor] = [TracingInterceptor(), StructlogContextInterceptor()]
+    if metrics is not None:
+        interceptors.append(TickMetricsInterceptor(metrics))
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[RemediationWorkflow, AgentLoopWorkflow, PlaybookRunWorkflow],
         activities=activities_of(services),
-        interceptors=[TracingInterceptor(), StructlogContextInterceptor()],
+        interceptors=interceptors,
         **options,
     )
 
 
+def observed(services: Services, metrics: TwinopsMetrics) -> contextlib.ExitStack:
+    """Report the ledger's appends and the gate's decisions to `metrics`, and the database's queue and heads."""
+    stack = contextlib.ExitStack()
+    if isinstance(services.ledger, SqlAuditLedger):
+        stack.enter_context(services.ledger.observed_by(metrics))
+        metrics.watch_database(services.ledger.engine)
+    if isinstance(services.gate, FailClosedGate):
+        stack.enter_context(services.gate.observed_by(metrics))
+    return stack
+
+
 @asynccontextmanager
-async def running_worker(client: Client, task_queue: str, services: Services, **options: Any) -> AsyncIterator[Worker]:
+async def running_worker(
+    client: Client, task_queue: str, services: Services, *, metrics: TwinopsMetrics | None = None, **options: Any
+) -> AsyncIterator[Worker]:
     """Run a worker, and the audit ledger's head timer beside it (a signed head every T seconds).
 
     Every head the ledger signs meanwhile also goes out through the notifier, outside the database.
+    With `metrics`, the ledger, the policy gate and the tick report to it while the worker runs.
     """
-    worker = build_worker(client, task_queue, services, **options)
+    worker = build_worker(client, task_queue, services, metrics=metrics, **options)
     timer: asyncio.Task[None] | None = None
     witness: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if isinstance(services.ledger, SqlAuditLedger):
         timer = asyncio.create_task(services.ledger.publish_heads_periodically())
         witness = services.ledger.witnessed_by(NotifierWitness(services.notifier, asyncio.get_running_loop()))
-    with witness:
+    with witness, observed(services, metrics) if metrics is not None else contextlib.ExitStack():
         try:
             async with worker:
                 yield worker

@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from controller.cli._common import console, run_async, settings_of
+
+if TYPE_CHECKING:
+    from controller.adapters.metrics import TwinopsMetrics
+    from controller.core.settings import Settings
 
 app = typer.Typer(add_completion=False)
 
@@ -35,26 +40,48 @@ async def close_services(services: Any) -> None:
         await close()
 
 
+@contextlib.contextmanager
+def serving_worker_metrics(settings: Settings) -> Iterator[TwinopsMetrics | None]:
+    """The worker's metrics, served on `worker_metrics_port` while the block runs; None when the port is unset."""
+    if settings.worker_metrics_port is None:
+        yield None
+        return
+    from controller.adapters.metrics import TwinopsMetrics, serve_metrics
+
+    metrics = TwinopsMetrics()
+    server = serve_metrics(metrics.registry, settings.worker_metrics_port)
+    console.print(f"worker metrics on http://{server.host}:{server.port}/metrics")
+    try:
+        yield metrics
+    finally:
+        server.close()
+
+
 @app.command()
 def worker(
     ctx: typer.Context,
     task_queue: Annotated[str | None, typer.Option("--task-queue", help="default from settings")] = None,
 ) -> None:
-    """Run the workflows and activities on a task queue until SIGINT/SIGTERM."""
-    from controller.adapters.temporal_server import connect
+    """Run the workflows and activities on a task queue until SIGINT/SIGTERM.
+
+    With TWINOPS_WORKER_METRICS_PORT set it serves twinops' /metrics there; with
+    TWINOPS_TEMPORAL_METRICS_PORT, the Temporal SDK's own metrics on that port.
+    """
+    from controller.adapters.temporal_server import connect, sdk_metrics_runtime
     from controller.app.worker import Services, running_worker, worker_options
 
     settings = settings_of(ctx)
 
     async def serve() -> None:
-        client = await connect(settings)
+        client = await connect(settings, runtime=sdk_metrics_runtime(settings))
         services = Services.from_settings(settings)
         queue = task_queue or settings.temporal_task_queue
-        try:
-            async with running_worker(client, queue, services, **worker_options(settings)):
-                console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
-                await wait_for_shutdown()
-        finally:
-            await close_services(services)
+        with serving_worker_metrics(settings) as metrics:
+            try:
+                async with running_worker(client, queue, services, metrics=metrics, **worker_options(settings)):
+                    console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
+                    await wait_for_shutdown()
+            finally:
+                await close_services(services)
 
     run_async(serve)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine, Row, insert, select, text
@@ -33,7 +34,7 @@ from controller.core.errors import LedgerConflictError, LedgerIntegrityError
 from controller.core.settings import Settings
 from workflows.audit import AuditEventConflict, AuditEventInput, AuditRecord
 
-__all__ = ["EventConflictError", "SqlAuditLedger", "TreeHead", "row_entry"]
+__all__ = ["AppendObserver", "EventConflictError", "SqlAuditLedger", "TreeHead", "row_entry"]
 
 _log = structlog.get_logger("twinops.audit")
 _APPEND_LOCK = 0x7477696E61756474  # "twinaudt": the advisory lock every appender takes
@@ -41,6 +42,13 @@ _APPEND_LOCK = 0x7477696E61756474  # "twinaudt": the advisory lock every appende
 
 class EventConflictError(LedgerConflictError, AuditEventConflict):
     """An event id appended again with different content: a LedgerConflictError the workflows layer can catch."""
+
+
+class AppendObserver(Protocol):
+    """Told of every append that returned (e.g. `controller.adapters.metrics.TwinopsMetrics`)."""
+
+    def appended(self, event: AuditEventInput, seconds: float, *, new: bool) -> None:
+        """`event` was appended in `seconds`; `new` is False when its event id was already stored."""
 
 
 class SqlAuditLedger(LedgerReader):
@@ -71,6 +79,7 @@ class SqlAuditLedger(LedgerReader):
         self._lock = threading.Lock()
         self._frontier = Frontier()
         self._seen_head: tuple[int, datetime] | None = None  # (size, time) of the newest head we know of
+        self._observers: tuple[AppendObserver, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate_schema: bool = True) -> SqlAuditLedger:
@@ -100,6 +109,23 @@ class SqlAuditLedger(LedgerReader):
             with self._lock:
                 self.witnesses.remove(witness)
 
+    @contextmanager
+    def observed_by(self, observer: AppendObserver) -> Iterator[None]:
+        """Tell `observer` of every append while the block runs (the worker's metrics)."""
+        self._observers = (*self._observers, observer)
+        try:
+            yield
+        finally:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def _observe(self, event: AuditEventInput, started: float, *, new: bool) -> None:
+        seconds = time.monotonic() - started
+        for observer in self._observers:
+            try:
+                observer.appended(event, seconds, new=new)
+            except Exception as exc:  # the event is committed; an observer's failure must not fail the append
+                _log.warning("audit.observer_failed", error=str(exc))
+
     # -- the port ---------------------------------------------------------------------------------
 
     async def append(self, event: AuditEventInput) -> AuditRecord:
@@ -115,13 +141,16 @@ class SqlAuditLedger(LedgerReader):
     def append_sync(self, event: AuditEventInput) -> AuditRecord:
         """Append one event; the same id with the same content returns the stored record,
         with different content raises LedgerConflictError."""
+        started = time.monotonic()
         with self._lock, self.engine.connect() as conn:
             conn.execution_options(**sqlite_immediate)
             with conn.begin():
                 self._serialize(conn)
                 existing = conn.execute(select(EVENTS).where(EVENTS.c.event_id == event.event_id)).first()
                 if existing is not None:
-                    return self._same_or_conflict(existing, event)
+                    stored = self._same_or_conflict(existing, event)
+                    self._observe(event, started, new=False)
+                    return stored
                 frontier = self._caught_up(conn)
                 fields = entry_fields(event, frontier.size)
                 leaf = leaf_hash(entry_bytes(fields))
@@ -136,6 +165,7 @@ class SqlAuditLedger(LedgerReader):
                 frontier.append(leaf)
                 head = self._head_if_due(conn, frontier, force=False)
             self._committed(frontier, head)
+        self._observe(event, started, new=True)
         return AuditRecord(**event.model_dump(), seq=fields["seq"], leaf_hash=leaf.hex())
 
     def publish_head(self) -> TreeHead:

@@ -12,8 +12,9 @@ import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -48,10 +49,19 @@ def _summary(exc: ValidationError) -> str:
     return f"{exc.error_count()} validation error(s), first at {where}: {first['msg']}"
 
 
+class DecisionObserver(Protocol):
+    """Told of every decision a gate returns (e.g. `controller.adapters.metrics.TwinopsMetrics`)."""
+
+    def decided(self, package: str, engine: str, seconds: float, codes: Sequence[str], *, failure: str | None) -> None:
+        """A `package` ("safety"/"approval") decision took `seconds`; `codes` are the reasons against it,
+        `failure` the code when the gate denied because the engine gave no usable answer."""
+
+
 class FailClosedGate(ABC):
     """Base of the policy gates: any failure is a deny, stamped with the bundle revision and hash."""
 
     engine_name: str = "unknown"
+    _observers: tuple[DecisionObserver, ...] = ()
 
     def __init__(self, *, bundle_revision: str, bundle_sha256: str, timeout_seconds: float) -> None:
         if timeout_seconds <= 0:
@@ -66,6 +76,15 @@ class FailClosedGate(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook; gates without resources need nothing
         """Release the gate's resources (threads, HTTP sessions)."""
+
+    @contextmanager
+    def observed_by(self, observer: DecisionObserver) -> Iterator[None]:
+        """Tell `observer` of every decision while the block runs (the worker's metrics)."""
+        self._observers = (*self._observers, observer)
+        try:
+            yield
+        finally:
+            self._observers = tuple(o for o in self._observers if o is not observer)
 
     async def evaluate_safety(self, input: SafetyInput) -> SafetyDecision:
         """Decide on a proposal; never raises, fails closed."""
@@ -91,13 +110,42 @@ class FailClosedGate(ABC):
         decision_model: type[_D],
         refuse: Callable[..., _D],
     ) -> _D:
+        started = time.monotonic()
+        failures: list[str] = []
+        decision = await self._decide_closed(query, input_model, raw_input, decision_model, refuse, failures)
+        if self._observers:
+            self._observe(query, time.monotonic() - started, decision, failures[0] if failures else None)
+        return decision
+
+    def _observe(self, query: str, seconds: float, decision: Any, failure: str | None) -> None:
+        package = "safety" if query == SAFETY_QUERY else "approval"
+        reasons = decision.deny if isinstance(decision, SafetyDecision) else decision.reasons
+        codes = [reason.code for reason in reasons]
+        for observer in self._observers:
+            try:
+                observer.decided(package, self.engine_name, seconds, codes, failure=failure)
+            except Exception as exc:  # the decision stands; an observer's failure must not change it
+                log.warning("policy.observer_failed", error=str(exc))
+
+    async def _decide_closed(
+        self,
+        query: str,
+        input_model: type[BaseModel],
+        raw_input: object,
+        decision_model: type[_D],
+        refuse: Callable[..., _D],
+        failures: list[str],
+    ) -> _D:
+        """The decision; appends to `failures` the code of an engine failure the deny stands for."""
         stamp = {
             "bundle_revision": self.bundle_revision,
             "bundle_sha256": self.bundle_sha256,
             "engine": self.engine_name,
         }
 
-        def fail(code: str, msg: str, **details: Any) -> _D:
+        def fail(code: str, msg: str, *, engine_failed: bool = True, **details: Any) -> _D:
+            if engine_failed:
+                failures.append(code)
             log.warning(
                 "policy.fail_closed", query=query, code=code, error=msg, engine=self.engine_name,
                 bundle_revision=self.bundle_revision,
@@ -112,7 +160,10 @@ class FailClosedGate(ABC):
                 model = input_model.model_validate(raw_input)
             except ValidationError as exc:
                 return fail(
-                    "invalid_input", f"{input_model.__name__}: {_summary(exc)}", errors=_validation_details(exc)
+                    "invalid_input",
+                    f"{input_model.__name__}: {_summary(exc)}",
+                    engine_failed=False,  # the caller's fault: the engine was never asked
+                    errors=_validation_details(exc),
                 )
 
         started = time.monotonic()
