@@ -125,6 +125,23 @@ def make_twin_source(settings: Settings, simulator: Simulator | None = None) -> 
         if settings.twin_file is None:
             raise ConfigurationError("TWINOPS_TWIN_SOURCE=file needs TWINOPS_TWIN_FILE")
         return FileSource(Path(settings.twin_file))
+    if settings.twin_source == "prometheus":
+        # Imported here: only this source needs the model loader and its PromQL client.
+        from controller.adapters.prometheus_twin import PrometheusSource
+        from controller.adapters.twin_model import load_twin_model
+
+        if not settings.prometheus_url:
+            raise ConfigurationError("TWINOPS_TWIN_SOURCE=prometheus needs TWINOPS_PROMETHEUS_URL")
+        if settings.twin_model is None:
+            raise ConfigurationError(
+                "TWINOPS_TWIN_SOURCE=prometheus needs TWINOPS_TWIN_MODEL (a twin model YAML: docs/twin-model.md)"
+            )
+        return PrometheusSource(
+            settings.prometheus_url,
+            load_twin_model(Path(settings.twin_model)),
+            timeout_seconds=settings.prometheus_timeout_seconds,
+            concurrency=settings.prometheus_concurrency,
+        )
     if not settings.twin_url:
         raise ConfigurationError("TWINOPS_TWIN_SOURCE=http needs TWINOPS_TWIN_URL")
     return HttpSource(
