@@ -6,8 +6,10 @@ with prometheus_client's parser, as Prometheus would.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,17 +29,22 @@ from controller.adapters.audit import NoteSigner, SqlAuditLedger
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.metrics import DatabaseCollector, TwinopsMetrics, serve_metrics
 from controller.adapters.policy import FailClosedGate
+from controller.adapters.temporal_server import TemporalRuntime
 from controller.api.app import create_app
 from controller.api.context import ApiContext
-from controller.app.worker import TickMetricsInterceptor
-from controller.cli.worker import serving_worker_metrics
+from controller.app.worker import Services, TickMetricsInterceptor, running_worker
+from controller.cli.worker import close_services, serving_worker_metrics
 from controller.core.db import create_engine as twinops_engine
 from controller.core.db import migrate
 from controller.core.errors import PolicyEvaluationError
 from controller.core.settings import Settings
+from controller.testing import RecordingNotifier
 from tests.controller.adapters.audit.factory import remediation_trail, step_event
 from tests.controller.adapters.policy.test_fail_closed import SAFETY_IN
+from tests.workflows.conftest import eventually, make_simulator, policies_without_freezes, signed_update
 from twin.contract import Snapshot
+from workflows import AgentLoopInput, AgentLoopWorkflow, RemediationWorkflow, Stage, Timeouts
+from workflows.contracts import Principal
 from workflows.ports import InboxEntry, InboxStatus
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -328,3 +335,57 @@ async def test_the_api_serves_metrics_without_credentials(tmp_path: Path) -> Non
             assert "/metrics" not in (await http.get("/openapi.json")).json()["paths"]
     finally:
         await context.close()
+
+
+# -- a real worker ------------------------------------------------------------------------------------
+
+
+def _waiting(metrics: TwinopsMetrics) -> float:
+    return sum(value(metrics, "twinops_queue_depth", risk=risk) or 0 for risk in ("low", "medium", "high"))
+
+
+@pytest.mark.integration
+async def test_a_worker_with_metrics_reports_its_ticks_proposals_decisions_and_the_queue(
+    temporal: TemporalRuntime, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path, policies_dir=policies_without_freezes(tmp_path / "policies"))
+    services = Services.from_settings(settings, simulator=make_simulator("hidden_downstream.yaml"))
+    services.notifier = RecordingNotifier()
+    metrics = TwinopsMetrics()
+    queue = f"test-{uuid.uuid4()}"
+    try:
+        async with running_worker(temporal.client, queue, services, metrics=metrics):
+            loop = await temporal.client.start_workflow(
+                AgentLoopWorkflow.run,
+                AgentLoopInput(
+                    twin_id="shop",
+                    tick_seconds=0.5,
+                    max_ticks=2,
+                    timeouts=Timeouts(approval_seconds=60, expiry_seconds=60, verification_window_seconds=1),
+                    approval_key=services.signer.public_key_b64,
+                ),
+                id=f"loop-{uuid.uuid4()}",
+                task_queue=queue,
+            )
+            status = await loop.result()
+            assert status.proposals_started == 1, status
+            child = temporal.client.get_workflow_handle(next(iter(status.open.values())))
+            await eventually(
+                lambda: child.query(RemediationWorkflow.state), lambda s: s.stage == Stage.AWAITING_APPROVAL
+            )
+            await eventually(lambda: asyncio.to_thread(_waiting, metrics), lambda n: n == 1)  # the inbox row
+            await signed_update(services.signer, child, "reject", Principal(id="alice", roles=["sre"]), "test over")
+            await child.result()
+    finally:
+        await close_services(services)
+
+    assert value(metrics, "twinops_tick_duration_seconds_count", activity="take_snapshot") == 2
+    assert value(metrics, "twinops_tick_duration_seconds_count", activity="deliberate") == 2
+    age = value(metrics, "twinops_snapshot_age_seconds", twin_id="shop")
+    assert age is not None and 0 <= age < 60
+    assert value(metrics, "twinops_audit_events_total", kind="proposed") == 1
+    assert value(metrics, "twinops_audit_events_total", kind="rejected") == 1
+    assert value(metrics, "twinops_proposal_outcomes_total", outcome="rejected") == 1
+    decisions = value(metrics, "twinops_policy_decision_seconds_count", package="safety", engine="regorus")
+    assert decisions is not None and decisions >= 1
+    assert _waiting(metrics) == 0  # the database, read at this scrape
