@@ -90,7 +90,11 @@ class PrometheusSource:
         at = self._clock().astimezone(UTC)
         params = {"time": f"{at.timestamp():.3f}"}
         answers = await self._run("/api/v1/query", params)
-        return self._snapshot(at, {q: [(labels, points[-1:]) for labels, points in s] for q, s in answers.items()})
+        now = {q: [(labels, points[-1:]) for labels, points in s] for q, s in answers.items()}
+        gap = self._replicas_gap(now)
+        if gap is not None:
+            raise TwinSourceError(gap)
+        return self._snapshot(at, now)
 
     async def history(self, window_seconds: float, step_seconds: float) -> list[Snapshot]:
         """One snapshot per `step_seconds` over the last `window_seconds`, oldest first (range queries).
@@ -118,10 +122,8 @@ class PrometheusSource:
                 q: [(labels, [(t, points[k])] if k in points else []) for labels, points in series]
                 for q, series in by_step.items()
             }
-            try:
+            if self._replicas_gap(at_t) is None:
                 snapshots.append(self._snapshot(datetime.fromtimestamp(t, UTC), at_t))
-            except _NoReplicasError:
-                continue
         return snapshots
 
     # ---- querying ---------------------------------------------------------------------------
@@ -161,7 +163,18 @@ class PrometheusSource:
 
     # ---- building the snapshot --------------------------------------------------------------
 
+    def _replicas_gap(self, answers: Mapping[_Query, Series]) -> str | None:
+        """Why some node's replica count is unknown in `answers`, or None when every node has one."""
+        for q, series in answers.items():
+            if q.metric == "replicas":
+                problem, detail = _judge([(labels, points[-1][1]) for labels, points in series if points])
+                if problem is not None:
+                    # Fails closed: twin.v1 needs replicas and a guessed count could hide a saturated node.
+                    return f"twin {self.model.twin_id!r}: {q.label()} {detail}; no snapshot without replicas"
+        return None
+
     def _snapshot(self, at: datetime, answers: Mapping[_Query, Series]) -> Snapshot:
+        """The snapshot of `answers` (one moment); `_replicas_gap` must have found every replica count."""
         values: dict[tuple[str, str], float] = {}
         ratios: dict[tuple[str, str], float] = {}
         quality: list[dict[str, str]] = []
@@ -174,11 +187,6 @@ class PrometheusSource:
                 else:
                     values[(q.node, q.metric)] = present[0][1]
                 continue
-            if q.metric == "replicas":
-                # Fails closed: twin.v1 needs replicas and a guessed count could hide a saturated node.
-                raise _NoReplicasError(
-                    f"twin {self.model.twin_id!r}: {q.label()} {detail}; no snapshot without replicas"
-                )
             quality.append({"node": q.node, "metric": q.metric, "problem": problem, "detail": f"{q.label()} {detail}"})
         doc: dict[str, Any] = {
             "schema": "twin.v1",
@@ -217,10 +225,6 @@ class PrometheusSource:
         if (node_id, "external_arrival_rate") in values:
             doc["external_arrival_rate"] = values[(node_id, "external_arrival_rate")]
         return doc
-
-
-class _NoReplicasError(TwinSourceError):
-    """A node's replica count could not be read: no snapshot for that moment."""
 
 
 async def _gather(calls: list[Coroutine[Any, Any, tuple[_Query, Series]]]) -> list[tuple[_Query, Series]]:

@@ -38,7 +38,6 @@ __all__ = [
     "EdgeModel",
     "NodeModel",
     "TwinModel",
-    "TwinModelError",
     "load_twin_model",
     "parse_twin_model",
 ]
@@ -62,12 +61,14 @@ _DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
 Template = Annotated[str, Field(min_length=1, max_length=4000)]
 
 
-class TwinModelError(ConfigurationError, ValueError):
-    """A twin model file refused at load time; `problems` names file, line and field of each."""
-
-    def __init__(self, problems: tuple[Problem, ...]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems) or "invalid twin model")
+def _refusal(problems: list[Problem]) -> ConfigurationError:
+    """The refusal of a model file: one line per problem, in the order of the file."""
+    # The shared YAML reader speaks of "a playbook" in its few document-level messages.
+    lines = [
+        str(Problem(p.file, p.line, p.field, p.message.replace("a playbook", "a twin model"), p.column))
+        for p in sorted(problems, key=lambda p: p.line or 0)
+    ]
+    return ConfigurationError("\n".join(lines) or "invalid twin model")
 
 
 class _Strict(BaseModel):
@@ -211,19 +212,11 @@ def _cross_checks(model: TwinModel, located: _Located) -> None:
             located.problem(("edges",), "edges form a cycle: " + " -> ".join(cycle))
 
 
-def _own_words(problems: list[Problem]) -> tuple[Problem, ...]:
-    # The shared YAML reader speaks of "a playbook" in its few document-level messages.
-    return tuple(
-        Problem(p.file, p.line, p.field, p.message.replace("a playbook", "a twin model"), p.column)
-        for p in sorted(problems, key=lambda p: p.line or 0)
-    )
-
-
 def parse_twin_model(text: str, file: str) -> TwinModel:
-    """Parse and validate a twin model's YAML; TwinModelError naming file, line and field of every problem."""
+    """Parse and validate a twin model's YAML; ConfigurationError naming file, line and field of every problem."""
     data, located = _compose(text, file)
     if data is None:
-        raise TwinModelError(_own_words(located.problems))
+        raise _refusal(located.problems)
     try:
         model = TwinModel.model_validate(data)
     except ValidationError as exc:
@@ -234,18 +227,18 @@ def parse_twin_model(text: str, file: str) -> TwinModel:
                 known = ", ".join(NODE_METRICS) + (", ratio" if len(path) == 2 else "")
                 message = f"unknown metric {path[-1]!r} (known: {known})"
             located.problem(path, message)
-        raise TwinModelError(_own_words(located.problems)) from exc
+        raise _refusal(located.problems) from exc
     _cross_checks(model, located)
     if located.problems:
-        raise TwinModelError(_own_words(located.problems))
+        raise _refusal(located.problems)
     return model
 
 
 def load_twin_model(path: Path) -> TwinModel:
-    """Read and validate a twin model file; TwinModelError (a ConfigurationError) when it cannot be used."""
+    """Read and validate a twin model file; ConfigurationError naming file, line and field when it cannot be used."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise TwinModelError((Problem(str(path), None, "", f"cannot read the twin model: {reason}"),)) from exc
+        raise _refusal([Problem(str(path), None, "", f"cannot read the twin model: {reason}")]) from exc
     return parse_twin_model(text, str(path))
