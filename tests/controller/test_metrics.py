@@ -29,7 +29,7 @@ from controller.adapters.audit import NoteSigner, SqlAuditLedger
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.metrics import DatabaseCollector, TwinopsMetrics, serve_metrics
 from controller.adapters.policy import FailClosedGate
-from controller.adapters.temporal_server import TemporalRuntime
+from controller.adapters.temporal_server import TemporalRuntime, connect, sdk_metrics_runtime
 from controller.api.app import create_app
 from controller.api.context import ApiContext
 from controller.app.worker import Services, TickMetricsInterceptor, running_worker
@@ -389,3 +389,26 @@ async def test_a_worker_with_metrics_reports_its_ticks_proposals_decisions_and_t
     decisions = value(metrics, "twinops_policy_decision_seconds_count", package="safety", engine="regorus")
     assert decisions is not None and decisions >= 1
     assert _waiting(metrics) == 0  # the database, read at this scrape
+
+
+@pytest.mark.integration
+async def test_the_temporal_sdk_serves_its_own_metrics_on_temporal_metrics_port(
+    temporal: TemporalRuntime, tmp_path: Path
+) -> None:
+    port = _closed_port()
+    settings = Settings(home=tmp_path, temporal_address=temporal.info.address if temporal.info else "")
+    assert sdk_metrics_runtime(Settings(home=tmp_path)) is None  # unset: the SDK's default runtime
+    runtime = sdk_metrics_runtime(settings.model_copy(update={"temporal_metrics_port": port}), host="127.0.0.1")
+    assert runtime is not None
+    client = await connect(settings, runtime=runtime)
+    await client.count_workflows()  # one call, so the SDK has something to count
+
+    async def scrape() -> str:
+        try:
+            answer = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics", timeout=5)
+        except httpx.HTTPError:
+            return ""
+        return answer.text
+
+    text = await eventually(scrape, lambda t: "temporal_request" in t)
+    assert "twinops_" not in text  # the SDK's endpoint is its own; ours are on /metrics of the API and worker
