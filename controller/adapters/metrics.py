@@ -8,7 +8,8 @@ sum them over instances. What is the same for every process (the approval queue,
 heads) is read from the database at scrape time by `DatabaseCollector`, so every process
 that serves /metrics reports the truth rather than its own count: take `max` over instances.
 
-Metric names (all `twinops_`), their types and labels are listed in deploy/README.md, "Metrics".
+Metric names (all `twinops_`), their types, labels and where each is measured: deploy/README.md,
+"Metrics of twinops itself, alerting rules, dashboard".
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from typing import get_args
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from prometheus_client import (
@@ -82,8 +85,6 @@ class TwinopsMetrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
             GCCollector(registry=r)
-        from importlib.metadata import version
-
         info = Gauge("twinops_build_info", "Always 1; the twinops version.", ["version"], registry=r)
         info.labels(version=version("twinops")).set(1)
 
@@ -314,16 +315,12 @@ class MetricsServer:
 
     host: str
     port: int
-    _server: object
+    server: WSGIServer
 
     def close(self) -> None:
         """Stop serving and release the port."""
-        shutdown = getattr(self._server, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-        closing = getattr(self._server, "server_close", None)
-        if closing is not None:
-            closing()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> MetricsServer:

@@ -84,7 +84,6 @@ def create_app(settings: Settings, *, context: ApiContext | None = None) -> Fast
     # The database is read at each scrape through whatever context the app holds then (set at start-up).
     metrics = TwinopsMetrics()
     metrics.watch_database(lambda: context_of_app(app).engine)
-    app.state.metrics = metrics
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics of this process", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:

@@ -3,7 +3,8 @@
 `Services` holds the adapters one process uses (ledger, gate, inbox, actuator, notifier,
 twin source, desires, demand history, playbook run reports); `build_worker` registers the bound
 activity methods and the three workflows (remediation, agent loop, playbook run) with the
-OpenTelemetry interceptor and the structlog context binder.
+OpenTelemetry interceptor and the structlog context binder. Given a `TwinopsMetrics`, the worker
+also times the tick (`TickMetricsInterceptor`) and has the ledger and the gate report to it.
 """
 
 from __future__ import annotations
