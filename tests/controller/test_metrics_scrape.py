@@ -1,4 +1,5 @@
-"""A real Prometheus scrapes the API's /metrics and reads the approval queue as the database has it."""
+"""A real Prometheus scrapes the API's /metrics, reads the approval queue as the database has it, and the
+alerting rules of deploy/prometheus/rules.yaml see it (the queue SLA alert turns pending for the high risk)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from controller.adapters.temporal_server import connect
 from controller.api.server import running_api
 from controller.core.settings import Settings
+from tests.controller.test_grafana_dashboard import RULES
 from tests.promstack import prometheus_server, requires_prometheus, wait_for_query
 from workflows.ports import InboxEntry, InboxStatus
 
@@ -48,7 +50,8 @@ async def test_prometheus_scraping_the_api_reads_the_queue_depth_by_risk(tmp_pat
         for n in range(3):
             inbox.upsert_sync(_pending(n, "high", timedelta(minutes=20 + n)))
         inbox.upsert_sync(_pending(0, "low", timedelta(minutes=1)))
-        with prometheus_server(tmp_path / "prom", targets=[f"127.0.0.1:{api.port}"], scrape_interval="1s") as prom:
+        target = f"127.0.0.1:{api.port}"
+        with prometheus_server(tmp_path / "prom", targets=[target], scrape_interval="1s", rule_files=[RULES]) as prom:
             # The queries block; the API answers the scrapes on this event loop meanwhile.
             high = await asyncio.to_thread(
                 wait_for_query, prom, 'twinops_queue_depth{risk="high"}', lambda r: _value(r) == 3
@@ -59,6 +62,12 @@ async def test_prometheus_scraping_the_api_reads_the_queue_depth_by_risk(tmp_pat
             oldest = await asyncio.to_thread(prom.query, 'twinops_queue_oldest_pending_age_seconds{risk="high"}')
             age = _value(oldest)
             assert age is not None and 22 * 60 <= age < 30 * 60
+
+            # The rules see it: the high-risk proposals are past their 15 min SLA (pending: `for: 1m` not yet over).
+            alerts = await asyncio.to_thread(
+                wait_for_query, prom, 'ALERTS{alertname="TwinopsApprovalQueueOverSLA"}', lambda r: bool(r)
+            )
+            assert [(a["metric"]["risk"], a["metric"]["alertstate"]) for a in alerts] == [("high", "pending")]
 
             # A decision closes one: the next scrape says so (the truth of the database, not a counter).
             closed = _pending(2, "high", timedelta(minutes=22)).model_copy(update={"status": InboxStatus.REJECTED})
