@@ -35,10 +35,11 @@ from controller.api.context import ApiContext
 from controller.app.worker import Services, TickMetricsInterceptor, running_worker
 from controller.cli.worker import close_services, serving_worker_metrics
 from controller.core.db import create_engine as twinops_engine
-from controller.core.db import migrate
+from controller.core.db import migrate, scratch_postgres_schema
 from controller.core.errors import PolicyEvaluationError
 from controller.core.settings import Settings
 from controller.testing import RecordingNotifier
+from tests.controller.adapters.audit.conftest import PG_URL, require_postgres
 from tests.controller.adapters.audit.factory import remediation_trail, step_event
 from tests.controller.adapters.policy.test_fail_closed import SAFETY_IN
 from tests.workflows.conftest import eventually, make_simulator, policies_without_freezes, signed_update
@@ -65,8 +66,14 @@ def value(metrics: TwinopsMetrics, name: str, **labels: str) -> float | None:
     return samples(metrics).get((name, tuple(sorted(labels.items()))))
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database: a SQLite file, or a scratch PostgreSQL schema (skipped, saying why, without one)."""
+    if request.param == "postgres":
+        require_postgres()
+        with scratch_postgres_schema(PG_URL, "twinops_metrics_test") as make:
+            yield make()
+        return
     made = twinops_engine(f"sqlite:///{tmp_path / 'twinops.db'}")
     migrate(made)
     yield made
