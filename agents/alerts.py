@@ -31,6 +31,8 @@ class AlertNote(Frozen):
     source: str = "alertmanager"
     url: str | None = None
     """The alert's generator URL (the Prometheus graph), when it came with one."""
+    posted_by: str | None = None
+    """The (system) user who delivered it to the API, e.g. the account Alertmanager signs in as."""
 
     def statement(self) -> str:
         """One sentence a person can check: what fired, where, since when."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from agents import AgentState, Desires, DroppedIntention, Proposal, SuppressedPlan, decide, revise
+from agents import AgentState, AlertNote, Desires, DroppedIntention, Proposal, SuppressedPlan, decide, revise
 from agents.forecast import DemandHistory
 from agents.playbook import Playbook, expectations_unmet, match_finding_triggers
 from twin.contract import Snapshot
@@ -241,6 +241,8 @@ class DeliberateInput(BaseModel):
     """Playbooks a finding started within the loop's cool-down: not started again, not handed nodes."""
     handed_nodes: list[str] = Field(default_factory=list)
     """Nodes a playbook run the loop started is working on: the agent proposes nothing there until it ends."""
+    alerts: list[AlertNote] = Field(default_factory=list)
+    """Alerts firing on the twin's nodes (Alertmanager): evidence in beliefs, findings and rationales."""
 
 
 class TriggeredPlaybook(BaseModel):
@@ -328,6 +330,7 @@ class AgentActivities:
                 history=input.history,
                 now=now,
                 demand_history=demand_history,
+                alerts=input.alerts,
             )
         except (ValueError, ArithmeticError, RecursionError) as exc:
             # The same snapshot fails the same way every time: do not retry, let the loop skip the tick.

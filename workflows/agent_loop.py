@@ -10,6 +10,7 @@ suggests it, carrying its bookkeeping forward.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
@@ -18,10 +19,10 @@ from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from agents import AgentState, Proposal, SuppressedPlan, decline, settle
+    from agents import AgentState, AlertNote, Proposal, SuppressedPlan, decline, settle
     from twin.contract import Snapshot
     from workflows.activities import AgentActivities, DeliberateInput, RemediationActivities, TriggeredPlaybook
-    from workflows.audit import EscalatedPayload, EventKind
+    from workflows.audit import DetectedPayload, EscalatedPayload, EventKind
     from workflows.contracts import RemediationInput, RemediationResult, Stage, Timeouts, remediation_workflow_id
     from workflows.playbook_contracts import PlaybookRunInput, PlaybookRunReport, playbook_run_id
     from workflows.playbook_run import PlaybookRunWorkflow
@@ -41,6 +42,10 @@ with workflow.unsafe.imports_passed_through():
 PATCH_SURVIVE_TICK = "0.2.0-survive-a-failing-tick"
 PATCH_POLICY_LOOP_BREAKER = "0.2.0-loop-breaker-in-policy"
 PATCH_FINDING_TRIGGERS = "0.4.0-playbook-finding-triggers"
+PATCH_EVENT_DRIVEN_TICKS = "0.5.0-event-driven-ticks"
+
+ALERT_TTL = timedelta(hours=1)
+"""A firing alert not heard of again (Alertmanager repeats firing ones) for this long is forgotten."""
 
 # Bounded so continue-as-new carries a small input whatever the twin size.
 HISTORY_KEPT = 60
@@ -56,6 +61,24 @@ class HandedNode(BaseModel):
     playbook: str
     until: datetime
     """The run's deadline (its maximum duration after it started): the hand-over lapses then at the latest."""
+
+
+class WakeUp(BaseModel):
+    """Signal `wake`: look at the twin now, not at the next tick (the tick stays as the safety net).
+
+    Sent by the API when Alertmanager posts firing alerts on the twin's nodes or a snapshot is pushed,
+    and by the worker when its source sees the twin change. Wake-ups that arrive while a tick runs are
+    kept and answered by one more tick; resolved alerts are forgotten without a tick.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: Literal["alert", "snapshot", "changed"]
+    detail: str = ""
+    alerts: list[AlertNote] = Field(default_factory=list)
+    """Alerts now firing on nodes of the twin (new or repeated)."""
+    resolved: list[str] = Field(default_factory=list)
+    """Fingerprints of alerts that resolved."""
 
 
 class AgentLoopInput(BaseModel):
@@ -92,6 +115,8 @@ class AgentLoopInput(BaseModel):
     """Playbook name -> when a finding last started it (not again within the cool-down)."""
     handed: dict[str, HandedNode] = Field(default_factory=dict)
     """Node -> the playbook run the loop started on it: the agent stays off the node until that run ends."""
+    alerts: dict[str, AlertNote] = Field(default_factory=dict)
+    """Firing alerts by fingerprint (evidence for the agent until resolved or ALERT_TTL passes)."""
     ticks_done: int = 0
 
 
@@ -116,6 +141,12 @@ class AgentLoopState(BaseModel):
     """Playbooks a finding started, and when (the last time each)."""
     handed: dict[str, HandedNode] = Field(default_factory=dict)
     """Nodes handed to a playbook run the loop started, until it ends."""
+    alerts: list[AlertNote] = Field(default_factory=list)
+    """Alerts firing on the twin's nodes, oldest first."""
+    woken: int = 0
+    """Ticks a wake-up (alert, pushed or changed snapshot) started before the periodic tick was due."""
+    nodes: list[str] = Field(default_factory=list)
+    """The node ids of the last snapshot (the API checks alerts against them)."""
 
 
 _OUTCOMES = {Stage.COMPLETED: "verified", Stage.ROLLED_BACK: "rolled_back", Stage.FAILED: "rolled_back"}
@@ -147,6 +178,11 @@ class AgentLoopWorkflow:
         )
         self._failed_ticks = 0
         self._suppressed: tuple[SuppressedPlan, ...] = ()
+        self._alerts = dict(input.alerts)
+        self._wakes: list[WakeUp] = []
+        self._unrecorded: list[AlertNote] = []
+        self._woken = 0
+        self._nodes: list[str] = []
 
     @workflow.query
     def state(self) -> AgentLoopState:
@@ -164,7 +200,23 @@ class AgentLoopWorkflow:
             held=dict(self._held),
             playbooks_triggered=dict(self._playbooks_triggered),
             handed=dict(self._handed),
+            alerts=sorted(self._alerts.values(), key=lambda a: (a.starts_at, a.fingerprint)),
+            woken=self._woken,
+            nodes=list(self._nodes),
         )
+
+    @workflow.signal
+    def wake(self, wake: WakeUp) -> None:
+        """Tick now: an alert fired, a snapshot was pushed, or the twin changed (see `WakeUp`)."""
+        for fingerprint in wake.resolved:
+            self._alerts.pop(fingerprint, None)
+        for alert in wake.alerts:
+            known = self._alerts.get(alert.fingerprint)
+            if known is None or known.starts_at != alert.starts_at:
+                self._unrecorded.append(alert)  # a new firing goes on record once; repeats only refresh it
+            self._alerts[alert.fingerprint] = alert
+        if wake.alerts or wake.reason != "alert":
+            self._wakes.append(wake)
 
     @workflow.signal
     def playbook_run_finished(self, report: PlaybookRunReport) -> None:
@@ -220,11 +272,42 @@ class AgentLoopWorkflow:
             self._ticks += 1
             if input.max_ticks is not None and self._ticks >= input.max_ticks:
                 break
-            await workflow.sleep(timedelta(seconds=input.tick_seconds))
+            await self._rest(input.tick_seconds)
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._carry())
         return self.state()
+
+    async def _rest(self, seconds: float) -> None:
+        """Until the next tick: the periodic one, or sooner when woken (runs from before 0.5.0 just sleep)."""
+        if not workflow.patched(PATCH_EVENT_DRIVEN_TICKS):
+            await workflow.sleep(timedelta(seconds=seconds))
+            return
+        try:
+            await workflow.wait_condition(lambda: bool(self._wakes), timeout=timedelta(seconds=seconds))
+        except TimeoutError:
+            return
+        self._woken += 1
+
+    async def _take_wakes(self) -> None:
+        """Answer the wake-ups so far with this tick; put each newly firing alert on record; forget old ones."""
+        self._wakes = []
+        horizon = workflow.now() - ALERT_TTL
+        self._alerts = {f: a for f, a in self._alerts.items() if a.received_at >= horizon}
+        unrecorded, self._unrecorded = self._unrecorded, []
+        for alert in unrecorded:
+            await self._recorder.record(
+                EventKind.DETECTED,
+                DetectedPayload(
+                    twin_id=self._input.twin_id,
+                    observed_at=alert.starts_at,
+                    findings=[{"kind": "alert", "node": alert.node, "message": alert.statement()}],
+                    details={"source": alert.source, "alert": alert.model_dump(mode="json")},
+                ),
+                actor=f"user:{alert.posted_by}" if alert.posted_by else "system",
+                targets=(alert.node,),
+                series="alert",
+            )
 
     def _carry(self) -> AgentLoopInput:
         horizon = workflow.now() - timedelta(seconds=self._input.loop_breaker_window_seconds)
@@ -242,11 +325,14 @@ class AgentLoopWorkflow:
                     for name, at in self._playbooks_triggered.items()
                     if (workflow.now() - at).total_seconds() < self._input.cooldown_seconds
                 },
+                "alerts": dict(self._alerts),
                 "ticks_done": self._ticks,
             }
         )
 
     async def _tick(self) -> None:
+        if self._wakes or self._unrecorded or self._alerts:
+            await self._take_wakes()
         try:
             snapshot = await workflow.execute_activity_method(
                 AgentActivities.take_snapshot, start_to_close_timeout=SNAPSHOT_TIMEOUT, retry_policy=SNAPSHOT_RETRY
@@ -257,6 +343,7 @@ class AgentLoopWorkflow:
             workflow.logger.warning("tick %d: no snapshot: %s", self._ticks, self._last_error)
             return
         self._last_observed = snapshot.observed_at
+        self._nodes = [n.id for n in snapshot.nodes]
         survive = workflow.patched(PATCH_SURVIVE_TICK)
         try:
             decision = await workflow.execute_activity_method(
@@ -267,6 +354,7 @@ class AgentLoopWorkflow:
                     history=self._history[-HISTORY_KEPT:],
                     cooling_playbooks=self._cooling_playbooks(),
                     handed_nodes=sorted(n for n, h in self._handed.items() if h.until > workflow.now()),
+                    alerts=sorted(self._alerts.values(), key=lambda a: (a.starts_at, a.fingerprint)),
                 ),
                 start_to_close_timeout=DELIBERATE_TIMEOUT,
                 retry_policy=DELIBERATE_RETRY,

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHandle
 
+from agents import AlertNote
 from tests.workflows.conftest import Stack, eventually, signed_update
 from tests.workflows.history_store import write_history
 from tests.workflows.test_playbook_run import open_child, playbook, start_run
@@ -35,6 +37,7 @@ from tests.workflows.test_remediation import (
 )
 from twin.actions import Action, ScaleAction
 from workflows import AgentLoopInput, AgentLoopWorkflow, PlaybookRunWorkflow, RemediationWorkflow, Stage, Timeouts
+from workflows.agent_loop import WakeUp
 from workflows.contracts import remediation_workflow_id
 from workflows.ports import Actuator, StepOutcome
 
@@ -246,3 +249,31 @@ async def test_capture_playbook_run_mid_run(stack: Stack) -> None:
     await _save(handle, "playbook_run_mid_run")
     await handle.terminate("captured")
     await stack.client.get_workflow_handle(child_id).terminate("captured")
+
+
+# ---- event-driven ticks (since 0.5.0) ---------------------------------------------------------------
+
+
+async def test_capture_agent_loop_woken(stack: Stack) -> None:
+    """A loop on a long tick woken by an alert (recorded, evidence on the proposal) and by a pushed snapshot."""
+    handle = await stack.client.start_workflow(
+        AgentLoopWorkflow.run,
+        _loop_input(tick_seconds=600, approval_key=stack.services.signer.public_key_b64),
+        id=f"loop-{uuid.uuid4()}",
+        task_queue=stack.task_queue,
+    )
+    await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= 1)
+    now = datetime.now(UTC)
+    alert = AlertNote(
+        fingerprint="capture", name="TwinopsNodeHot", node="gateway", starts_at=now, received_at=now,
+        severity="page", summary="gateway over 90% busy", posted_by="alertmanager",
+    )  # fmt: skip
+    await handle.signal(AgentLoopWorkflow.wake, WakeUp(reason="alert", alerts=[alert]))
+    await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.woken >= 1)
+    await handle.signal(AgentLoopWorkflow.wake, WakeUp(reason="alert", resolved=["capture"]))
+    await handle.signal(AgentLoopWorkflow.wake, WakeUp(reason="snapshot", detail="capture push"))
+    status = await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.woken >= 2)
+    await _save(handle, "agent_loop_woken")
+    await handle.terminate("captured")
+    for wid in set(status.open.values()):
+        await stack.client.get_workflow_handle(wid).terminate("captured")

@@ -260,7 +260,7 @@ async def test_a_rejected_plan_is_not_proposed_again_by_the_loop(stack: Stack) -
     ticks = (await handle.query(AgentLoopWorkflow.state)).ticks_done
     # `suppressed` is what the latest tick held back; a tick whose findings (noisy demand) asked for nothing
     # holds nothing back, so keep every hold seen while five ticks pass, and one at least.
-    held: list[str] = []
+    held: list[str | None] = []
 
     def five_ticks_with_a_hold(s: AgentLoopState) -> bool:
         held.extend(p.by for p in s.suppressed)
