@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -419,3 +423,48 @@ async def test_the_temporal_sdk_serves_its_own_metrics_on_temporal_metrics_port(
 
     text = await eventually(scrape, lambda t: "temporal_request" in t)
     assert "twinops_" not in text  # the SDK's endpoint is its own; ours are on /metrics of the API and worker
+
+
+def _twinops_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    twinops = Path(sys.executable).with_name("twinops")
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(twinops), "worker", "--task-queue", f"test-{uuid.uuid4()}"], env=env, stdout=out, stderr=out
+        )
+
+
+@pytest.mark.integration
+async def test_twinops_worker_serves_its_metrics_and_the_sdks_on_their_ports(
+    temporal: TemporalRuntime, tmp_path: Path
+) -> None:
+    assert temporal.info is not None
+    ours, sdk = _closed_port(), _closed_port()
+    env = {
+        **os.environ,
+        "TWINOPS_HOME": str(tmp_path),
+        "TWINOPS_TEMPORAL_ADDRESS": temporal.info.address,
+        "TWINOPS_WORKER_METRICS_PORT": str(ours),
+        "TWINOPS_TEMPORAL_METRICS_PORT": str(sdk),
+    }
+    log = tmp_path / "worker.log"
+    worker = _twinops_worker(env, log)
+
+    async def scrape(port: int) -> str:
+        try:
+            answer = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics", timeout=5)
+        except httpx.HTTPError:
+            return ""
+        return answer.text
+
+    try:
+        # Served from start-up; the database (queue, heads) once the worker runs.
+        text = await eventually(lambda: scrape(ours), lambda t: "twinops_queue_depth" in t, within=60)
+        families = {f.name for f in text_string_to_metric_families(text)}
+        assert {"twinops_build_info", "twinops_audit_unsigned_events", "twinops_policy_failures"} <= families
+        assert (await eventually(lambda: scrape(sdk), bool, within=30)).count("temporal_") > 0
+        # SIGTERM once the worker has said it runs (its signal handlers are set from then on).
+        await eventually(lambda: asyncio.to_thread(log.read_text), lambda t: "worker on task queue" in t)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 30) == 0, log.read_text()
+    assert f":{ours}/metrics" in log.read_text()
