@@ -44,8 +44,9 @@ PATCH_POLICY_LOOP_BREAKER = "0.2.0-loop-breaker-in-policy"
 PATCH_FINDING_TRIGGERS = "0.4.0-playbook-finding-triggers"
 PATCH_EVENT_DRIVEN_TICKS = "0.5.0-event-driven-ticks"
 
-ALERT_TTL = timedelta(hours=1)
-"""A firing alert not heard of again (Alertmanager repeats firing ones) for this long is forgotten."""
+ALERT_TTL = timedelta(hours=6)
+"""A firing alert not heard of again for this long is forgotten (Alertmanager repeats firing ones every
+`repeat_interval`, 4 h by default; a lost resolution must not keep evidence forever)."""
 
 # Bounded so continue-as-new carries a small input whatever the twin size.
 HISTORY_KEPT = 60
@@ -210,12 +211,14 @@ class AgentLoopWorkflow:
         """Tick now: an alert fired, a snapshot was pushed, or the twin changed (see `WakeUp`)."""
         for fingerprint in wake.resolved:
             self._alerts.pop(fingerprint, None)
+        fresh = False
         for alert in wake.alerts:
             known = self._alerts.get(alert.fingerprint)
             if known is None or known.starts_at != alert.starts_at:
-                self._unrecorded.append(alert)  # a new firing goes on record once; repeats only refresh it
-            self._alerts[alert.fingerprint] = alert
-        if wake.alerts or wake.reason != "alert":
+                self._unrecorded.append(alert)  # a new firing goes on record once and wakes the loop
+                fresh = True
+            self._alerts[alert.fingerprint] = alert  # a repeat only refreshes it
+        if fresh or wake.reason != "alert":
             self._wakes.append(wake)
 
     @workflow.signal

@@ -80,15 +80,21 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 
 
 class Role(StrEnum):
-    """What a user may do: viewer reads, approver also approves and rejects, admin also manages users."""
+    """What a user may do: viewer reads, approver also approves and rejects, admin also manages users.
+
+    `system` is a machine (Alertmanager, a twin exporter): it posts alerts and snapshots and nothing
+    else. It ranks below viewer, so it can neither read the queue nor approve, and no human role
+    implies it: the endpoints for machines ask for exactly `system`.
+    """
 
     VIEWER = "viewer"
     APPROVER = "approver"
     ADMIN = "admin"
+    SYSTEM = "system"
 
     @property
     def rank(self) -> int:
-        """Position in viewer < approver < admin."""
+        """Position in system < viewer < approver < admin."""
         return _RANKS[self]
 
     def implied(self) -> list[Role]:
@@ -96,7 +102,7 @@ class Role(StrEnum):
         return [self] if self is not Role.ADMIN else [Role.ADMIN, Role.APPROVER]
 
 
-_RANKS = {Role.VIEWER: 0, Role.APPROVER: 1, Role.ADMIN: 2}
+_RANKS = {Role.SYSTEM: -1, Role.VIEWER: 0, Role.APPROVER: 1, Role.ADMIN: 2}
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ users = Table(
     Column("team", String(100), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("disabled", Boolean(), nullable=False, server_default=false()),
-    CheckConstraint("role IN ('viewer', 'approver', 'admin')", name="ck_users_role"),
+    CheckConstraint("role IN ('viewer', 'approver', 'admin', 'system')", name="ck_users_role"),
 )
 """One row per human."""
 
@@ -453,4 +459,4 @@ def _role(role: Role | str) -> Role:
     try:
         return Role(role)
     except ValueError:
-        raise ValueError(f"unknown role {role!r}: use viewer, approver or admin") from None
+        raise ValueError(f"unknown role {role!r}: use viewer, approver, admin or system") from None

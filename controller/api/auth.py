@@ -1,6 +1,8 @@
 """Who is calling: bearer API tokens, OIDC bearer JWTs, browser sessions; roles; CSRF.
 
 - `Authorization: Bearer tw_...` is a twinops API token (`twinops users add`).
+- `Authorization: Basic base64(user:tw_...)`: the same token as a password, for senders that only do
+  HTTP Basic (Alertmanager's `basic_auth`); the user name must be the token's.
 - `Authorization: Bearer <JWT>` is checked against the OIDC issuer's JWKS when OIDC is configured.
 - Otherwise the `twinops_session` cookie names a server-side session (`controller.adapters.sessions`).
   A state-changing request on a session must echo the session's CSRF token, in the
@@ -14,6 +16,8 @@ the principal (when known), the method, the path and the reason; tokens and cook
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -38,6 +42,7 @@ __all__ = [
     "client_address",
     "optional_caller",
     "require_role",
+    "require_system",
 ]
 
 log = structlog.get_logger(__name__)
@@ -60,8 +65,10 @@ class Caller:
 
     @property
     def role(self) -> Role:
-        """The highest role held (viewer when none)."""
+        """The highest role held (viewer when none; system for a machine, which holds no human role)."""
         ranked = [r for r in self.principal.roles if r in _RANKS]
+        if not ranked and Role.SYSTEM.value in self.principal.roles:
+            return Role.SYSTEM
         best = max(ranked, key=lambda r: _RANKS[r], default=Role.VIEWER.value)
         return Role(best)
 
@@ -116,8 +123,10 @@ async def authenticate(ctx: ApiContext, request: Request) -> Caller | None:
     if header is not None:
         scheme, _, credential = header.partition(" ")
         credential = credential.strip()
+        if scheme.lower() == "basic" and credential:
+            return await _basic(ctx, request, credential)
         if scheme.lower() != "bearer" or not credential:
-            raise _deny(request, 401, "Authorization must be 'Bearer <token>'")
+            raise _deny(request, 401, "Authorization must be 'Bearer <token>' (or HTTP Basic: user name and token)")
         if credential.startswith("tw_") or ctx.oidc is None:
             try:
                 principal = await asyncio.to_thread(ctx.identities.resolve, credential)
@@ -146,6 +155,24 @@ async def authenticate(ctx: ApiContext, request: Request) -> Caller | None:
     if request.method not in _SAFE_METHODS:
         await _check_csrf(request, caller)
     return caller
+
+
+async def _basic(ctx: ApiContext, request: Request, credential: str) -> Caller:
+    """HTTP Basic, for senders that can do nothing else (Alertmanager's `basic_auth`): the password is the
+    user's API token, and the user name must be that token's user."""
+    try:
+        name, sep, token = base64.b64decode(credential, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise _deny(request, 401, "HTTP Basic credential is not base64 of 'user:token'") from None
+    if not sep or not name or not token.startswith("tw_"):
+        raise _deny(request, 401, "HTTP Basic needs the user name and its API token (tw_...) as the password")
+    try:
+        principal = await asyncio.to_thread(ctx.identities.resolve, token)
+    except AuthenticationError as exc:
+        raise _deny(request, 401, str(exc)) from None
+    if principal.id != name:
+        raise _deny(request, 401, f"the token presented is not {name!r}'s")
+    return Caller(principal, "token")
 
 
 async def _check_csrf(request: Request, caller: Caller) -> None:
@@ -190,3 +217,17 @@ def require_role(role: Role) -> Callable[[Request], Awaitable[Caller]]:
 
     dependency.__name__ = f"require_{role.value}"
     return dependency
+
+
+async def require_system(request: Request) -> Caller:
+    """Dependency: a machine caller holding exactly the `system` role (humans, admins too, get a 403)."""
+    who = await caller(request)
+    if who.role is not Role.SYSTEM:
+        raise _deny(
+            request,
+            403,
+            f"user {who.principal.id!r} ({who.role.value}) is not a system user: machines post here "
+            "(twinops users add NAME --role system)",
+            who.principal.id,
+        )
+    return who

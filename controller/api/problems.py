@@ -141,6 +141,7 @@ _MEANINGS = {
     403: "Signed in, but the role does not allow this; or a session's form without its CSRF token",
     404: "No such thing (the detail names it), or an id prefix that matches several",
     409: "The thing is not in a state that allows this (the detail says what happened)",
+    413: "The body is larger than this endpoint takes (the detail says the limit)",
     422: "The request does not validate; invalid-params names each offending field",
     503: "A dependency (Temporal, the database, the audit ledger) is not reachable",
 }

@@ -143,6 +143,12 @@ def make_twin_source(settings: Settings, simulator: Simulator | None = None) -> 
             timeout_seconds=settings.prometheus_timeout_seconds,
             concurrency=settings.prometheus_concurrency,
         )
+    if settings.twin_source == "push":
+        from controller.adapters.pushed_snapshots import PushedTwinSource, SqlPushedSnapshots
+
+        engine = create_engine(settings.resolved_database_url)
+        migrate(engine)
+        return PushedTwinSource(SqlPushedSnapshots(engine), settings.twin_id, settings.twin_max_age_seconds)
     if not settings.twin_url:
         raise ConfigurationError("TWINOPS_TWIN_SOURCE=http needs TWINOPS_TWIN_URL")
     return HttpSource(

@@ -21,6 +21,7 @@ TwinopsError                     the root, re-exported here                     
  ├── AuditEventConflict          an event id already recorded with other content  [workflows.audit]
  ├── ConfigurationError          settings or files that make no sense
  ├── RuntimeUnavailableError     Temporal dev server binary missing / not ready
+ │    └── LoopUnavailableError   a twin's agent loop not running or not answering  [controller.app.twin_events]
  ├── PolicyError                 policy engine failed (the gate turns it into deny)
  │    ├── PolicyEvaluationError  no usable decision; `code` names why (policy_timeout, ...)
  │    └── PolicyConfigError      the bundle's data.json lacks a setting or mistypes it; names it

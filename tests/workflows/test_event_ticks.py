@@ -94,10 +94,14 @@ async def test_a_firing_alert_wakes_the_loop_and_is_evidence_on_the_proposal_and
     assert proposed["rationale"].endswith(f"Paged: {alert.statement()}."), proposed["rationale"]
     paged = [f for f in proposed["intention"]["findings"] if f["kind"] == "alert"]
     assert [(f["node"], f["message"]) for f in paged] == [(target, alert.statement())], paged
-    # The same alert again (Alertmanager repeats firing ones) is no new event; resolved, it is forgotten.
+    # The same alert again (Alertmanager repeats firing ones) refreshes it: no tick, no new event.
     again = alert.model_copy(update={"received_at": datetime.now(UTC)})
     await handle.signal(AgentLoopWorkflow.wake, WakeUp(reason="alert", alerts=[again]))
-    await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= status.ticks_done + 1)
+    refreshed = await eventually(
+        lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.alerts[0].received_at == again.received_at
+    )
+    assert refreshed.ticks_done == status.ticks_done
+    # Resolved, it is forgotten, and that wakes nothing either.
     await handle.signal(AgentLoopWorkflow.wake, WakeUp(reason="alert", resolved=["fp-1"]))
     final = await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: not s.alerts)
     await _end(stack, handle)
@@ -106,7 +110,7 @@ async def test_a_firing_alert_wakes_the_loop_and_is_evidence_on_the_proposal_and
     assert len(detected) == 1 and detected[0].actor == "user:alertmanager", detected
     assert detected[0].payload["details"]["alert"]["fingerprint"] == "fp-1"
     assert detected[0].target_nodes == (target,) or list(detected[0].target_nodes) == [target]
-    assert final.woken == 2, final  # the resolution woke nothing
+    assert final.woken == 1 and final.ticks_done == status.ticks_done, final
 
 
 async def test_wake_ups_during_a_tick_are_answered_by_one_more_tick(stack: Stack) -> None:

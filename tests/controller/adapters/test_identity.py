@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import Engine, MetaData, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from controller.adapters.identity import TOKEN_PREFIX, Identities, Role, hash_token, require
 from controller.adapters.policy import RegorusPolicyGate, load_bundle
@@ -315,6 +316,43 @@ def test_migration_0004_gives_existing_approvers_the_group_they_had(engine: Engi
     assert "user_groups" not in inspect(engine).get_table_names()
     assert {u["name"] for u in inspect(engine).get_columns("users")} >= {"name", "role"}
     alembic(engine, command.upgrade, "head")  # and up again
+
+
+def test_a_system_user_is_a_machine_that_can_neither_read_nor_approve(ids: Identities) -> None:
+    token = ids.add_user("alertmanager", "system")
+    principal = ids.resolve(token)
+    assert principal.roles == ["system"]
+    with pytest.raises(AuthorizationError, match="needs the viewer role"):
+        require(principal, Role.VIEWER)
+    with pytest.raises(AuthorizationError, match="needs the approver role"):
+        require(principal, Role.APPROVER)
+    assert Identities.principal("m", Role.SYSTEM, None, ["sre"]).roles == ["system"]  # groups grant nothing
+    with pytest.raises(ValueError, match="use viewer, approver, admin or system"):
+        ids.add_user("x", "robot")
+
+
+def test_migration_0011_keeps_every_users_tokens_and_groups_and_its_downgrade_drops_system_users(
+    engine: Engine,
+) -> None:
+    ids = Identities(engine)
+    tokens = {
+        "amy": ids.add_user("amy", "approver", "edge", ["sre", "dba"]),
+        "vic": ids.add_user("vic", "viewer"),
+        "am": ids.add_user("am", "system"),
+    }
+    alembic(engine, command.downgrade, "0010_playbook_preapprovals")
+    assert {u.name for u in ids.list_users()} == {"amy", "vic"}
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # the old CHECK is back
+        conn.execute(
+            text("INSERT INTO users (name, role, created_at, disabled) VALUES (:n, 'system', CURRENT_TIMESTAMP, :d)"),
+            {"n": "am2", "d": False},
+        )
+    alembic(engine, command.upgrade, "head")
+    assert ids.resolve(tokens["amy"]).roles == ["approver", "dba", "sre"]
+    assert ids.resolve(tokens["vic"]).roles == ["viewer"]
+    with pytest.raises(AuthenticationError):
+        ids.resolve(tokens["am"])
+    assert ids.resolve(ids.add_user("am", "system")).roles == ["system"]
 
 
 # ---- the real approval policy ---------------------------------------------------------------
