@@ -86,7 +86,7 @@ async def test_the_push_source_fails_closed_without_a_fresh_push(engine: Engine)
     with pytest.raises(TwinSourceError, match="no snapshot pushed yet"):
         await source.latest()
     await store.store(snap(datetime.now(UTC) - timedelta(minutes=5)), "am")
-    with pytest.raises(StaleSnapshotError, match="300s old|30[0-9]s old"):
+    with pytest.raises(StaleSnapshotError, match=r"30\ds old"):
         await source.latest()
     fresh = snap(datetime.now(UTC))
     await store.store(fresh, "am")
