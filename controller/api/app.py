@@ -31,7 +31,9 @@ __all__ = ["create_app"]
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings, *, context: ApiContext | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, context: ApiContext | None = None, metrics: TwinopsMetrics | None = None
+) -> FastAPI:
     """The application; `context` given, it is used as is (and not closed by the app)."""
     from controller.api.signin_oidc import router as oidc_router
     from controller.api.v1 import router as api_router
@@ -82,7 +84,8 @@ def create_app(settings: Settings, *, context: ApiContext | None = None) -> Fast
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     # The database is read at each scrape through whatever context the app holds then (set at start-up).
-    metrics = TwinopsMetrics()
+    # One registry per process: `twinops up` hands in the worker's, so its /metrics shows both.
+    metrics = metrics or TwinopsMetrics()
     metrics.watch_database(lambda: context_of_app(app).engine)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics of this process", include_in_schema=False)

@@ -23,6 +23,8 @@ from controller.core.settings import Settings
 if TYPE_CHECKING:
     from temporalio.client import Client
 
+    from controller.adapters.metrics import TwinopsMetrics
+
 __all__ = ["RunningApi", "running_api", "uvicorn_config"]
 
 
@@ -81,7 +83,12 @@ class _QuietServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def running_api(
-    settings: Settings, client: Client, *, host: str | None = None, port: int | None = None
+    settings: Settings,
+    client: Client,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    metrics: TwinopsMetrics | None = None,
 ) -> AsyncIterator[RunningApi]:
     """Serve the API on this event loop (port 0: any free one) until the block ends."""
     host = settings.api_host if host is None else host
@@ -89,7 +96,7 @@ async def running_api(
     sock = _bind(host, port)
     context = await ApiContext.open(settings, client=client)
     context.limiter = SignInLimiter(settings.signin_failures_allowed, settings.signin_window_seconds)
-    server = _QuietServer(uvicorn_config(settings, create_app(settings, context=context)))
+    server = _QuietServer(uvicorn_config(settings, create_app(settings, context=context, metrics=metrics)))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

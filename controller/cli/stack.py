@@ -46,9 +46,11 @@ def up_settings(**options: Any) -> Settings:
 
 
 async def _serve_forever(settings: Settings, log_file: Path, *, api: bool = True) -> None:
+    from controller.adapters.metrics import TwinopsMetrics
     from controller.adapters.notifiers import ConsoleNotifier, FanoutNotifier
     from controller.adapters.temporal_server import TemporalRuntime
     from controller.app.agent_loop import start_agent_loop
+    from controller.app.twin_watch import watcher_for, watching
     from controller.app.worker import Services, running_worker, worker_options
     from controller.cli.worker import close_services, wait_for_shutdown
 
@@ -67,23 +69,27 @@ async def _serve_forever(settings: Settings, log_file: Path, *, api: bool = True
         try:
             rt.publish()
             queue = settings.temporal_task_queue
-            async with running_worker(rt.client, queue, services, **worker_options(settings)):
+            metrics = TwinopsMetrics()
+            async with running_worker(rt.client, queue, services, metrics=metrics, **worker_options(settings)):
                 loop_id = await start_agent_loop(rt.client, settings, services)
+                watcher = watcher_for(settings, services.twin, rt.client, loop_id)
+                await stack.enter_async_context(watching(watcher))
                 console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
                 if info.ui_url:
                     console.print(f"Temporal UI:       [bold]{info.ui_url}[/]")
                 if api:
                     from controller.api.server import running_api
 
-                    served = await stack.enter_async_context(running_api(settings, rt.client))
+                    served = await stack.enter_async_context(running_api(settings, rt.client, metrics=metrics))
                     console.print(f"twinops web UI:    [bold]{served.url}/login[/] (API {served.url}/api/v1)")
                 if info.database:
                     console.print(f"state:             {info.database}")
                 console.print(f"log:               {log_file}", soft_wrap=True)
                 console.print(f"Temporal's log:    {settings.home / 'temporal-server.log'}", soft_wrap=True)
                 console.print(f"worker:            task queue {queue}")
+                woken = f", and when the twin changes (read every {watcher.interval:g}s)" if watcher else ""
                 console.print(
-                    f"agent loop:        {loop_id} (twin {settings.twin_id}, every {settings.tick_seconds:g}s)"
+                    f"agent loop:        {loop_id} (twin {settings.twin_id}, every {settings.tick_seconds:g}s{woken})"
                 )
                 console.print("watch the queue with `twinops queue`; Ctrl-C stops the stack.")
                 await wait_for_shutdown()

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     alert_node_label: str = Field(
         default="service", description="The Alertmanager label whose value names a twin node."
     )
+    twin_watch_seconds: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Read the twin this often and wake the loop when it changed; unset: 0.5 s for the simulator, "
+        "off otherwise; 0: off.",
+    )
     desires_file: Path | None = Field(
         default=None, description="Desires YAML (targets, SLOs, budget); unset: defaults."
     )
