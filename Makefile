@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-serve test lint typecheck unit bench up clean histories browser
+.PHONY: demo demo-serve test lint typecheck unit bench up clean histories browser prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,7 +45,20 @@ browser:
 				|| echo "note: apt-get could not install chromium; browser tests will skip"; \
 		else echo "note: /usr/bin/chromium missing (Debian package chromium); browser tests will skip"; fi; }
 
-test: lint typecheck browser unit
+# Prometheus (with promtool) and Alertmanager for the telemetry tests: Debian packages, installed here when
+# missing and we are root; otherwise those tests skip, naming the package. Never a downloaded binary.
+prometheus:
+	@missing=""; \
+	test -x /usr/bin/prometheus && test -x /usr/bin/promtool || missing="prometheus"; \
+	test -x /usr/bin/prometheus-alertmanager || missing="$$missing prometheus-alertmanager"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+				|| echo "note: apt-get could not install $$missing; their tests will skip"; \
+		else echo "note: Debian package(s) $$missing missing; their tests will skip"; fi; \
+	fi
+
+test: lint typecheck browser prometheus unit
 
 # Capture this release's replay histories (tests/workflows/histories/<version>/); earlier releases' stay frozen.
 histories: $(STAMP)
