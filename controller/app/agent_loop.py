@@ -12,6 +12,11 @@ from controller.core.settings import Settings
 from workflows import AgentLoopInput, AgentLoopWorkflow, Timeouts
 
 
+def agent_loop_id(twin_id: str) -> str:
+    """The workflow id of a twin's agent loop (one per twin)."""
+    return f"agent-loop-{twin_id}"
+
+
 def agent_loop_input(settings: Settings, services: Services, **overrides: object) -> AgentLoopInput:
     """The loop's input: twin, tick, timeouts from settings; SLOs and cool-down from the desires."""
     fields: dict[str, object] = {
@@ -47,7 +52,7 @@ async def start_agent_loop(
     must not adopt a loop left running on another queue, where no worker will ever pick it up.
     """
     loop_input = agent_loop_input(settings, services, **overrides)
-    workflow_id = f"agent-loop-{loop_input.twin_id}"
+    workflow_id = agent_loop_id(loop_input.twin_id)
     await client.start_workflow(
         AgentLoopWorkflow.run,
         loop_input,

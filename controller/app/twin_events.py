@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agents import AlertNote
 from controller.adapters.pushed_snapshots import SqlPushedSnapshots
+from controller.app.agent_loop import agent_loop_id
 from controller.core.errors import RuntimeUnavailableError
 from twin.contract import Snapshot
 from workflows import AgentLoopWorkflow
@@ -41,15 +42,9 @@ __all__ = [
     "LoopUnavailableError",
     "SnapshotAnswer",
     "TwinEvents",
-    "agent_loop_id",
 ]
 
 log = structlog.get_logger(__name__)
-
-
-def agent_loop_id(twin_id: str) -> str:
-    """The workflow id of a twin's agent loop (one per twin)."""
-    return f"agent-loop-{twin_id}"
 
 
 class LoopUnavailableError(RuntimeUnavailableError):

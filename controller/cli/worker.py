@@ -65,9 +65,12 @@ def worker(
     """Run the workflows and activities on a task queue until SIGINT/SIGTERM.
 
     With TWINOPS_WORKER_METRICS_PORT set it serves twinops' /metrics there; with
-    TWINOPS_TEMPORAL_METRICS_PORT, the Temporal SDK's own metrics on that port.
+    TWINOPS_TEMPORAL_METRICS_PORT, the Temporal SDK's own metrics on that port. It watches the twin
+    (TWINOPS_TWIN_WATCH_SECONDS; by default the simulator only) and wakes the twin's loop when it changes.
     """
     from controller.adapters.temporal_server import connect, sdk_metrics_runtime
+    from controller.app.agent_loop import agent_loop_id
+    from controller.app.twin_watch import watcher_for, watching
     from controller.app.worker import Services, running_worker, worker_options
 
     settings = settings_of(ctx)
@@ -78,8 +81,15 @@ def worker(
         queue = task_queue or settings.temporal_task_queue
         with serving_worker_metrics(settings) as metrics:
             try:
-                async with running_worker(client, queue, services, metrics=metrics, **worker_options(settings)):
+                async with (
+                    running_worker(client, queue, services, metrics=metrics, **worker_options(settings)),
+                    watching(watcher_for(settings, services.twin, client, agent_loop_id(settings.twin_id))) as watcher,
+                ):
                     console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
+                    if watcher is not None:
+                        console.print(
+                            f"watching twin {settings.twin_id} every {watcher.interval:g}s: changes wake its loop"
+                        )
                     await wait_for_shutdown()
             finally:
                 await close_services(services)

@@ -17,7 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from controller.adapters.pushed_snapshots import PushedTwinSource, SqlPushedSnapshots
 from controller.adapters.temporal_server import TemporalRuntime
-from controller.app.twin_events import agent_loop_id
+from controller.app.agent_loop import agent_loop_id
 from tests.controller.api.conftest import PROBLEM_JSON, Api, running_stack, serving
 from tests.workflows.conftest import eventually
 from tests.workflows.test_event_ticks import LONG_TICK, _heal

@@ -27,7 +27,7 @@ from controller.adapters.prometheus_process import alertmanager_server, promethe
 from controller.adapters.sim_exporter import SimulatorExporter
 from controller.adapters.temporal_server import TemporalRuntime
 from controller.api.server import running_api
-from controller.app.twin_events import agent_loop_id
+from controller.app.agent_loop import agent_loop_id
 from controller.app.worker import Services, build_worker
 from controller.core.db import create_engine, migrate
 from controller.core.errors import NotFoundError
