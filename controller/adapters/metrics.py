@@ -69,6 +69,9 @@ POLICY_FAILURE_CODES = (
 )
 """Reason codes of a decision the gate made because the engine gave none (pre-set to 0 per package)."""
 POLICY_PACKAGES = ("safety", "approval")
+ALERT_OUTCOMES = ("accepted", "repeated", "resolved", "ignored")
+PUSH_RESULTS = ("woke", "stored", "repeated", "invalid")
+WAKE_REASONS = ("alert", "snapshot", "changed")
 OUTCOMES: tuple[str, ...] = get_args(CompletedPayload.model_fields["outcome"].annotation)
 
 _FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -132,6 +135,31 @@ class TwinopsMetrics:
             buckets=_TICK_BUCKETS,
             registry=r,
         )
+        self.alerts_received = Counter(
+            "twinops_alerts_received",
+            "Alerts Alertmanager posted to this API, by what became of them (accepted wakes the loop).",
+            ["outcome"],
+            registry=r,
+        )
+        self.snapshots_pushed = Counter(
+            "twinops_snapshots_pushed",
+            "Snapshots pushed to this API, by result: stored (and woke the loop or not), repeated, invalid.",
+            ["result"],
+            registry=r,
+        )
+        self.loop_wakeups = Counter(
+            "twinops_loop_wakeups",
+            "`wake` signals this process sent an agent loop, by reason (an alert's repeat or resolution is sent too, "
+            "but starts no tick); failed ones not counted.",
+            ["reason"],
+            registry=r,
+        )
+        for outcome in ALERT_OUTCOMES:
+            self.alerts_received.labels(outcome=outcome)
+        for result in PUSH_RESULTS:
+            self.snapshots_pushed.labels(result=result)
+        for reason in WAKE_REASONS:
+            self.loop_wakeups.labels(reason=reason)
         self.snapshots = _SnapshotAges()
         r.register(self.snapshots)
         for kind in EventKind:

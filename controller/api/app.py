@@ -87,6 +87,7 @@ def create_app(
     # One registry per process: `twinops up` hands in the worker's, so its /metrics shows both.
     metrics = metrics or TwinopsMetrics()
     metrics.watch_database(lambda: context_of_app(app).engine)
+    app.state.metrics = metrics
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics of this process", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:

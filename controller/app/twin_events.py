@@ -27,6 +27,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from temporalio.service import RPCError, RPCStatusCode
 
 from agents import AlertNote
+from controller.adapters.metrics import TwinopsMetrics
 from controller.adapters.pushed_snapshots import SqlPushedSnapshots
 from controller.app.agent_loop import agent_loop_id
 from controller.core.errors import RuntimeUnavailableError
@@ -119,11 +120,13 @@ class TwinEvents:
         *,
         node_label: str = "service",
         snapshots: SqlPushedSnapshots | None = None,
+        metrics: TwinopsMetrics | None = None,
     ) -> None:
         self.client = client
         self.twin_id = twin_id
         self.node_label = node_label
         self.snapshots = snapshots
+        self.metrics = metrics
 
     async def _loop_state(self) -> AgentLoopState:
         handle = self.client.get_workflow_handle(agent_loop_id(self.twin_id))
@@ -149,6 +152,8 @@ class TwinEvents:
             await handle.signal(AgentLoopWorkflow.wake, wake)
         except RPCError as exc:
             raise LoopUnavailableError(f"the agent loop of twin {self.twin_id!r} could not be told: {exc}") from exc
+        if self.metrics is not None:
+            self.metrics.loop_wakeups.labels(reason=wake.reason).inc()
 
     async def alerts(self, webhook: AlertmanagerWebhook, posted_by: str) -> AlertsAnswer:
         """Sort the webhook's alerts; send the firing and resolved ones on the twin's nodes to its loop."""
@@ -199,6 +204,9 @@ class TwinEvents:
                     resolved=resolved,
                 )
             )
+        if self.metrics is not None:
+            for o in outcomes:
+                self.metrics.alerts_received.labels(outcome=o.outcome).inc()
         log.info(
             "alerts.received",
             twin=self.twin_id,
@@ -225,6 +233,9 @@ class TwinEvents:
                 detail = f"stored; {exc}"
         else:
             detail = f"stored; this API's agent loop watches twin {self.twin_id!r}, not {snapshot.twin_id!r}"
+        if self.metrics is not None:
+            result = "woke" if woke else "stored" if stored.stored else "repeated"
+            self.metrics.snapshots_pushed.labels(result=result).inc()
         return SnapshotAnswer(
             twin_id=snapshot.twin_id, observed_at=snapshot.observed_at, stored=stored.stored, woke=woke, detail=detail
         )

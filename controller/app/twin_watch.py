@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import structlog
 from temporalio.client import Client
 
+from controller.adapters.metrics import TwinopsMetrics
 from controller.core.settings import Settings
 from twin.contract import Snapshot
 from twin.graph import snapshot_flow
@@ -157,16 +158,22 @@ async def watching(watcher: TwinWatcher | None) -> AsyncIterator[TwinWatcher | N
             await task
 
 
-def loop_waker(client: Client, loop_id: str) -> Callable[[WakeUp], Awaitable[None]]:
-    """`wake` for a TwinWatcher: signal the agent loop `loop_id`."""
+def loop_waker(
+    client: Client, loop_id: str, metrics: TwinopsMetrics | None = None
+) -> Callable[[WakeUp], Awaitable[None]]:
+    """`wake` for a TwinWatcher: signal the agent loop `loop_id` (counted in `metrics` when given)."""
 
     async def wake(w: WakeUp) -> None:
         await client.get_workflow_handle(loop_id).signal(AgentLoopWorkflow.wake, w)
+        if metrics is not None:
+            metrics.loop_wakeups.labels(reason=w.reason).inc()
 
     return wake
 
 
-def watcher_for(settings: Settings, source: TwinSource, client: Client, loop_id: str) -> TwinWatcher | None:
+def watcher_for(
+    settings: Settings, source: TwinSource, client: Client, loop_id: str, metrics: TwinopsMetrics | None = None
+) -> TwinWatcher | None:
     """The watcher the settings ask for: `twin_watch_seconds`, by default 0.5 s for the in-process simulator
     (reading it costs nothing) and off for the others (their reads cost; set it to watch them)."""
     interval = settings.twin_watch_seconds
@@ -175,5 +182,8 @@ def watcher_for(settings: Settings, source: TwinSource, client: Client, loop_id:
     if interval <= 0:
         return None
     return TwinWatcher(
-        source, loop_waker(client, loop_id), interval=interval, rule=TwinChange(target=settings.target_utilization)
+        source,
+        loop_waker(client, loop_id, metrics),
+        interval=interval,
+        rule=TwinChange(target=settings.target_utilization),
     )

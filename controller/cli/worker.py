@@ -83,7 +83,9 @@ def worker(
             try:
                 async with (
                     running_worker(client, queue, services, metrics=metrics, **worker_options(settings)),
-                    watching(watcher_for(settings, services.twin, client, agent_loop_id(settings.twin_id))) as watcher,
+                    watching(
+                        watcher_for(settings, services.twin, client, agent_loop_id(settings.twin_id), metrics)
+                    ) as watcher,
                 ):
                     console.print(f"worker on task queue [bold]{queue}[/]; Ctrl-C stops it")
                     if watcher is not None:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from controller.adapters.pushed_snapshots import SqlPushedSnapshots
 from controller.api.auth import Caller, require_system
-from controller.api.context import ApiContext, context_of
+from controller.api.context import context_of
 from controller.api.problems import Problem, problem_responses
 from controller.app.twin_events import AlertmanagerWebhook, AlertsAnswer, SnapshotAnswer, TwinEvents
 from twin.contract import SnapshotError, parse_snapshot
@@ -35,8 +35,9 @@ MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
 """A pushed snapshot larger than this is refused (413) before it is parsed."""
 
 
-def twin_events(ctx: ApiContext) -> TwinEvents:
-    """The twin events service of this API process (cached)."""
+def twin_events(request: Request) -> TwinEvents:
+    """The twin events service of this API process (cached), counting into the app's metrics."""
+    ctx = context_of(request)
     service = ctx.extras.get("twin_events")
     if service is None:
         service = ctx.extras["twin_events"] = TwinEvents(
@@ -44,6 +45,7 @@ def twin_events(ctx: ApiContext) -> TwinEvents:
             ctx.settings.twin_id,
             node_label=ctx.settings.alert_node_label,
             snapshots=SqlPushedSnapshots(ctx.engine),
+            metrics=getattr(request.app.state, "metrics", None),
         )
     assert isinstance(service, TwinEvents)
     return service
@@ -58,7 +60,7 @@ def twin_events(ctx: ApiContext) -> TwinEvents:
 )
 async def post_alerts(request: Request, body: AlertmanagerWebhook, caller: System) -> AlertsAnswer:
     """Sort the alerts (accepted, repeated, resolved, ignored, each saying why) and tell the loop."""
-    return await twin_events(context_of(request)).alerts(body, caller.principal.id)
+    return await twin_events(request).alerts(body, caller.principal.id)
 
 
 @router.post(
@@ -76,6 +78,8 @@ async def post_snapshot(request: Request, twin_id: TwinId, caller: System) -> Sn
     try:
         snapshot = parse_snapshot(raw)
     except SnapshotError as exc:
+        if (metrics := getattr(request.app.state, "metrics", None)) is not None:
+            metrics.snapshots_pushed.labels(result="invalid").inc()
         raise Problem(
             422,
             "invalid-snapshot",
@@ -88,4 +92,4 @@ async def post_snapshot(request: Request, twin_id: TwinId, caller: System) -> Sn
         raise Problem(
             422, "invalid-snapshot", "Not a valid twin.v1 snapshot", detail, invalid=[("body.twin_id", detail)]
         )
-    return await twin_events(context_of(request)).push_snapshot(snapshot, caller.principal.id)
+    return await twin_events(request).push_snapshot(snapshot, caller.principal.id)

@@ -124,6 +124,14 @@ async def test_a_firing_alert_wakes_the_loop_and_shows_on_the_proposal(served: t
         assert final.woken == 1, final
         trail = await api.stack.services.ledger.trail("agent-loop/shop")
         assert [r.actor for r in trail if r.kind.value == "detected"] == ["user:alertmanager"]
+        exposition = (await api.get("/metrics")).text
+        for line in (
+            'twinops_alerts_received_total{outcome="accepted"} 1.0',
+            'twinops_alerts_received_total{outcome="repeated"} 1.0',
+            'twinops_alerts_received_total{outcome="resolved"} 1.0',
+            'twinops_loop_wakeups_total{reason="alert"} 3.0',
+        ):
+            assert line in exposition, line
     finally:
         await _end(api, loop)
 
