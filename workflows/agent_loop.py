@@ -278,6 +278,10 @@ class AgentLoopWorkflow:
             await self._rest(input.tick_seconds)
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._unrecorded:
+                    # Alerts that fired since the last tick go on record here: the next run does not know them
+                    # as new (it ticks at once, so no wake-up is lost).
+                    await self._take_wakes()
                 workflow.continue_as_new(self._carry())
         return self.state()
 
