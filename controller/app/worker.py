@@ -190,6 +190,22 @@ class Services:
         twin = make_twin_source(settings, simulator)
         sim = twin.simulator if isinstance(twin, WallClockSimulatorSource) else simulator
         desires_text = settings.desires_file.read_text() if settings.desires_file else None
+        demand_history: DemandHistoryStore
+        if settings.twin_source == "prometheus":
+            # Imported here, as the source is: Prometheus keeps the demand the forecasts read, no local store.
+            from controller.adapters.prometheus_history import PrometheusDemandHistory
+            from controller.adapters.prometheus_twin import PrometheusSource
+
+            assert isinstance(twin, PrometheusSource)
+            demand_history = PrometheusDemandHistory(
+                twin, bucket_seconds=settings.demand_bucket_seconds, retention_seconds=settings.demand_retention_seconds
+            )
+        else:
+            demand_history = SqlDemandHistory(
+                engine,
+                bucket_seconds=settings.demand_bucket_seconds,
+                retention_seconds=settings.demand_retention_seconds,
+            )
         return cls(
             ledger=SqlAuditLedger.from_settings(settings, migrate_schema=False),
             gate=make_policy_gate(settings),
@@ -200,11 +216,7 @@ class Services:
             desires=load_desires(desires_text),
             simulator=sim,
             signer=DecisionSigner.from_settings(settings),
-            demand_history=SqlDemandHistory(
-                engine,
-                bucket_seconds=settings.demand_bucket_seconds,
-                retention_seconds=settings.demand_retention_seconds,
-            ),
+            demand_history=demand_history,
             playbook_runs=SqlPlaybookRunStore(engine),
             preapprovals=SqlPreapprovalStore(engine),
             playbooks=finding_playbooks(settings),
