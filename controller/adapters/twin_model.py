@@ -25,9 +25,9 @@ from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# The playbook loader's YAML-with-line-numbers helpers: one reader of that kind in the code base.
+# The playbook loader's YAML reader, which keeps the line of every key: one reader of that kind in the code base.
 from agents.playbook.errors import Problem
-from agents.playbook.load import _compose, _error_path, _Located, _message
+from agents.playbook.yaml_source import Located, compose, error_message, error_path
 from controller.core.errors import ConfigurationError
 from twin.contract import MAX_CAPACITY_PER_REPLICA, MAX_RATIO, MAX_REPLICAS, NodeKind, find_cycle
 
@@ -63,11 +63,7 @@ Template = Annotated[str, Field(min_length=1, max_length=4000)]
 
 def _refusal(problems: list[Problem]) -> ConfigurationError:
     """The refusal of a model file: one line per problem, in the order of the file."""
-    # The shared YAML reader speaks of "a playbook" in its few document-level messages.
-    lines = [
-        str(Problem(p.file, p.line, p.field, p.message.replace("a playbook", "a twin model"), p.column))
-        for p in sorted(problems, key=lambda p: p.line or 0)
-    ]
+    lines = [str(p) for p in sorted(problems, key=lambda p: p.line or 0)]
     return ConfigurationError("\n".join(lines) or "invalid twin model")
 
 
@@ -166,7 +162,7 @@ def _template_problems(template: str | None, allowed: frozenset[str]) -> str | N
     return None
 
 
-def _cross_checks(model: TwinModel, located: _Located) -> None:
+def _cross_checks(model: TwinModel, located: Located) -> None:
     for metric in (*NODE_METRICS, "ratio"):
         allowed = EDGE_PLACEHOLDERS if metric == "ratio" else NODE_PLACEHOLDERS
         problem = _template_problems(getattr(model.queries, metric), allowed)
@@ -214,15 +210,15 @@ def _cross_checks(model: TwinModel, located: _Located) -> None:
 
 def parse_twin_model(text: str, file: str) -> TwinModel:
     """Parse and validate a twin model's YAML; ConfigurationError naming file, line and field of every problem."""
-    data, located = _compose(text, file)
+    data, located = compose(text, file, "a twin model")
     if data is None:
         raise _refusal(located.problems)
     try:
         model = TwinModel.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            path = _error_path(error, data)
-            message = _message(error, path)
+            path = error_path(error, data)
+            message = error_message(error, path)
             if error["type"] == "extra_forbidden" and len(path) >= 2 and path[-2] == "queries":
                 known = ", ".join(NODE_METRICS) + (", ratio" if len(path) == 2 else "")
                 message = f"unknown metric {path[-1]!r} (known: {known})"
