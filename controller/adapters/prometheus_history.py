@@ -35,7 +35,7 @@ from typing import Any, Final
 import httpx
 
 from agents.forecast import BUCKET_SECONDS, RETENTION_SECONDS, DemandHistory
-from controller.adapters.prometheus_twin import MAX_HISTORY_POINTS, PrometheusSource
+from controller.adapters.prometheus_twin import MAX_HISTORY_POINTS, PrometheusSource, prometheus_get
 from twin.graph import topological_order
 from twin.sources import TwinSourceError
 
@@ -201,20 +201,10 @@ class PrometheusDemandHistory:
             "end": str(hi + b),
             "step": str(b),
         }
-        try:
-            response = await client.get("/api/v1/query_range", params=params)
-        except httpx.TransportError as exc:
-            raise TwinSourceError(f"Prometheus at {url} unreachable: {type(exc).__name__}: {exc}") from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
-            reason = body.get("error") if isinstance(body, dict) and body.get("error") else response.text[:200]
-            raise TwinSourceError(f"Prometheus at {url}: HTTP {response.status_code} for {i.label()}: {reason}")
+        data = await prometheus_get(client, url, "/api/v1/query_range", params, i.label())
         answered: dict[int, list[float]] = {}
         try:
-            for series in body["data"]["result"]:
+            for series in data["result"]:
                 for t, v in series["values"]:
                     answered.setdefault(round(float(t)) - b, []).append(float(v))
         except (KeyError, TypeError, ValueError) as exc:

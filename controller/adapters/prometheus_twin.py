@@ -28,7 +28,7 @@ from controller.adapters.twin_model import TwinModel
 from twin.contract import Snapshot, SnapshotError, parse_snapshot
 from twin.sources import TwinSourceError
 
-__all__ = ["MAX_HISTORY_POINTS", "PrometheusSource"]
+__all__ = ["MAX_HISTORY_POINTS", "PrometheusSource", "prometheus_get"]
 
 MAX_HISTORY_POINTS: Final = 11_000
 """Prometheus refuses a range query of more than 11,000 points per series."""
@@ -50,6 +50,26 @@ class _Query:
     def label(self) -> str:
         what = f"edge {self.edge[0]!r}->{self.edge[1]!r} ratio" if self.edge else f"node {self.node!r} {self.metric}"
         return f"{what} (query {self.promql!r})"
+
+
+async def prometheus_get(client: httpx.AsyncClient, url: str, path: str, params: Mapping[str, str], what: str) -> Any:
+    """GET one Prometheus HTTP API `path` and return its `data`; TwinSourceError naming `what` otherwise.
+
+    Unreachable, a status other than 200, a body that is not JSON or not `"status": "success"`: each
+    is no answer (the caller fails closed), with Prometheus's own error text when it gave one.
+    """
+    try:
+        response = await client.get(path, params=dict(params))
+    except httpx.TransportError as exc:
+        raise TwinSourceError(f"Prometheus at {url} unreachable: {type(exc).__name__}: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
+        reason = body.get("error") if isinstance(body, dict) and body.get("error") else response.text[:200]
+        raise TwinSourceError(f"Prometheus at {url}: HTTP {response.status_code} for {what}: {reason}")
+    return body.get("data")
 
 
 class PrometheusSource:
@@ -148,18 +168,7 @@ class PrometheusSource:
         return dict(answers)
 
     async def _query(self, client: httpx.AsyncClient, path: str, params: Mapping[str, str], q: _Query) -> Series:
-        try:
-            response = await client.get(path, params=dict(params))
-        except httpx.TransportError as exc:
-            raise TwinSourceError(f"Prometheus at {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
-            reason = body.get("error") if isinstance(body, dict) and body.get("error") else response.text[:200]
-            raise TwinSourceError(f"Prometheus at {self.url}: HTTP {response.status_code} for {q.label()}: {reason}")
-        return _series(body.get("data"), q)
+        return _series(await prometheus_get(client, self.url, path, params, q.label()), q)
 
     # ---- building the snapshot --------------------------------------------------------------
 
