@@ -1,13 +1,17 @@
 """Prometheus as the twin source: the twin model's PromQL, run concurrently, into a twin.v1 snapshot.
 
-Every query of one snapshot is evaluated at the same instant (`time=`), at most
+The model's `plan()` gives the queries: one per node and value (per edge) for a per-node template,
+one per batched template (`{{nodes}}`, `{{sources}}`) and chunk of at most `batch` nodes, whose
+answer is split by the label naming the node (`by`). Every query of one snapshot is sent as a
+form body (a batched one's regex can be long), evaluated at the same instant (`time=`), at most
 `concurrency` at once, and all of them within one deadline. What cannot be observed is said,
 never guessed: a query that answers no series (or NaN) leaves its value unset and adds a
-`missing` quality issue for the node; several series where one was expected add an
-`ambiguous` one (they are not summed). An edge whose ratio cannot be measured is left out
-and its target gets the issue. Fails closed with `TwinSourceError`: Prometheus unreachable,
-an HTTP or PromQL error, the deadline passed, or a node's replicas unknown (twin.v1 needs them,
-and a replica count is not something to guess) mean no snapshot at all.
+`missing` quality issue for the node (a batched query: no series with the node's label value);
+several series where one was expected add an `ambiguous` one (they are not summed). An edge
+whose ratio cannot be measured is left out and its target gets the issue. Fails closed with
+`TwinSourceError`: Prometheus unreachable, an HTTP or PromQL error, the deadline passed, or a
+node's replicas unknown (twin.v1 needs them, and a replica count is not something to guess)
+mean no snapshot at all.
 
 `history(window_seconds, step_seconds)` runs the same queries as range queries
 (`/api/v1/query_range`) and gives one snapshot per step, oldest first.
@@ -17,39 +21,29 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import httpx
 
-from controller.adapters.twin_model import TwinModel
+from controller.adapters.twin_model import MAX_BATCH, Measured, PlannedQuery, TwinModel
 from twin.contract import Snapshot, SnapshotError, parse_snapshot
 from twin.sources import TwinSourceError
 
-__all__ = ["MAX_HISTORY_POINTS", "PrometheusSource", "prometheus_get"]
+__all__ = ["MAX_HISTORY_POINTS", "PrometheusSource", "prometheus_get", "prometheus_post", "split_answer"]
 
 MAX_HISTORY_POINTS: Final = 11_000
 """Prometheus refuses a range query of more than 11,000 points per series."""
 
+T = TypeVar("T")
 Labels = dict[str, str]
 Series = list[tuple[Labels, list[tuple[float, float]]]]
 """One query's answer: each series' labels and its (unix time, value) points."""
 
 
-@dataclass(frozen=True)
-class _Query:
-    """One PromQL query of the model: which node (or edge) and value it measures."""
-
-    node: str
-    metric: str
-    promql: str
-    edge: tuple[str, str] | None = None
-
-    def label(self) -> str:
-        what = f"edge {self.edge[0]!r}->{self.edge[1]!r} ratio" if self.edge else f"node {self.node!r} {self.metric}"
-        return f"{what} (query {self.promql!r})"
+def _label(q: PlannedQuery, m: Measured) -> str:
+    return f"{m.label()} ({q.shown()})"
 
 
 async def prometheus_get(client: httpx.AsyncClient, url: str, path: str, params: Mapping[str, str], what: str) -> Any:
@@ -62,6 +56,19 @@ async def prometheus_get(client: httpx.AsyncClient, url: str, path: str, params:
         response = await client.get(path, params=dict(params))
     except httpx.TransportError as exc:
         raise TwinSourceError(f"Prometheus at {url} unreachable: {type(exc).__name__}: {exc}") from exc
+    return _data(response, url, what)
+
+
+async def prometheus_post(client: httpx.AsyncClient, url: str, path: str, params: Mapping[str, str], what: str) -> Any:
+    """`prometheus_get`, the parameters sent as a form body (no URL length limit for a long batched regex)."""
+    try:
+        response = await client.post(path, data=dict(params))
+    except httpx.TransportError as exc:
+        raise TwinSourceError(f"Prometheus at {url} unreachable: {type(exc).__name__}: {exc}") from exc
+    return _data(response, url, what)
+
+
+def _data(response: httpx.Response, url: str, what: str) -> Any:
     try:
         body = response.json()
     except ValueError:
@@ -70,6 +77,23 @@ async def prometheus_get(client: httpx.AsyncClient, url: str, path: str, params:
         reason = body.get("error") if isinstance(body, dict) and body.get("error") else response.text[:200]
         raise TwinSourceError(f"Prometheus at {url}: HTTP {response.status_code} for {what}: {reason}")
     return body.get("data")
+
+
+def split_answer(q: PlannedQuery, series: list[tuple[Labels, T]]) -> tuple[dict[Measured, list[tuple[Labels, T]]], int]:
+    """A query's series per what they measure (by the values of its `by` labels), and how many had not all of them.
+
+    Series whose key is none of the query's targets (another node's, an edge not measured) are dropped.
+    """
+    out: dict[Measured, list[tuple[Labels, T]]] = {m: [] for m in q.targets.values()}
+    unlabelled = 0
+    for labels, value in series:
+        if any(name not in labels for name in q.by):
+            unlabelled += 1
+            continue
+        measured = q.targets.get(tuple(labels[name] for name in q.by))
+        if measured is not None:
+            out[measured].append((labels, value))
+    return out, unlabelled
 
 
 class PrometheusSource:
@@ -82,6 +106,7 @@ class PrometheusSource:
         *,
         timeout_seconds: float = 5.0,
         concurrency: int = 16,
+        batch: int = MAX_BATCH,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -91,19 +116,14 @@ class PrometheusSource:
         self.concurrency = concurrency
         self._transport = transport
         self._clock = clock
-        self._queries = self._plan()
+        self.batch = batch
+        self._queries = model.plan(batch)
+        self._specs = {n.id: n for n in model.nodes}
 
-    def _plan(self) -> list[_Query]:
-        queries = [
-            _Query(node.id, metric, promql)
-            for node in self.model.nodes
-            for metric, promql in self.model.node_queries(node).items()
-        ]
-        for edge in self.model.edges:
-            promql = self.model.edge_query(edge)
-            if promql is not None:
-                queries.append(_Query(edge.target, "ratio", promql, (edge.source, edge.target)))
-        return queries
+    @property
+    def queries(self) -> list[PlannedQuery]:
+        """The queries of one snapshot (`TwinModel.plan`)."""
+        return list(self._queries)
 
     async def latest(self) -> Snapshot:
         """One snapshot evaluated now; TwinSourceError rather than a snapshot built on guesses."""
@@ -148,11 +168,11 @@ class PrometheusSource:
 
     # ---- querying ---------------------------------------------------------------------------
 
-    async def _run(self, path: str, params: Mapping[str, str]) -> dict[_Query, Series]:
+    async def _run(self, path: str, params: Mapping[str, str]) -> dict[PlannedQuery, Series]:
         limit = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(base_url=self.url, transport=self._transport, timeout=self.timeout_seconds) as c:
 
-            async def one(q: _Query) -> tuple[_Query, Series]:
+            async def one(q: PlannedQuery) -> tuple[PlannedQuery, Series]:
                 async with limit:
                     return q, await self._query(c, path, {**params, "query": q.promql}, q)
 
@@ -167,36 +187,47 @@ class PrometheusSource:
                 ) from None
         return dict(answers)
 
-    async def _query(self, client: httpx.AsyncClient, path: str, params: Mapping[str, str], q: _Query) -> Series:
-        return _series(await prometheus_get(client, self.url, path, params, q.label()), q)
+    async def _query(self, client: httpx.AsyncClient, path: str, params: Mapping[str, str], q: PlannedQuery) -> Series:
+        what = f"{q.metric} ({q.shown()})"
+        return _series(await prometheus_post(client, self.url, path, params, what), what)
 
     # ---- building the snapshot --------------------------------------------------------------
 
-    def _replicas_gap(self, answers: Mapping[_Query, Series]) -> str | None:
-        """Why some node's replica count is unknown in `answers`, or None when every node has one."""
+    def _judged(
+        self, answers: Mapping[PlannedQuery, Series]
+    ) -> Iterator[tuple[PlannedQuery, Measured, float | None, str, str]]:
+        """Per measured value: its query, the value (one finite number) or None, and the problem and why."""
         for q, series in answers.items():
-            if q.metric == "replicas":
-                problem, detail = _judge([(labels, points[-1][1]) for labels, points in series if points])
-                if problem is not None:
-                    # Fails closed: twin.v1 needs replicas and a guessed count could hide a saturated node.
-                    return f"twin {self.model.twin_id!r}: {q.label()} {detail}; no snapshot without replicas"
+            present = [(labels, points[-1][1]) for labels, points in series if points]
+            split, unlabelled = split_answer(q, present)
+            for measured, mine in split.items():
+                problem, detail = _judge(mine, q.by, measured, unlabelled)
+                yield q, measured, (mine[0][1] if problem is None else None), problem or "", detail
+
+    def _replicas_gap(self, answers: Mapping[PlannedQuery, Series]) -> str | None:
+        """Why some node's replica count is unknown in `answers`, or None when every node has one."""
+        replicas = {q: s for q, s in answers.items() if q.metric == "replicas"}
+        for q, measured, value, _, detail in self._judged(replicas):
+            if value is None:
+                # Fails closed: twin.v1 needs replicas and a guessed count could hide a saturated node.
+                return f"twin {self.model.twin_id!r}: {_label(q, measured)} {detail}; no snapshot without replicas"
         return None
 
-    def _snapshot(self, at: datetime, answers: Mapping[_Query, Series]) -> Snapshot:
+    def _snapshot(self, at: datetime, answers: Mapping[PlannedQuery, Series]) -> Snapshot:
         """The snapshot of `answers` (one moment); `_replicas_gap` must have found every replica count."""
         values: dict[tuple[str, str], float] = {}
         ratios: dict[tuple[str, str], float] = {}
         quality: list[dict[str, str]] = []
-        for q, series in answers.items():
-            present = [(labels, points[-1][1]) for labels, points in series if points]
-            problem, detail = _judge(present)
-            if problem is None:
-                if q.edge is not None:
-                    ratios[q.edge] = present[0][1]
+        for q, m, value, problem, detail in self._judged(answers):
+            if value is not None:
+                if m.edge is not None:
+                    ratios[m.edge] = value
                 else:
-                    values[(q.node, q.metric)] = present[0][1]
+                    values[(m.node, m.metric)] = value
                 continue
-            quality.append({"node": q.node, "metric": q.metric, "problem": problem, "detail": f"{q.label()} {detail}"})
+            quality.append(
+                {"node": m.node, "metric": m.metric, "problem": problem, "detail": f"{_label(q, m)} {detail}"}
+            )
         doc: dict[str, Any] = {
             "schema": "twin.v1",
             "twin_id": self.model.twin_id,
@@ -216,7 +247,7 @@ class PrometheusSource:
             raise TwinSourceError(f"Prometheus at {self.url}, twin model {self.model.twin_id!r}: {exc}") from exc
 
     def _node(self, node_id: str, values: Mapping[tuple[str, str], float]) -> dict[str, Any]:
-        spec = next(n for n in self.model.nodes if n.id == node_id)
+        spec = self._specs[node_id]
         doc: dict[str, Any] = {
             "id": node_id,
             "kind": spec.kind.value,
@@ -236,7 +267,9 @@ class PrometheusSource:
         return doc
 
 
-async def _gather(calls: list[Coroutine[Any, Any, tuple[_Query, Series]]]) -> list[tuple[_Query, Series]]:
+async def _gather(
+    calls: list[Coroutine[Any, Any, tuple[PlannedQuery, Series]]],
+) -> list[tuple[PlannedQuery, Series]]:
     """All answers, or the first error with every other query cancelled (a TaskGroup's semantics)."""
     try:
         async with asyncio.TaskGroup() as group:
@@ -246,13 +279,13 @@ async def _gather(calls: list[Coroutine[Any, Any, tuple[_Query, Series]]]) -> li
     return [t.result() for t in tasks]
 
 
-def _series(data: Any, q: _Query) -> Series:
+def _series(data: Any, what: str) -> Series:
     """The answer of an instant (vector or scalar) or range (matrix) query as labelled points."""
     if not isinstance(data, dict):
-        raise TwinSourceError(f"Prometheus answered no data for {q.label()}")
+        raise TwinSourceError(f"Prometheus answered no data for {what}")
     kind, result = data.get("resultType"), data.get("result")
     if not isinstance(result, list):
-        raise TwinSourceError(f"Prometheus answered a malformed {kind} for {q.label()}: no result list")
+        raise TwinSourceError(f"Prometheus answered a malformed {kind} for {what}: no result list")
     try:
         if kind == "scalar":
             return [({}, [(float(result[0]), float(result[1]))])]
@@ -261,14 +294,24 @@ def _series(data: Any, q: _Query) -> Series:
         if kind == "matrix":
             return [(dict(s.get("metric", {})), [(float(t), float(v)) for t, v in s["values"]]) for s in result]
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise TwinSourceError(f"Prometheus answered a malformed {kind} for {q.label()}: {exc}") from exc
-    raise TwinSourceError(f"Prometheus answered a {kind} for {q.label()}; a number per node was expected")
+        raise TwinSourceError(f"Prometheus answered a malformed {kind} for {what}: {exc}") from exc
+    raise TwinSourceError(f"Prometheus answered a {kind} for {what}; a number per node was expected")
 
 
-def _judge(present: list[tuple[Labels, float]]) -> tuple[str | None, str]:
-    """None when exactly one finite value answered; else the quality problem and a sentence saying why."""
+def _judge(
+    present: list[tuple[Labels, float]], by: tuple[str, ...] = (), m: Measured | None = None, unlabelled: int = 0
+) -> tuple[str | None, str]:
+    """None when exactly one finite value answered; else the quality problem and a sentence saying why.
+
+    `by` and `m`: for a batched query, the labels and what they should name (said when nothing answered).
+    """
     if not present:
-        return "missing", "returned no series"
+        if not by or m is None:
+            return "missing", "returned no series"
+        ends = (m.edge or ()) if len(by) == 2 else (m.node,)
+        wanted = ", ".join(f"{k}={v!r}" for k, v in zip(by, ends, strict=False))
+        lacking = f" ({unlabelled} series without the label{'s' if len(by) > 1 else ''} {', '.join(by)})"
+        return "missing", f"returned no series with {wanted}{lacking if unlabelled else ''}"
     if len(present) > 1:
         shown = "; ".join(
             "{" + ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items())) + "}" for labels, _ in present[:3]

@@ -1,8 +1,9 @@
 """PrometheusSource against a real Prometheus scraping the simulator exporter (no mock of Prometheus).
 
 One exporter (twin/scenarios/hidden_downstream.yaml in wall-clock time) and one Prometheus
-(1 s scrapes) serve the whole module; the demo twin model runs with `range: 5s` so rates
-settle within seconds. Tests that hide a series put it back before they end.
+(1 s scrapes) serve the whole module; the demo twin model (batched: one query per value for
+every node) and `PER_NODE_MODEL` (the same templates per node, the format before batching) run
+with `range: 5s` so rates settle within seconds. Tests that hide a series put it back before they end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +44,67 @@ ROOT = Path(__file__).resolve().parents[3]
 DEMO_MODEL = ROOT / "deploy" / "prometheus" / "demo-twin-model.yaml"
 SCENARIO = ROOT / "twin" / "scenarios" / "hidden_downstream.yaml"
 RATE_TOLERANCE = 0.10
+NODES = ("gateway", "catalog", "checkout", "payments", "orders-db")
+
+
+PER_NODE_MODEL = """\
+twin_id: shop
+range: 1m
+queries:
+  replicas: kube_deployment_status_replicas_available{deployment="{{node}}"}
+  external_arrival_rate: sum(rate(ingress_requests_total{service="{{node}}"}[{{range}}]))
+  arrival_rate: sum(rate(http_requests_received_total{service="{{node}}"}[{{range}}]))
+  throughput: sum(rate(http_requests_total{service="{{node}}"}[{{range}}]))
+  # No 5xx series at all means no server errors; no completions at all leaves the rate unknown (0/0).
+  error_rate: >-
+    (sum(rate(http_requests_total{service="{{node}}",code=~"5.."}[{{range}}])) or vector(0))
+    / sum(rate(http_requests_total{service="{{node}}"}[{{range}}]))
+  utilization: service_utilization_ratio{service="{{node}}"}
+  queue_depth: queue_depth{service="{{node}}"}
+  latency_p95_ms: http_request_duration_seconds{service="{{node}}",quantile="0.95"} * 1000
+  # Requests sent to the target per request completed at the source.
+  ratio: >-
+    sum(rate(http_client_requests_total{service="{{source}}",target="{{target}}"}[{{range}}]))
+    / sum(rate(http_requests_total{service="{{source}}"}[{{range}}]))
+nodes:
+  - {id: gateway, kind: service, capacity_per_replica: 200.0, min_replicas: 2, max_replicas: 20,
+     tags: {team: edge, tier: critical}}
+  - {id: catalog, kind: service, capacity_per_replica: 150.0, min_replicas: 2, max_replicas: 20,
+     tags: {team: discovery, tier: standard}}
+  - {id: checkout, kind: service, capacity_per_replica: 110.0, min_replicas: 2, max_replicas: 12,
+     tags: {team: payments, tier: critical}}
+  - {id: payments, kind: service, capacity_per_replica: 100.0, min_replicas: 2, max_replicas: 16,
+     tags: {team: payments, tier: critical}}
+  - {id: orders-db, kind: database, capacity_per_replica: 500.0, min_replicas: 3, max_replicas: 3,
+     tags: {team: payments, tier: critical}}
+edges:
+  - {source: gateway, target: catalog}
+  - {source: gateway, target: checkout}
+  - {source: checkout, target: payments}
+  - {source: checkout, target: orders-db}
+"""
+"""The demo model as it was before batched queries: every template per node (`{{node}}`, `{{source}}`)."""
 
 
 def demo_model(**replace: str) -> TwinModel:
     """The demo model with 5 s rate windows (and any other text replaced)."""
-    text = DEMO_MODEL.read_text().replace("range: 1m", "range: 5s")
+    return _model(DEMO_MODEL.read_text(), str(DEMO_MODEL), replace)
+
+
+def per_node_model(**replace: str) -> TwinModel:
+    """`PER_NODE_MODEL` with 5 s rate windows (and any other text replaced)."""
+    return _model(PER_NODE_MODEL, "per-node.yaml", replace)
+
+
+def _model(text: str, file: str, replace: dict[str, str]) -> TwinModel:
+    text = text.replace("range: 1m", "range: 5s")
     for old, new in replace.items():
         assert old in text, old
         text = text.replace(old, new)
-    return parse_twin_model(text, str(DEMO_MODEL))
+    return parse_twin_model(text, file)
+
+
+MODELS = {"batched": demo_model, "per-node": per_node_model}
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +194,29 @@ def test_the_source_builds_the_snapshot_the_simulator_holds(estate: tuple[Simula
 
 
 @requires_prometheus
+def test_the_batched_model_builds_the_snapshot_the_per_node_model_builds(
+    estate: tuple[SimulatorExporter, PrometheusServer],
+) -> None:
+    exporter, prom = estate
+    settled(source_of(prom), lambda s: matches_truth(s, exporter.snapshot()))
+    # One instant, a little in the past (every scrape before it is in): the same data for every source.
+    at = datetime.now(UTC) - timedelta(seconds=2)
+    per_node = take(source_of(prom, per_node_model(), clock=lambda: at))
+    for source in (source_of(prom, clock=lambda: at), source_of(prom, clock=lambda: at, batch=2)):
+        batched = take(source)
+        assert batched.observed_at == per_node.observed_at and batched.quality == per_node.quality == []
+        assert [n.model_dump(exclude={"metrics"}) for n in batched.nodes] == [
+            n.model_dump(exclude={"metrics"}) for n in per_node.nodes
+        ]
+        for mine, theirs in zip(batched.nodes, per_node.nodes, strict=True):
+            assert mine.metrics.model_dump() == pytest.approx(theirs.metrics.model_dump(), rel=1e-9), mine.id
+        assert [(e.source, e.target) for e in batched.edges] == [(e.source, e.target) for e in per_node.edges]
+        assert [e.ratio for e in batched.edges] == pytest.approx([e.ratio for e in per_node.edges], rel=1e-9)
+    # batch=2: every value in 3 queries (2 + 2 + 1 nodes), the ratios in 1 (2 sources).
+    assert len(source_of(prom, batch=2).queries) == 8 * 3 + 1
+
+
+@requires_prometheus
 def test_a_saturated_node_becomes_a_proposal(estate: tuple[SimulatorExporter, PrometheusServer]) -> None:
     exporter, prom = estate
     activities = AgentActivities(source_of(prom), Desires())
@@ -191,23 +268,30 @@ def test_several_series_for_one_node_are_ambiguous_not_summed(
     estate: tuple[SimulatorExporter, PrometheusServer],
 ) -> None:
     _, prom = estate
-    # Without sum(): one series per status code.
-    model = demo_model(**{'  throughput: sum(rate(http_requests_total{service="{{node}}"}[{{range}}]))': (
+    # Without sum by (service): two series per node in the batched answer, one per status code.
+    summed = '  throughput: sum by (service) (rate(http_requests_total{service=~"{{nodes}}"}[{{range}}]))'
+    model = demo_model(**{summed: '  throughput: rate(http_requests_total{service=~"{{nodes}}"}[{{range}}])'})
+    snap = settled(source_of(prom, model), lambda s: len(s.quality) == len(s.nodes))
+    assert {(q.node, q.metric, q.problem) for q in snap.quality} == {(n, "throughput", "ambiguous") for n in NODES}
+    issue = next(q for q in snap.quality if q.node == "gateway")
+    assert "returned 2 series" in issue.detail and "code='200'" in issue.detail and "code='500'" in issue.detail
+    assert "service='gateway'" in issue.detail and "service='catalog'" not in issue.detail  # its own series only
+    assert snap.node("gateway").metrics.throughput is None
+    # The same per node.
+    model = per_node_model(**{'  throughput: sum(rate(http_requests_total{service="{{node}}"}[{{range}}]))': (
         '  throughput: rate(http_requests_total{service="{{node}}"}[{{range}}])'
     )})  # fmt: skip
     snap = settled(source_of(prom, model), lambda s: len(s.quality) == len(s.nodes))
-    issue = next(q for q in snap.quality if q.node == "gateway")
-    assert (issue.metric, issue.problem) == ("throughput", "ambiguous")
-    assert "returned 2 series" in issue.detail and "code='200'" in issue.detail and "code='500'" in issue.detail
-    assert snap.node("gateway").metrics.throughput is None
+    assert {(q.node, q.metric, q.problem) for q in snap.quality} == {(n, "throughput", "ambiguous") for n in NODES}
 
 
 @requires_prometheus
+@pytest.mark.parametrize("form", MODELS)
 def test_missing_replicas_mean_no_snapshot_naming_node_and_query(
-    estate: tuple[SimulatorExporter, PrometheusServer],
+    estate: tuple[SimulatorExporter, PrometheusServer], form: str
 ) -> None:
     exporter, prom = estate
-    source = source_of(prom)
+    source = source_of(prom, MODELS[form]())
     settled(source, lambda s: matches_truth(s, exporter.snapshot()))
     with hidden(exporter, "payments", "kube_deployment_status_replicas_available"):
         deadline = time.monotonic() + 15
@@ -221,8 +305,13 @@ def test_missing_replicas_mean_no_snapshot_naming_node_and_query(
             time.sleep(0.5)
         # In the history, the steps without the replicas are left out (no snapshot without replicas).
         assert len(asyncio.run(source.history(window_seconds=4, step_seconds=1))) < 5
-    assert "node 'payments' replicas" in message
-    assert 'kube_deployment_status_replicas_available{deployment="payments"}' in message
+    assert "node 'payments' replicas" in message and "no snapshot without replicas" in message
+    if form == "per-node":
+        assert 'kube_deployment_status_replicas_available{deployment="payments"}' in message
+    else:  # the template, not its regex of every node; and which series was not there
+        assert 'kube_deployment_status_replicas_available{deployment=~"{{nodes}}"}\' by deployment' in message
+        assert "returned no series with deployment='payments'" in message
+        assert "gateway|catalog" not in message
 
 
 @requires_prometheus
@@ -244,8 +333,10 @@ def test_queries_run_concurrently_within_the_bound(estate: tuple[SimulatorExport
         def __init__(self) -> None:
             super().__init__()
             self.now = self.most = self.calls = 0
+            self.requests: list[httpx.Request] = []
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.requests.append(request)
             self.now += 1
             self.calls += 1
             self.most = max(self.most, self.now)
@@ -257,11 +348,19 @@ def test_queries_run_concurrently_within_the_bound(estate: tuple[SimulatorExport
     settled(source_of(prom), lambda s: matches_truth(s, exporter.snapshot()))
     counting = Counting()
     started = time.monotonic()
-    take(source_of(prom, concurrency=3, transport=counting))
+    take(source_of(prom, per_node_model(), concurrency=3, transport=counting))
     elapsed = time.monotonic() - started
-    assert counting.calls == 5 * 8 + 4  # every value of every node, every edge ratio
+    assert counting.calls == 5 * 8 + 4  # per node: every value of every node, every edge ratio
     assert 1 < counting.most <= 3
     assert elapsed < 2.0, f"one snapshot took {elapsed:.2f}s"
+    # Batched: one query per value for all nodes, one for every edge ratio.
+    counting = Counting()
+    take(source_of(prom, concurrency=3, transport=counting))
+    assert counting.calls == 8 + 1 and 1 < counting.most <= 3
+    # Sent as form bodies: a batched regex of a large estate does not fit a URL.
+    assert {(r.method, r.headers["content-type"]) for r in counting.requests} == {
+        ("POST", "application/x-www-form-urlencoded")
+    }
 
 
 @requires_prometheus
@@ -371,7 +470,7 @@ def test_cli_snapshot_with_prometheus_down_is_one_line(tmp_path: Path) -> None:
 
 def test_cli_snapshot_with_a_bad_model_names_file_line_and_field(tmp_path: Path) -> None:
     model = tmp_path / "model.yaml"
-    model.write_text(DEMO_MODEL.read_text().replace("{{node}}", "{{service}}", 1))
+    model.write_text(DEMO_MODEL.read_text().replace('deployment=~"{{nodes}}"', 'deployment=~"{{service}}"'))
     # The console script itself: its top level turns the ConfigurationError into one line, exit 2.
     script = Path(sys.executable).with_name("twinops")
     env = {"PATH": str(script.parent), "HOME": str(tmp_path), **cli_env("http://127.0.0.1:9", model)}
@@ -379,4 +478,5 @@ def test_cli_snapshot_with_a_bad_model_names_file_line_and_field(tmp_path: Path)
         [str(script), "twin", "snapshot", "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 2, result.stderr
-    assert f"{model}:10: queries.replicas: unknown placeholder {{{{service}}}}" in result.stderr, result.stderr
+    where = f"{model}:14: queries.replicas.promql"
+    assert f"{where}: unknown placeholder {{{{service}}}}" in result.stderr, result.stderr
