@@ -3,9 +3,10 @@
 With Prometheus as the twin source, the demand history the forecasts need is already in
 Prometheus: the twin model's external arrival rate and edge ratio templates, over time. `read`
 asks for those alone (not the replicas and six metrics of a full snapshot per step: "History" in
-docs/twin-model.md has the measured difference), one range query per template and per chunk of
-at most `CHUNK_POINTS` steps, one step per bucket, and computes each node's offered demand through
-the graph, the quantity the deliberate activity records into `SqlDemandHistory`:
+docs/twin-model.md has the measured difference), one range query per query of the model's plan
+(per node and edge, or per batched template for all the nodes asked for: `TwinModel.plan`) and per
+chunk of at most `CHUNK_POINTS` steps, one step per bucket, and computes each node's offered demand
+through the graph, the quantity the deliberate activity records into `SqlDemandHistory`:
 
     D[i] = ext[i] + sum(ratio[u, i] * D[u])
 
@@ -28,14 +29,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Collection, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import httpx
 
 from agents.forecast import BUCKET_SECONDS, RETENTION_SECONDS, DemandHistory
-from controller.adapters.prometheus_twin import MAX_HISTORY_POINTS, PrometheusSource, prometheus_get
+from controller.adapters.prometheus_twin import MAX_HISTORY_POINTS, PrometheusSource, prometheus_post, split_answer
+from controller.adapters.twin_model import Measured, PlannedQuery
 from twin.graph import topological_order
 from twin.sources import TwinSourceError
 
@@ -51,17 +52,8 @@ Values = dict[int, float]
 """One input's answer: bucket start (epoch seconds) -> its mean, only where exactly one finite value came."""
 
 
-@dataclass(frozen=True)
-class _Input:
-    """One series demand is computed from: a node's external arrival rate, or an edge's ratio."""
-
-    promql: str
-    node: str
-    edge: tuple[str, str] | None = None
-
-    def label(self) -> str:
-        what = f"edge {self.edge[0]!r}->{self.edge[1]!r} ratio" if self.edge else f"node {self.node!r} external load"
-        return f"{what} (query {self.promql!r})"
+INPUTS: Final = ("external_arrival_rate", "ratio")
+"""The templates demand is computed from: a node's external arrival rate, an edge's ratio."""
 
 
 class PrometheusDemandHistory:
@@ -95,15 +87,14 @@ class PrometheusDemandHistory:
         model = source.model
         self._order = topological_order([n.id for n in model.nodes], [(e.source, e.target) for e in model.edges])
         self._external = {
-            n.id: _Input(promql, n.id)
+            n.id: Measured(n.id, "external_arrival_rate")
             for n in model.nodes
-            if (promql := model.node_queries(n).get("external_arrival_rate")) is not None
+            if "external_arrival_rate" in model.node_queries(n)
         }
-        # Per node, its in-edges: (source, a fixed ratio or the input that measures it).
-        self._into: dict[str, list[tuple[str, float | _Input]]] = {n: [] for n in self._order}
+        # Per node, its in-edges: (source, a fixed ratio or what measures it).
+        self._into: dict[str, list[tuple[str, float | Measured]]] = {n: [] for n in self._order}
         for e in model.edges:
-            promql = model.edge_query(e)
-            measured = _Input(promql, e.target, (e.source, e.target)) if promql is not None else None
+            measured = Measured(e.target, "ratio", (e.source, e.target)) if model.edge_query(e) is not None else None
             self._into[e.target].append((e.source, measured or e.ratio or 0.0))
 
     async def record(self, twin_id: str, observed_at: datetime, demand: Mapping[str, float]) -> int:
@@ -128,10 +119,8 @@ class PrometheusDemandHistory:
         if twin_id != self.source.model.twin_id or not wanted or last < first:
             return empty
         needed = self._upstream(wanted)
-        inputs = [self._external[n] for n in needed if n in self._external] + [
-            i for n in needed for _, i in self._into[n] if isinstance(i, _Input)
-        ]
-        values = await self._fetch(inputs, first, last)
+        queries = self.source.model.plan(self.source.batch, nodes=needed, metrics=INPUTS)
+        values = await self._fetch(queries, first, last)
         series: dict[str, list[tuple[float, float]]] = {n: [] for n in wanted}
         for start in range(first, last + 1, b):
             demand = self._demand_at(start, needed, values)
@@ -152,14 +141,16 @@ class PrometheusDemandHistory:
                 todo.extend(source for source, _ in self._into[n])
         return [n for n in self._order if n in seen]
 
-    def _demand_at(self, start: int, order: Sequence[str], values: Mapping[_Input, Values]) -> dict[str, float | None]:
+    def _demand_at(
+        self, start: int, order: Sequence[str], values: Mapping[Measured, Values]
+    ) -> dict[str, float | None]:
         """Offered demand per node at the bucket `start`; None where an input of it is a gap (unknown, not 0)."""
         demand: dict[str, float | None] = {}
         for n in order:
             ext = self._external.get(n)
             d = values[ext].get(start) if ext is not None else 0.0  # no template: no load from outside, as in `latest`
             for source, ratio in self._into[n]:
-                r = values[ratio].get(start) if isinstance(ratio, _Input) else ratio
+                r = values[ratio].get(start) if isinstance(ratio, Measured) else ratio
                 upstream = demand[source]
                 d = None if d is None or r is None or upstream is None else d + r * upstream
             demand[n] = d
@@ -167,50 +158,59 @@ class PrometheusDemandHistory:
 
     # ---- querying ---------------------------------------------------------------------------
 
-    async def _fetch(self, inputs: Sequence[_Input], first: int, last: int) -> dict[_Input, Values]:
+    async def _fetch(self, queries: Sequence[PlannedQuery], first: int, last: int) -> dict[Measured, Values]:
         """Every input's bucket means from `first` to `last` (bucket starts), chunked, all within the deadline."""
         b = self.bucket_seconds
         chunks = [(lo, min(lo + (CHUNK_POINTS - 1) * b, last)) for lo in range(first, last + 1, CHUNK_POINTS * b)]
         limit = asyncio.Semaphore(self.source.concurrency)
-        values: dict[_Input, Values] = {i: {} for i in inputs}
+        values: dict[Measured, Values] = {m: {} for q in queries for m in q.targets.values()}
         async with httpx.AsyncClient(
             base_url=self.source.url, transport=self._transport, timeout=self.timeout_seconds
         ) as client:
 
-            async def one(i: _Input, lo: int, hi: int) -> None:
+            async def one(q: PlannedQuery, lo: int, hi: int) -> None:
                 async with limit:
-                    values[i].update(await self._range(client, i, lo, hi))
+                    for measured, answered in (await self._range(client, q, lo, hi)).items():
+                        values[measured].update(answered)
 
             try:
                 async with asyncio.timeout(self.timeout_seconds):
-                    await _all([one(i, lo, hi) for i in inputs for lo, hi in chunks])
+                    await _all([one(q, lo, hi) for q in queries for lo, hi in chunks])
             except TimeoutError:
                 # A forecast is no reason to hold the tick: the activity decides without one.
                 raise TwinSourceError(
                     f"Prometheus at {self.source.url}: demand history of twin {self.source.model.twin_id!r} "
-                    f"({len(inputs)} series x {len(chunks)} ranges) not read within {self.timeout_seconds:g}s"
+                    f"({len(queries)} queries x {len(chunks)} ranges) not read within {self.timeout_seconds:g}s"
                 ) from None
         return values
 
-    async def _range(self, client: httpx.AsyncClient, i: _Input, lo: int, hi: int) -> Values:
-        """One range query of `i`'s bucket means, evaluated at the ends of the buckets `lo`..`hi` (starts)."""
+    async def _range(self, client: httpx.AsyncClient, q: PlannedQuery, lo: int, hi: int) -> dict[Measured, Values]:
+        """One range query of `q`'s bucket means, evaluated at the ends of the buckets `lo`..`hi` (starts)."""
         b, url = self.bucket_seconds, self.source.url
         params = {
-            "query": f"avg_over_time(({i.promql})[{b}s:{self.sample_seconds}s])",
+            "query": f"avg_over_time(({q.promql})[{b}s:{self.sample_seconds}s])",
             "start": str(lo + b),
             "end": str(hi + b),
             "step": str(b),
         }
-        data = await prometheus_get(client, url, "/api/v1/query_range", params, i.label())
-        answered: dict[int, list[float]] = {}
+        what = f"{q.metric} ({q.shown()})"
+        data = await prometheus_post(client, url, "/api/v1/query_range", params, what)
         try:
-            for series in data["result"]:
-                for t, v in series["values"]:
-                    answered.setdefault(round(float(t)) - b, []).append(float(v))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TwinSourceError(f"Prometheus at {url} answered a malformed matrix for {i.label()}: {exc}") from exc
-        # Several series where one was meant is as unknown as none (never their sum), and so is NaN.
-        return {start: vs[0] for start, vs in answered.items() if len(vs) == 1 and math.isfinite(vs[0])}
+            series = [
+                (dict(s.get("metric", {})), [(round(float(t)) - b, float(v)) for t, v in s["values"]])
+                for s in data["result"]
+            ]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TwinSourceError(f"Prometheus at {url} answered a malformed matrix for {what}: {exc}") from exc
+        out: dict[Measured, Values] = {}
+        for measured, mine in split_answer(q, series)[0].items():
+            answered: dict[int, list[float]] = {}
+            for _, points in mine:
+                for start, v in points:
+                    answered.setdefault(start, []).append(v)
+            # Several series where one was meant is as unknown as none (never their sum), and so is NaN.
+            out[measured] = {start: vs[0] for start, vs in answered.items() if len(vs) == 1 and math.isfinite(vs[0])}
+        return out
 
 
 async def _all(calls: Sequence[Coroutine[Any, Any, None]]) -> None:

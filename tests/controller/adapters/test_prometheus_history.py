@@ -32,6 +32,7 @@ from tests.controller.adapters.test_prometheus_twin import (
     demo_model,
     hidden,
     matches_truth,
+    per_node_model,
     settled,
     source_of,
 )
@@ -150,17 +151,28 @@ def test_only_the_inputs_asked_for_are_queried_in_chunks_prometheus_accepts(esta
 
     class Recording(httpx.AsyncHTTPTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            queries.append(request.url.params)
+            assert request.method == "POST"  # a form body: a batched regex of many nodes is long
+            queries.append(httpx.QueryParams(request.read().decode()))
             return await super().handle_async_request(request)
 
     store = store_of(prom, transport=Recording())
     read(store, ("gateway",))
     assert [q["query"] for q in queries] == [
-        'avg_over_time((sum(rate(ingress_requests_total{service="gateway"}[5s])))[1s:1s])'
+        'avg_over_time((sum by (service) (rate(ingress_requests_total{service=~"gateway"}[5s])))[1s:1s])'
     ]
     queries.clear()
     read(store)
-    assert len(queries) == 5 + 4  # every node's external load, every edge's ratio: no replicas, no metrics
+    # The demo model is batched: every node's external load in one query, every edge's ratio in another;
+    # no replicas, no metrics.
+    assert len(queries) == 2
+    assert 'service=~"gateway|catalog|checkout|payments|orders-db"' in queries[0]["query"]
+    queries.clear()
+    per_node = PrometheusDemandHistory(
+        source_of(prom, per_node_model()), bucket_seconds=1, retention_seconds=5.0, transport=Recording()
+    )
+    _, history = read(per_node)
+    assert len(queries) == 5 + 4  # per node: every node's external load, every edge's ratio
+    assert set(history.series) == set(NODES)
     # 25,000 one-second buckets: three range queries per series, each within Prometheus' limit.
     queries.clear()
     long = store_of(prom, retention_seconds=25_000.0, transport=Recording())
