@@ -7,7 +7,7 @@
       replicas: {promql: 'kube_deployment_status_replicas_available{deployment=~"{{nodes}}"}', by: deployment}
       arrival_rate: sum by (service) (rate(http_requests_received_total{service=~"{{nodes}}"}[{{range}}]))
       queue_depth: queue_depth{service="{{node}}"}          # per node: one query per node
-      ratio: {promql: "...{service=~\"{{sources}}\"}...", by: [service, target]}
+      ratio: {promql: '...{service=~"{{sources}}"}...', by: [service, target]}
     nodes:
       - {id: gateway, kind: service, capacity_per_replica: 200, min_replicas: 2, max_replicas: 20,
          queries: {queue_depth: null}}          # per-node override; null: not measured here
@@ -124,7 +124,7 @@ class RatioQuery(_Strict):
     """An edge template, and for a batched one (`{{sources}}`, `{{targets}}`) the labels naming source and target."""
 
     promql: Template
-    by: tuple[Label, Label] | None = None
+    by: Annotated[list[Label], Field(min_length=2, max_length=2)] | None = None
     """[source label, target label]: the labels whose values are the edge's ends in each answered series."""
 
     def batched(self) -> bool:
@@ -297,7 +297,7 @@ class TwinModel(_Strict):
                 out.append(PlannedQuery("ratio", promql, promql, (), {(): Measured(edge.target, "ratio", pair)}))
                 continue
             assert ratio.by is not None  # validated
-            edge_groups.setdefault((ratio.promql, ratio.by), []).append(pair)
+            edge_groups.setdefault((ratio.promql, (ratio.by[0], ratio.by[1])), []).append(pair)
         for (template, by), pairs in edge_groups.items():
             # Chunked by source (or by target when only {{targets}} is used), so one end's list stays short.
             end = 0 if "sources" in _placeholders(template) else 1
