@@ -17,11 +17,14 @@
 
 2. Prometheus as the twin source: `PrometheusSource.latest()` on generated 100- and 1,000-node
    layered DAGs (`bench_simulator.generate`), each served by a `SimulatorExporter` in a child
-   process and scraped by a real Prometheus every second, with a twin model built in code from the
-   demo model's PromQL templates (`deploy/prometheus/demo-twin-model.yaml`, `range: 5s`): one
-   query per node and measured value plus one per edge ratio. Timed at the default concurrency (16)
-   and at 64, with a deadline long enough to finish; whether the default 5 s deadline is met is
-   tried once per size.
+   process and scraped by a real Prometheus every second, with twin models built in code from the
+   demo model's PromQL (`range: 5s`) in two forms: per node (`PER_NODE_QUERIES`, the demo model's
+   templates before batching: one query per node and measured value plus one per edge ratio) and
+   batched (`deploy/prometheus/demo-twin-model.yaml` as shipped: one query per value for all nodes,
+   one for all edge ratios, in chunks of at most `MAX_BATCH` ids; also at other chunk sizes on
+   1,000 nodes). Timed at the default concurrency (16), the per-node form also at 64, with a
+   deadline long enough to finish; whether the default 5 s deadline is met is tried once per size
+   and form; a batched and a per-node snapshot at the same instant are compared value by value.
 
 The machine is shared (2 cores; other work may run meanwhile): load averages are recorded.
 """
@@ -43,7 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,7 +68,14 @@ from controller.adapters.prometheus_process import (
 from controller.adapters.prometheus_twin import PrometheusSource
 from controller.adapters.sim_exporter import SimulatorExporter
 from controller.adapters.temporal_server import TemporalRuntime
-from controller.adapters.twin_model import EdgeModel, NodeModel, TwinModel, load_twin_model
+from controller.adapters.twin_model import (
+    MAX_BATCH,
+    DefaultQueries,
+    EdgeModel,
+    NodeModel,
+    TwinModel,
+    load_twin_model,
+)
 from controller.app.agent_loop import start_agent_loop
 from controller.app.twin_watch import watcher_for, watching
 from controller.app.worker import Services, running_worker, worker_options
@@ -102,7 +112,26 @@ MEASURE_DEADLINE_SECONDS = 120.0
 RATE_RANGE = "5s"
 """`{{range}}` of the model: five 1 s scrapes (production: 1m over 15 s scrapes, four samples)."""
 REPEATS = {100: 12, 1000: 2}
-"""Timed snapshots per size and concurrency (after one warm-up)."""
+"""Timed per-node snapshots per size and concurrency (after one warm-up where one takes under seconds)."""
+BATCHED_REPEATS = 20
+"""Timed batched snapshots per size and chunk size (after one warm-up)."""
+BATCH_SIZES = {100: (MAX_BATCH,), 1000: (MAX_BATCH, 1000, 250, 100)}
+"""Chunk sizes (ids per batched query) measured per estate size; the first is the source's default."""
+FORMS = ("per-node", "batched")
+PER_NODE_QUERIES: dict[str, str] = {
+    "replicas": 'kube_deployment_status_replicas_available{deployment="{{node}}"}',
+    "external_arrival_rate": 'sum(rate(ingress_requests_total{service="{{node}}"}[{{range}}]))',
+    "arrival_rate": 'sum(rate(http_requests_received_total{service="{{node}}"}[{{range}}]))',
+    "throughput": 'sum(rate(http_requests_total{service="{{node}}"}[{{range}}]))',
+    "error_rate": '(sum(rate(http_requests_total{service="{{node}}",code=~"5.."}[{{range}}])) or vector(0))'
+    ' / sum(rate(http_requests_total{service="{{node}}"}[{{range}}]))',
+    "utilization": 'service_utilization_ratio{service="{{node}}"}',
+    "queue_depth": 'queue_depth{service="{{node}}"}',
+    "latency_p95_ms": 'http_request_duration_seconds{service="{{node}}",quantile="0.95"} * 1000',
+    "ratio": 'sum(rate(http_client_requests_total{service="{{source}}",target="{{target}}"}[{{range}}]))'
+    ' / sum(rate(http_requests_total{service="{{source}}"}[{{range}}]))',
+}
+"""The demo model's templates as they were before batched queries (one query per node and value, per edge)."""
 
 T = TypeVar("T")
 
@@ -408,14 +437,16 @@ def _exporter(n: int) -> Iterator[str]:
             proc.wait(10)
 
 
-def _model(n: int) -> TwinModel:
-    """The twin model of the generated estate: its topology, the demo model's PromQL templates."""
+def _model(n: int, form: str = "batched") -> TwinModel:
+    """The twin model of the generated estate: its topology, the demo model's PromQL in `form` (see FORMS)."""
     scenario = generate(n)
     demo = load_twin_model(DEMO_MODEL)
+    batched = form == "batched"
     return TwinModel(
         twin_id=scenario.twin_id,
         range=RATE_RANGE,
-        queries=demo.queries,
+        node_label=demo.node_label if batched else None,
+        queries=demo.queries if batched else DefaultQueries.model_validate(PER_NODE_QUERIES),
         nodes=[
             NodeModel(
                 id=node.id,
@@ -459,49 +490,21 @@ def _scrapes(prom: PrometheusServer) -> dict[str, Any]:
     }
 
 
-async def _size(n: int, prom: PrometheusServer) -> dict[str, Any]:
-    model = _model(n)
-    url = prom.url
-    source = PrometheusSource(url, model, timeout_seconds=MEASURE_DEADLINE_SECONDS, concurrency=CONCURRENCIES[0])
-    node_queries = sum(len(model.node_queries(node)) for node in model.nodes)
-    edge_queries = sum(1 for e in model.edges if model.edge_query(e) is not None)
-    queries = node_queries + edge_queries
-    waited = await _ready(prom, n, 90)
-    out: dict[str, Any] = {
-        "nodes": len(model.nodes),
-        "edges": len(model.edges),
-        "queries_per_snapshot": queries,
-        "node_queries": node_queries,
-        "edge_queries": edge_queries,
-        "seconds_until_series_in": round(waited, 1),
-        "runs": [],
-    }
+async def _timed(source: PrometheusSource, repeats: int, warm_up: bool) -> tuple[list[float], Snapshot]:
+    if warm_up:
+        await source.latest()
+    times: list[float] = []
     snapshot: Snapshot | None = None
-    for concurrency in CONCURRENCIES:
-        source.concurrency = concurrency
-        load_before = _load()
-        warm_up = REPEATS[n] > 2  # not worth its time where one snapshot takes seconds
-        if warm_up:
-            await source.latest()
-        times: list[float] = []
-        for _ in range(REPEATS[n]):
-            t0 = time.perf_counter()
-            snapshot = await source.latest()
-            times.append(time.perf_counter() - t0)
-        d = _dist_ms(times)
-        out["runs"].append(
-            {
-                "concurrency": concurrency,
-                "snapshot": d,
-                "warm_up": warm_up,
-                "queries_per_second": round(queries / statistics.median(times)),
-                "load_average_1m": {"before": load_before, "after": _load()},
-            }
-        )
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        snapshot = await source.latest()
+        times.append(time.perf_counter() - t0)
     assert snapshot is not None
-    out["quality_issues"] = len(snapshot.quality)
-    out["quality_issue_kinds"] = sorted({f"{q.metric}: {q.problem}" for q in snapshot.quality})
-    # The shipped deadline (TWINOPS_PROMETHEUS_TIMEOUT_SECONDS=5) at the default concurrency, once.
+    return times, snapshot
+
+
+async def _deadline(url: str, model: TwinModel) -> dict[str, Any]:
+    """The shipped deadline (TWINOPS_PROMETHEUS_TIMEOUT_SECONDS=5) at the default concurrency and chunks, once."""
     default = PrometheusSource(url, model, timeout_seconds=DEFAULT_DEADLINE_SECONDS, concurrency=CONCURRENCIES[0])
     t0 = time.perf_counter()
     try:
@@ -511,7 +514,86 @@ async def _size(n: int, prom: PrometheusServer) -> dict[str, Any]:
         verdict = {"met": False, "error": str(exc)}
     verdict["seconds"] = round(time.perf_counter() - t0, 2)
     verdict["deadline_seconds"] = DEFAULT_DEADLINE_SECONDS
-    out["default_deadline"] = verdict
+    return verdict
+
+
+def _counts(source: PrometheusSource) -> dict[str, int]:
+    queries = source.queries
+    return {
+        "queries_per_snapshot": len(queries),
+        "node_queries": sum(1 for q in queries if q.metric != "ratio"),
+        "edge_queries": sum(1 for q in queries if q.metric == "ratio"),
+    }
+
+
+def _differences(a: Snapshot, b: Snapshot) -> list[str]:
+    """Where two snapshots of the same instant differ (values beyond 1e-9 relative, issues, edges)."""
+    out: list[str] = []
+    for x, y in zip(a.nodes, b.nodes, strict=True):
+        for field, u, v in [
+            ("replicas", x.replicas, y.replicas),
+            ("external", x.external_arrival_rate, y.external_arrival_rate),
+        ] + [(m, getattr(x.metrics, m), getattr(y.metrics, m)) for m in type(x.metrics).model_fields]:
+            if (u is None) != (v is None) or (u is not None and v is not None and not math.isclose(u, v, rel_tol=1e-9)):
+                out.append(f"{x.id}.{field}: {u} vs {v}")
+    ea = {(e.source, e.target): e.ratio for e in a.edges}
+    eb = {(e.source, e.target): e.ratio for e in b.edges}
+    if set(ea) != set(eb) or any(not math.isclose(ea[k], eb[k], rel_tol=1e-9) for k in ea):
+        out.append("edges differ")
+    if {(q.node, q.metric, q.problem) for q in a.quality} != {(q.node, q.metric, q.problem) for q in b.quality}:
+        out.append("quality issues differ")
+    return out
+
+
+async def _size(n: int, prom: PrometheusServer) -> dict[str, Any]:
+    url = prom.url
+    models = {form: _model(n, form) for form in FORMS}
+    waited = await _ready(prom, n, 90)
+    out: dict[str, Any] = {
+        "nodes": len(models["batched"].nodes),
+        "edges": len(models["batched"].edges),
+        "seconds_until_series_in": round(waited, 1),
+        "forms": [],
+    }
+    snapshots: dict[str, Snapshot] = {}
+    for form in FORMS:
+        model = models[form]
+        variants = (
+            [(c, MAX_BATCH) for c in CONCURRENCIES]
+            if form == "per-node"
+            else [(CONCURRENCIES[0], b) for b in BATCH_SIZES[n]]
+        )
+        for concurrency, batch in variants:
+            source = PrometheusSource(
+                url, model, timeout_seconds=MEASURE_DEADLINE_SECONDS, concurrency=concurrency, batch=batch
+            )
+            repeats = REPEATS[n] if form == "per-node" else BATCHED_REPEATS
+            warm_up = repeats > 2  # not worth its time where one snapshot takes seconds
+            load_before = _load()
+            times, snapshot = await _timed(source, repeats, warm_up)
+            counts = _counts(source)
+            row: dict[str, Any] = {
+                "form": form,
+                "concurrency": concurrency,
+                **({"batch": batch} if form == "batched" else {}),
+                **counts,
+                "snapshot": _dist_ms(times),
+                "warm_up": warm_up,
+                "queries_per_second": round(counts["queries_per_snapshot"] / statistics.median(times)),
+                "load_average_1m": {"before": load_before, "after": _load()},
+                "quality_issues": len(snapshot.quality),
+                "quality_issue_kinds": sorted({f"{q.metric}: {q.problem}" for q in snapshot.quality}),
+            }
+            if (concurrency, batch) == (CONCURRENCIES[0], MAX_BATCH):
+                row["default_deadline"] = await _deadline(url, model)
+            out["forms"].append(row)
+    # The same instant, a little in the past (every scrape before it is in), read both ways.
+    at = datetime.now(UTC) - timedelta(seconds=2)
+    for form in FORMS:
+        source = PrometheusSource(url, models[form], timeout_seconds=MEASURE_DEADLINE_SECONDS, clock=lambda: at)
+        snapshots[form] = await source.latest()
+    differences = _differences(snapshots["batched"], snapshots["per-node"])
+    out["same_snapshot_both_forms"] = {"same": not differences, "differences": differences[:10]}
     out["scrapes"] = await asyncio.to_thread(_scrapes, prom)
     return out
 
@@ -528,9 +610,13 @@ async def _prometheus(root: Path) -> dict[str, Any]:
         "scrape_interval": "1s",
         "range": RATE_RANGE,
         "measure_deadline_seconds": MEASURE_DEADLINE_SECONDS,
-        "templates": "deploy/prometheus/demo-twin-model.yaml's queries (8 per node, the ratio query per edge)",
-        "single_query_per_metric": "not measured: the source runs one query per node and value (templates render "
-        "{{node}}); a `sum by (service)(...)` per metric would need a change to the source",
+        "templates": {
+            "per-node": "bench_telemetry.PER_NODE_QUERIES (the demo model before batching: 8 per node, the ratio "
+            "query per edge)",
+            "batched": "deploy/prometheus/demo-twin-model.yaml's queries ({{nodes}}: 8 per chunk of nodes, "
+            "{{sources}}: the ratios per chunk of sources)",
+        },
+        "default_batch": MAX_BATCH,
         "sizes": sizes,
     }
 
@@ -622,37 +708,49 @@ def summarize(result: dict[str, Any]) -> list[str]:
     elif p:
         lines += [
             f"`PrometheusSource.latest()` against a real Prometheus ({p['prometheus'].split(' (')[0]}, "
-            f"{p['scrape_interval']} scrapes) of a SimulatorExporter (own process) serving a generated layered DAG; "
-            f"the twin model uses the demo model's templates (range {p['range']}): one instant query per node and "
-            "value, one per edge ratio.",
+            f"{p['scrape_interval']} scrapes) of a SimulatorExporter (own process) serving a generated layered DAG, "
+            f"with the demo model's PromQL (range {p['range']}) in two forms: **per node** (the format before "
+            "batching: one instant query per node and value, one per edge ratio) and **batched** (the demo model as "
+            "shipped: one query per value for every node, `{{nodes}}`, one for every edge ratio, `{{sources}}`, "
+            f"in chunks of at most `batch` ids, default {p.get('default_batch', '?')}). Queries are POSTed.",
             "",
-            "| nodes | edges | queries / snapshot | concurrency | p50 ms | p95 ms | max ms | queries/s | n "
+            "| nodes | edges | form | queries / snapshot | concurrency | p50 ms | p95 ms | max ms | queries/s | n "
             "| default 5 s deadline |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for s in p["sizes"]:
-            dl = s["default_deadline"]
-            verdict = f"met ({dl['seconds']:g} s)" if dl["met"] else f"**missed**: no snapshot ({dl['seconds']:g} s)"
-            for r in s["runs"]:
+            for r in s["forms"]:
                 x = r["snapshot"]
+                dl = r.get("default_deadline")
+                verdict = ""
+                if dl:
+                    verdict = (
+                        f"met ({dl['seconds']:g} s)" if dl["met"] else f"**missed**: no snapshot ({dl['seconds']:g} s)"
+                    )
+                form = r["form"] if r["form"] == "per-node" else f"batched, batch {r['batch']:,}"
                 lines.append(
-                    f"| {s['nodes']:,} | {s['edges']:,} | {s['queries_per_snapshot']:,} | {r['concurrency']} "
+                    f"| {s['nodes']:,} | {s['edges']:,} | {form} | {r['queries_per_snapshot']:,} | {r['concurrency']} "
                     f"| {x['p50_ms']:,.0f} | {x['p95_ms']:,.0f} | {x['max_ms']:,.0f} | {r['queries_per_second']:,} "
-                    f"| {x['n']} | {verdict if r['concurrency'] == CONCURRENCIES[0] else ''} |"
+                    f"| {x['n']} | {verdict} |"
                 )
         notes = []
         for s in p["sizes"]:
-            runs = {r["concurrency"]: r["snapshot"]["p50_ms"] for r in s["runs"]}
-            low, high = runs[min(runs)], runs[max(runs)]
-            warm = "after one warm-up" if s["runs"][0].get("warm_up") else "no warm-up: one snapshot takes seconds"
+            rows = s["forms"]
+            per_node = next(r for r in rows if r["form"] == "per-node" and r["concurrency"] == CONCURRENCIES[0])
+            batched = next(r for r in rows if r["form"] == "batched" and r["batch"] == p.get("default_batch"))
+            same = s["same_snapshot_both_forms"]
             sc = s["scrapes"]
+            before, after = per_node["snapshot"]["p50_ms"], batched["snapshot"]["p50_ms"]
+            agree = "are the same, value by value (1e-9)"
+            if not same["same"]:
+                agree = f"**differ**: {'; '.join(same['differences'])}"
             notes.append(
-                f"{s['nodes']:,} nodes: {max(runs)} queries in flight take x{high / low:.2f} the time of "
-                f"{min(runs)} at p50 ({warm}); {s['quality_issues']:,} values missing, all of nodes the generated "
-                f"DAG sends no traffic (error rate and out-edge ratios are 0/0); scrapes of "
-                f"{sc['samples_scraped']:,.0f} samples, {_up(sc)}, "
-                f"the longest {sc['scrape_duration_seconds_max_1m']:g} s."
+                f"{s['nodes']:,} nodes: batched {batched['queries_per_snapshot']:,} queries instead of "
+                f"{per_node['queries_per_snapshot']:,}, x{before / after:.0f} faster at p50 ({before:,.0f} -> "
+                f"{after:,.0f} ms); the two forms' snapshots of one instant {agree}; {batched['quality_issues']:,} "
+                f"values missing (per node: {per_node['quality_issues']:,}), all of nodes the generated DAG sends no "
+                f"traffic (error rate and out-edge ratios are 0/0); scrapes of {sc['samples_scraped']:,.0f} samples, "
+                f"{_up(sc)}, the longest {sc['scrape_duration_seconds_max_1m']:g} s."
             )
-        single = p["single_query_per_metric"]
-        lines += ["", *(f"- {n}" for n in notes), "", f"{single[:1].upper()}{single[1:]}."]
+        lines += ["", *(f"- {n}" for n in notes)]
     return lines
