@@ -302,7 +302,8 @@ class TwinModel(_Strict):
             # Chunked by source (or by target when only {{targets}} is used), so one end's list stays short.
             end = 0 if "sources" in _placeholders(template) else 1
             for ends in _chunks(list(dict.fromkeys(p[end] for p in pairs)), batch):
-                mine = [p for p in pairs if p[end] in set(ends)]
+                chosen = set(ends)
+                mine = [p for p in pairs if p[end] in chosen]
                 out.append(
                     PlannedQuery(
                         "ratio",
