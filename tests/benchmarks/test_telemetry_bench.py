@@ -12,13 +12,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bench_telemetry as bench
+from controller.adapters.prometheus_twin import PrometheusSource
 from controller.adapters.temporal_server import TemporalRuntime
 
 
-def test_the_generated_twin_models_measure_every_node_value_and_edge() -> None:
+def test_the_generated_twin_models_measure_every_node_value_and_edge_in_both_forms() -> None:
+    per_node = PrometheusSource("http://127.0.0.1:9", bench._model(100, "per-node"))
+    batched = PrometheusSource("http://127.0.0.1:9", bench._model(100, "batched"))
     model = bench._model(100)
-    queries = sum(len(model.node_queries(n)) for n in model.nodes) + len(model.edges)
-    assert len(model.nodes) == 100 and queries == 8 * 100 + len(model.edges)
+    assert len(model.nodes) == 100
+    assert len(per_node.queries) == 8 * 100 + len(model.edges)  # one per node and value, one per edge
+    assert len(batched.queries) == 8 + 1  # one per value, one for every edge ratio (100 ids: one chunk)
 
 
 @pytest.mark.slow
