@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from agents import AgentState, AlertNote, Desires, FindingKind, decide
+from agents.proposal import plan_nodes
 from tests.agents.conftest import T0, hidden_downstream, node, snap
 
 
@@ -23,7 +24,7 @@ def _alert(node_id: str, name: str = "HighUtilization", fingerprint: str = "f1")
 def test_an_alert_on_the_target_is_in_its_belief_its_findings_and_the_rationale() -> None:
     decision = decide(AgentState(), hidden_downstream(), Desires(), alerts=[_alert("api")])
     assert decision.proposals
-    proposal = next(p for p in decision.proposals if "api" in {p.target, *(s.action.node for s in p.plan.steps)})
+    proposal = next(p for p in decision.proposals if "api" in plan_nodes(p.plan))
     alerts = [f for f in proposal.findings if f.kind is FindingKind.ALERT]
     assert [f.node for f in alerts] == ["api"]
     assert "HighUtilization firing on api since 21:58:00 UTC, severity page: api is running hot" in alerts[0].message
