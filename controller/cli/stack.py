@@ -72,7 +72,7 @@ async def _serve_forever(settings: Settings, log_file: Path, *, api: bool = True
             metrics = TwinopsMetrics()
             async with running_worker(rt.client, queue, services, metrics=metrics, **worker_options(settings)):
                 loop_id = await start_agent_loop(rt.client, settings, services)
-                watcher = watcher_for(settings, services.twin, rt.client, loop_id)
+                watcher = watcher_for(settings, services.twin, rt.client, loop_id, metrics)
                 await stack.enter_async_context(watching(watcher))
                 console.print(f"Temporal frontend: [bold]{info.address}[/] (namespace {info.namespace})")
                 if info.ui_url:
@@ -182,14 +182,26 @@ def demo(
             help="afterwards keep the stack and the web UI running with one proposal waiting for you (Ctrl-C stops)",
         ),
     ] = False,
+    prometheus: Annotated[
+        bool,
+        typer.Option(
+            "--prometheus",
+            help="run the first scenario through a real Prometheus scraping the simulator, its actions through the "
+            "signed webhook (needs the Debian package prometheus)",
+        ),
+    ] = False,
 ) -> None:
     """The whole loop, unattended: a fix that verifies, a fix that rolls back, the trails, a verified ledger."""
     from controller.app.demo import run_demo
-    from controller.core.errors import RuntimeUnavailableError
+    from controller.core.errors import ConfigurationError, RuntimeUnavailableError
 
+    if serve and prometheus:
+        fail("--serve and --prometheus do not combine: the proposal left for you is on the in-process simulator")
     try:
-        code = asyncio.run(run_demo(settings_of(ctx), console, then=_serve_demo if serve else None))
-    except RuntimeUnavailableError as exc:
+        code = asyncio.run(
+            run_demo(settings_of(ctx), console, then=_serve_demo if serve else None, prometheus=prometheus)
+        )
+    except (ConfigurationError, RuntimeUnavailableError) as exc:
         fail(str(exc))
     raise typer.Exit(code)
 
