@@ -179,12 +179,14 @@ def test_errors_are_counted_under_code_500() -> None:
 
 def test_counters_grow_at_the_simulators_rates_in_wall_clock_time(exporter: SimulatorExporter) -> None:
     first, t0 = parse(httpx.get(exporter.url + "/metrics").text), time.monotonic()
-    time.sleep(1.5)
+    time.sleep(3.0)
     second, t1 = parse(httpx.get(exporter.url + "/metrics").text), time.monotonic()
     grown = value(second, "ingress_requests_total", service="gateway") - value(
         first, "ingress_requests_total", service="gateway"
     )
-    assert grown / (t1 - t0) == pytest.approx(1200, rel=0.05)
+    # Over real HTTP each scrape's moment is known to within its round trip: the exact integration is
+    # the hand-clocked test's; here, that the wall clock drives it.
+    assert grown / (t1 - t0) == pytest.approx(1200, rel=0.1)
     assert value(second, "ingress_requests_total", service="checkout") == 0.0
 
 
