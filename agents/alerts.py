@@ -20,18 +20,18 @@ from agents.detection import Finding, FindingKind
 class AlertNote(Frozen):
     """One firing alert about one twin node, as the loop keeps it."""
 
-    fingerprint: str = Field(min_length=1)
+    fingerprint: str = Field(min_length=1, max_length=200)
     """Alertmanager's fingerprint: the same alert (labels) firing again has the same one."""
-    name: str = Field(min_length=1)
-    node: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
+    node: str = Field(min_length=1, max_length=200)
     starts_at: AwareDatetime
     received_at: AwareDatetime
-    severity: str | None = None
-    summary: str = ""
-    source: str = "alertmanager"
-    url: str | None = None
+    severity: str | None = Field(default=None, max_length=50)
+    summary: str = Field(default="", max_length=500)
+    source: str = Field(default="alertmanager", max_length=50)
+    url: str | None = Field(default=None, max_length=1000)
     """The alert's generator URL (the Prometheus graph), when it came with one."""
-    posted_by: str | None = None
+    posted_by: str | None = Field(default=None, max_length=100)
     """The (system) user who delivered it to the API, e.g. the account Alertmanager signs in as."""
 
     def statement(self) -> str:

@@ -33,9 +33,20 @@ class TwinSource(Protocol):
         ...
 
 
+MAX_CLOCK_SKEW_SECONDS = 60.0
+"""A snapshot observed further ahead of our clock than this is refused: it would otherwise stay "fresh" for
+as long as its clock is ahead, and hide every real snapshot after it."""
+
+
 def check_fresh(snapshot: Snapshot, now: datetime, max_age_seconds: float) -> Snapshot:
-    """Return the snapshot if it is at most `max_age_seconds` old at `now`, else raise StaleSnapshotError."""
+    """Return the snapshot if it is at most `max_age_seconds` old at `now` and not from the future (beyond
+    `MAX_CLOCK_SKEW_SECONDS`), else raise StaleSnapshotError."""
     age = (now - snapshot.observed_at).total_seconds()
+    if age < -MAX_CLOCK_SKEW_SECONDS:
+        raise StaleSnapshotError(
+            f"twin {snapshot.twin_id!r}: snapshot observed at {snapshot.observed_at.isoformat()} is {-age:.0f}s "
+            f"ahead of this clock (at most {MAX_CLOCK_SKEW_SECONDS:.0f}s of skew): a wrong clock, not a fresh twin"
+        )
     if age > max_age_seconds:
         raise StaleSnapshotError(
             f"twin {snapshot.twin_id!r}: snapshot observed at {snapshot.observed_at.isoformat()} is "

@@ -44,6 +44,10 @@ PATCH_POLICY_LOOP_BREAKER = "0.2.0-loop-breaker-in-policy"
 PATCH_FINDING_TRIGGERS = "0.4.0-playbook-finding-triggers"
 PATCH_EVENT_DRIVEN_TICKS = "0.5.0-event-driven-ticks"
 
+MAX_ALERTS_HELD = 200
+"""Firing alerts the loop keeps at most (the oldest heard of go first): an alert storm must not grow the
+loop's state, its continue-as-new input or the deliberate activity's input past Temporal's payload limit."""
+
 ALERT_TTL = timedelta(hours=6)
 """A firing alert not heard of again for this long is forgotten (Alertmanager repeats firing ones every
 `repeat_interval`, 4 h by default; a lost resolution must not keep evidence forever)."""
@@ -180,7 +184,8 @@ class AgentLoopWorkflow:
         self._failed_ticks = 0
         self._suppressed: tuple[SuppressedPlan, ...] = ()
         self._alerts = dict(input.alerts)
-        self._wakes: list[WakeUp] = []
+        self._wakes = 0
+        """Wake-ups not yet answered by a tick (only their number matters: one tick answers them all)."""
         self._unrecorded: list[AlertNote] = []
         self._woken = 0
         self._nodes: list[str] = []
@@ -218,8 +223,13 @@ class AgentLoopWorkflow:
                 self._unrecorded.append(alert)  # a new firing goes on record once and wakes the loop
                 fresh = True
             self._alerts[alert.fingerprint] = alert  # a repeat only refreshes it
+        if len(self._alerts) > MAX_ALERTS_HELD:
+            kept = sorted(self._alerts.values(), key=lambda a: (a.received_at, a.fingerprint))[-MAX_ALERTS_HELD:]
+            self._alerts = {a.fingerprint: a for a in kept}
+            held = set(self._alerts)
+            self._unrecorded = [a for a in self._unrecorded if a.fingerprint in held]
         if fresh or wake.reason != "alert":
-            self._wakes.append(wake)
+            self._wakes += 1
 
     @workflow.signal
     def playbook_run_finished(self, report: PlaybookRunReport) -> None:
@@ -278,9 +288,9 @@ class AgentLoopWorkflow:
             await self._rest(input.tick_seconds)
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if self._unrecorded:
-                    # Alerts that fired since the last tick go on record here: the next run does not know them
-                    # as new (it ticks at once, so no wake-up is lost).
+                while self._unrecorded:
+                    # Alerts that fired since the last tick go on record here (and those arriving meanwhile): the
+                    # next run does not know them as new. It ticks at once, so no wake-up is lost.
                     await self._take_wakes()
                 workflow.continue_as_new(self._carry())
         return self.state()
@@ -291,30 +301,38 @@ class AgentLoopWorkflow:
             await workflow.sleep(timedelta(seconds=seconds))
             return
         try:
-            await workflow.wait_condition(lambda: bool(self._wakes), timeout=timedelta(seconds=seconds))
+            await workflow.wait_condition(lambda: self._wakes > 0, timeout=timedelta(seconds=seconds))
         except TimeoutError:
             return
         self._woken += 1
 
     async def _take_wakes(self) -> None:
         """Answer the wake-ups so far with this tick; put each newly firing alert on record; forget old ones."""
-        self._wakes = []
+        self._wakes = 0
         horizon = workflow.now() - ALERT_TTL
         self._alerts = {f: a for f, a in self._alerts.items() if a.received_at >= horizon}
         unrecorded, self._unrecorded = self._unrecorded, []
-        for alert in unrecorded:
-            await self._recorder.record(
-                EventKind.DETECTED,
-                DetectedPayload(
-                    twin_id=self._input.twin_id,
-                    observed_at=alert.starts_at,
-                    findings=[{"kind": "alert", "node": alert.node, "message": alert.statement()}],
-                    details={"source": alert.source, "alert": alert.model_dump(mode="json")},
-                ),
-                actor=f"user:{alert.posted_by}" if alert.posted_by else "system",
-                targets=(alert.node,),
-                series="alert",
-            )
+        if not unrecorded:
+            return
+        # One event for the alerts that fired since the last tick (a storm is one activity, not hundreds).
+        first = min(unrecorded, key=lambda a: (a.starts_at, a.fingerprint))
+        details: dict[str, object] = {"source": first.source}
+        if len(unrecorded) == 1:
+            details["alert"] = first.model_dump(mode="json")
+        else:
+            details["alerts"] = [a.model_dump(mode="json") for a in unrecorded]
+        await self._recorder.record(
+            EventKind.DETECTED,
+            DetectedPayload(
+                twin_id=self._input.twin_id,
+                observed_at=first.starts_at,
+                findings=[{"kind": "alert", "node": a.node, "message": a.statement()} for a in unrecorded],
+                details=details,
+            ),
+            actor=f"user:{first.posted_by}" if first.posted_by else "system",
+            targets=tuple(sorted({a.node for a in unrecorded})),
+            series="alert",
+        )
 
     def _carry(self) -> AgentLoopInput:
         horizon = workflow.now() - timedelta(seconds=self._input.loop_breaker_window_seconds)

@@ -50,6 +50,8 @@ ACCEPTED_ALGORITHMS: Final = frozenset({"RS256", "ES256", "EdDSA"})
 
 _GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
 _ROLE_NAMES = frozenset(r.value for r in Role)
+_HUMAN_ROLES = frozenset(r.value for r in Role if r is not Role.SYSTEM)
+"""Roles an issuer's claim may grant: a machine user (system) exists only as a twinops user with a token."""
 _SHOWN = 80  # characters of an unverified claim quoted back in a refusal
 
 
@@ -368,7 +370,7 @@ class OidcVerifier:
 def _role(value: Any) -> Role:
     """The highest known role the claim holds (a string or a list); viewer when none."""
     values: Iterable[Any] = value if isinstance(value, list) else [value]
-    known = [Role(v) for v in values if isinstance(v, str) and v in _ROLE_NAMES]
+    known = [Role(v) for v in values if isinstance(v, str) and v in _HUMAN_ROLES]
     return max(known, key=lambda r: r.rank, default=Role.VIEWER)
 
 

@@ -51,7 +51,7 @@ SESSION_COOKIE = "twinops_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_RANKS = {Role.VIEWER.value: 0, Role.APPROVER.value: 1, Role.ADMIN.value: 2}
+_RANKS = {Role.SYSTEM.value: -1, Role.VIEWER.value: 0, Role.APPROVER.value: 1, Role.ADMIN.value: 2}
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,6 @@ class Caller:
     def role(self) -> Role:
         """The highest role held (viewer when none; system for a machine, which holds no human role)."""
         ranked = [r for r in self.principal.roles if r in _RANKS]
-        if not ranked and Role.SYSTEM.value in self.principal.roles:
-            return Role.SYSTEM
         best = max(ranked, key=lambda r: _RANKS[r], default=Role.VIEWER.value)
         return Role(best)
 

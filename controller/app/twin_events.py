@@ -17,6 +17,7 @@ sender sees (503), so Alertmanager sends the alert again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+TEMPORAL_TIMEOUT_SECONDS = 10.0
+"""How long a query or signal to the loop may take before the sender is told to send again (503)."""
 
 
 class LoopUnavailableError(RuntimeUnavailableError):
@@ -132,11 +136,19 @@ class TwinEvents:
         handle = self.client.get_workflow_handle(agent_loop_id(self.twin_id))
         not_running = f"the agent loop of twin {self.twin_id!r} is not running (start it: twinops up)"
         try:
-            described = await handle.describe()
+            described = await asyncio.wait_for(handle.describe(), TEMPORAL_TIMEOUT_SECONDS)
             if described.status is not WorkflowExecutionStatus.RUNNING:
                 status = described.status.name.lower() if described.status else "unknown"
                 raise LoopUnavailableError(f"{not_running}; its last run is {status}")
-            return await handle.query(AgentLoopWorkflow.state)
+            return await asyncio.wait_for(handle.query(AgentLoopWorkflow.state), TEMPORAL_TIMEOUT_SECONDS)
+        except TimeoutError as exc:
+            raise LoopUnavailableError(
+                f"the agent loop of twin {self.twin_id!r} did not answer within {TEMPORAL_TIMEOUT_SECONDS:g}s"
+            ) from exc
+        except RuntimeError as exc:  # the client's connection is gone (the approval service maps it alike)
+            raise LoopUnavailableError(
+                f"Temporal cannot be reached for the agent loop of {self.twin_id!r}: {exc}"
+            ) from exc
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
                 raise LoopUnavailableError(not_running) from exc
@@ -149,8 +161,8 @@ class TwinEvents:
     async def _wake(self, wake: WakeUp) -> None:
         handle = self.client.get_workflow_handle(agent_loop_id(self.twin_id))
         try:
-            await handle.signal(AgentLoopWorkflow.wake, wake)
-        except RPCError as exc:
+            await asyncio.wait_for(handle.signal(AgentLoopWorkflow.wake, wake), TEMPORAL_TIMEOUT_SECONDS)
+        except (RPCError, RuntimeError, TimeoutError) as exc:
             raise LoopUnavailableError(f"the agent loop of twin {self.twin_id!r} could not be told: {exc}") from exc
         if self.metrics is not None:
             self.metrics.loop_wakeups.labels(reason=wake.reason).inc()
@@ -158,6 +170,12 @@ class TwinEvents:
     async def alerts(self, webhook: AlertmanagerWebhook, posted_by: str) -> AlertsAnswer:
         """Sort the webhook's alerts; send the firing and resolved ones on the twin's nodes to its loop."""
         state = await self._loop_state()
+        if not state.nodes:
+            # Which node an alert is about cannot be checked before the loop's first snapshot: send again.
+            raise LoopUnavailableError(
+                f"the agent loop of twin {self.twin_id!r} has no snapshot yet (its twin source: see its last error); "
+                "the alerts cannot be placed on nodes"
+            )
         nodes = set(state.nodes)
         held = {a.fingerprint: a for a in state.alerts}
         now = datetime.now(UTC)
@@ -168,13 +186,15 @@ class TwinEvents:
         for alert in webhook.alerts:
             name = alert.labels.get("alertname", "unnamed")
             node = alert.labels.get(self.node_label)
-            if node is None:
+            if alert.status == "resolved" and alert.fingerprint in held:
+                resolved.append(alert.fingerprint)  # whatever its node now: it is held, so let it go
+                outcome, detail = "resolved", "forgotten as evidence"
+            elif node is None:
                 outcome, detail = "ignored", f"no {self.node_label!r} label: it names no node of twin {self.twin_id!r}"
-            elif nodes and node not in nodes:
+            elif node not in nodes:
                 outcome, detail = "ignored", f"twin {self.twin_id!r} has no node {node!r}"
             elif alert.status == "resolved":
-                resolved.append(alert.fingerprint)
-                outcome, detail = "resolved", "forgotten as evidence" if alert.fingerprint in held else "was not held"
+                outcome, detail = "resolved", "was not held: nothing to forget"
             else:
                 note = _note(alert, name, node, now, posted_by, webhook.externalURL)
                 firing.append(note)

@@ -116,13 +116,16 @@ class TwinWatcher:
         """One read: wake the loop if the twin changed enough; return what changed (None: nothing, or too soon)."""
         try:
             snapshot = await self.source.latest()
+            if self._seen is None:
+                self._seen = snapshot
+                return None
+            change = describe_change(self._seen, snapshot, self.rule)
         except TwinSourceError as exc:
             log.debug("twin_watch.read_failed", error=str(exc))
             return None
-        if self._seen is None:
-            self._seen = snapshot
+        except Exception as exc:  # never let one odd read end the watching: the tick stays the safety net
+            log.warning("twin_watch.check_failed", error=f"{type(exc).__name__}: {exc}")
             return None
-        change = describe_change(self._seen, snapshot, self.rule)
         now = asyncio.get_running_loop().time()
         if change is None or now - self._last_wake < self.min_gap:
             return None

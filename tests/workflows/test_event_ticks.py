@@ -12,7 +12,7 @@ from agents import AlertNote
 from tests.workflows.conftest import Stack, eventually
 from twin.actions import Action
 from workflows import AgentLoopInput, AgentLoopWorkflow, RemediationWorkflow, Timeouts
-from workflows.agent_loop import AgentLoopState, WakeUp
+from workflows.agent_loop import MAX_ALERTS_HELD, AgentLoopState, WakeUp
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +120,22 @@ async def test_wake_ups_during_a_tick_are_answered_by_one_more_tick(stack: Stack
     status = await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= 2)
     await _end(stack, handle)
     assert 2 <= status.ticks_done <= 3 and status.woken >= 1, status
+
+
+async def test_an_alert_storm_is_held_to_a_bound_and_recorded_as_one_event(stack: Stack) -> None:
+    handle, _ = await _start_quiet_loop(stack)
+    now = datetime.now(UTC)
+    storm = [
+        _alert("gateway", fingerprint=f"storm-{i:03d}", starts_at=now - timedelta(seconds=i)).model_copy(
+            update={"received_at": now + timedelta(microseconds=i)}
+        )
+        for i in range(MAX_ALERTS_HELD + 50)
+    ]
+    await handle.signal(AgentLoopWorkflow.wake, WakeUp(reason="alert", alerts=storm))
+    status = await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.woken >= 1)
+    await _end(stack, handle)
+    assert len(status.alerts) == MAX_ALERTS_HELD
+    assert {a.fingerprint for a in status.alerts} == {a.fingerprint for a in storm[-MAX_ALERTS_HELD:]}
+    detected = [r for r in await stack.services.ledger.trail("agent-loop/shop") if r.kind.value == "detected"]
+    storm_events = [r for r in detected if "alerts" in r.payload["details"]]
+    assert len(storm_events) == 1 and len(storm_events[0].payload["findings"]) == MAX_ALERTS_HELD

@@ -14,6 +14,7 @@ offers both). Humans, admins too, get a 403: an alert is evidence the agent acts
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -24,6 +25,7 @@ from controller.api.context import context_of
 from controller.api.problems import Problem, problem_responses
 from controller.app.twin_events import AlertmanagerWebhook, AlertsAnswer, SnapshotAnswer, TwinEvents
 from twin.contract import SnapshotError, parse_snapshot
+from twin.sources import MAX_CLOCK_SKEW_SECONDS
 
 __all__ = ["router", "twin_events"]
 
@@ -87,6 +89,15 @@ async def post_snapshot(request: Request, twin_id: TwinId, caller: System) -> Sn
             str(exc),
             invalid=[("body", p) for p in exc.problems],
         ) from None
+    ahead = (snapshot.observed_at - datetime.now(UTC)).total_seconds()
+    if ahead > MAX_CLOCK_SKEW_SECONDS:
+        detail = (
+            f"observed_at {snapshot.observed_at.isoformat()} is {ahead:.0f}s ahead of this server's clock "
+            f"(at most {MAX_CLOCK_SKEW_SECONDS:.0f}s): a snapshot from the future would hide every real one"
+        )
+        raise Problem(
+            422, "invalid-snapshot", "Not a valid twin.v1 snapshot", detail, invalid=[("body.observed_at", detail)]
+        )
     if snapshot.twin_id != twin_id:
         detail = f"the snapshot is of twin {snapshot.twin_id!r}, posted to {twin_id!r}"
         raise Problem(

@@ -212,6 +212,10 @@ async def page_caller(request: Request) -> Caller:
         raise
     if found is None:
         raise SignInRequired(request)
+    # A machine (the system role: Alertmanager, a snapshot pusher) posts; it reads no page.
+    if not found.can(Role.VIEWER):
+        who = f"user {found.principal.id!r} ({found.role.value})"
+        raise Problem(403, "forbidden", "Not allowed", f"{who} reads no page: machines only post alerts and snapshots")
     return found
 
 

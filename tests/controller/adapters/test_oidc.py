@@ -54,6 +54,8 @@ async def test_claims_map_like_local_users_do(issuer: Issuer) -> None:
     # Missing or unknown role: viewer.
     assert (await of(twinops_role=None)).roles == ["viewer"]
     assert (await of(twinops_role="root")).roles == ["viewer"]
+    # An issuer cannot mint a machine: `system` exists only as a twinops user with a token.
+    assert (await of(twinops_role="system")).roles == ["viewer"]
     # A list holding roles: the highest; admin implies approver.
     assert (await of(twinops_role=["viewer", "admin"], groups=[])).roles == ["admin", "approver"]
     # No name claim: `sub`. No team claim: none.

@@ -91,3 +91,7 @@ async def test_the_push_source_fails_closed_without_a_fresh_push(engine: Engine)
     fresh = snap(datetime.now(UTC))
     await store.store(fresh, "am")
     assert await source.latest() == fresh
+    # A snapshot from a clock far ahead is not "fresh for ever": it is refused, naming the skew.
+    await store.store(snap(datetime.now(UTC) + timedelta(hours=1)), "am")
+    with pytest.raises(StaleSnapshotError, match="ahead of this clock"):
+        await source.latest()

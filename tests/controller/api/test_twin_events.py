@@ -118,8 +118,11 @@ async def test_a_firing_alert_wakes_the_loop_and_shows_on_the_proposal(served: t
         # Alertmanager repeats a firing alert: held already, refreshed, no tick. Then it resolves.
         again = await api.post("/api/v1/alerts", "am", json=webhook(alert(target)))
         assert again.json()["woke"] is False and again.json()["alerts"][0]["outcome"] == "repeated"
-        gone = await api.post("/api/v1/alerts", "am", json=webhook(alert(target, status="resolved"), status="resolved"))
-        assert gone.status_code == 202 and gone.json()["alerts"][0]["outcome"] == "resolved"
+        # Resolved, it is forgotten even if its node label no longer names a node of the twin.
+        gone = await api.post(
+            "/api/v1/alerts", "am", json=webhook(alert("renamed", status="resolved"), status="resolved")
+        )
+        assert gone.status_code == 202 and gone.json()["alerts"][0]["outcome"] == "resolved", gone.json()
         final = await eventually(lambda: loop.query(AgentLoopWorkflow.state), lambda s: not s.alerts)
         assert final.woken == 1, final
         trail = await api.stack.services.ledger.trail("agent-loop/shop")
@@ -186,8 +189,10 @@ async def test_only_a_system_user_may_post_and_basic_auth_works(served: tuple[Ap
     for human in ("vera", "alice", "ada"):
         refused = await api.post("/api/v1/alerts", human, json=body)
         assert refused.status_code == 403 and "not a system user" in refused.json()["detail"], human
-    # A system user reads nothing: it is no viewer.
+    # A system user reads nothing: it is no viewer, neither in the API nor on a page (bearer or basic).
     assert (await api.get("/api/v1/proposals", "am")).status_code == 403
+    for page in ("/", "/queue/rows", "/history", "/playbook-runs"):
+        assert (await api.get(page, "am")).status_code == 403, page
     loop = await _loop(api)
     try:
         basic = base64.b64encode(f"alertmanager:{api.tokens['am']}".encode()).decode()
@@ -244,6 +249,11 @@ async def test_a_bad_snapshot_is_a_problem_naming_what_is_wrong(served: tuple[Ap
     other = await api.post(f"/api/v1/twins/other-{uuid.uuid4().hex[:6]}/snapshots", "am", json=fine)
     assert other.status_code == 422 and "the snapshot is of twin 'shop'" in other.json()["detail"]
     assert (await api.post("/api/v1/twins/shop/snapshots", "vera", json=doc)).status_code == 403
+    # A snapshot from the future would stay "fresh" and hide every real one after it.
+    ahead = {**fine, "observed_at": (datetime.now(UTC) + timedelta(minutes=10)).isoformat()}
+    future = await api.post("/api/v1/twins/shop/snapshots", "am", json=ahead)
+    assert future.status_code == 422 and future.json()["invalid-params"][0]["name"] == "body.observed_at"
+    assert "ahead of this server's clock" in future.json()["detail"]
     nothing = PushedTwinSource(SqlPushedSnapshots(api.ctx.engine), "shop", max_age_seconds=120)
     with pytest.raises(Exception, match="no snapshot pushed yet"):
         await nothing.latest()
