@@ -348,8 +348,9 @@ def test_queries_run_concurrently_within_the_bound(estate: tuple[SimulatorExport
     settled(source_of(prom), lambda s: matches_truth(s, exporter.snapshot()))
     counting = Counting()
     take(source_of(prom, per_node_model(), concurrency=3, transport=counting))
-    assert counting.calls == 5 * 8 + 4  # per node: every value of every node, every edge ratio
-    assert 1 < counting.most <= 3  # how long it takes is the benchmark's (bench_telemetry), not a test's
+    # Per node: every value of every node, every edge ratio; several in flight, never more than the bound.
+    assert counting.calls == 5 * 8 + 4
+    assert 1 < counting.most <= 3
     # Batched: one query per value for all nodes, one for every edge ratio.
     counting = Counting()
     take(source_of(prom, concurrency=3, transport=counting))
