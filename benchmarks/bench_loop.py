@@ -169,7 +169,7 @@ class _NullNotifier:
         """Drop the notification."""
 
 
-class _TimedSource:
+class TimedSource:
     """The real twin source, remembering the wall time of every read (when the agent saw the estate)."""
 
     def __init__(self, inner: TwinSource) -> None:
@@ -185,6 +185,10 @@ class _TimedSource:
     def first_read_after(self, t: float) -> float | None:
         """Wall time of the first read completed after `t`."""
         return next((r for r in self.reads if r > t), None)
+
+    def last_read_before(self, t: float) -> float | None:
+        """Wall time of the last read completed before `t`."""
+        return next((r for r in reversed(self.reads) if r <= t), None)
 
 
 class _TimedActuator:
@@ -210,7 +214,7 @@ class _Stack:
     settings: Settings
     services: Services
     simulator: Simulator
-    twin: _TimedSource
+    twin: TimedSource
     actuator: _TimedActuator
     inbox: SqlApprovalInbox
     ledger: SqlAuditLedger
@@ -266,7 +270,7 @@ async def _stack(client: Client, home: Path, policies: Path, scenario: Scenario)
     simulator = Simulator(scenario)
     services = Services.from_settings(settings, simulator=simulator)
     services.notifier = _NullNotifier()
-    twin = _TimedSource(services.twin)
+    twin = TimedSource(services.twin)
     actuator = _TimedActuator(services.actuator)
     services.twin, services.actuator = twin, actuator
     assert isinstance(services.inbox, SqlApprovalInbox) and isinstance(services.ledger, SqlAuditLedger)

@@ -55,6 +55,7 @@ import structlog
 from temporalio.client import Client
 
 from agents import AgentState, decide
+from benchmarks.bench_loop import TimedSource
 from benchmarks.bench_simulator import generate
 from controller.adapters.inbox import OPEN_STATUSES, SqlApprovalInbox
 from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
@@ -84,7 +85,7 @@ from twin.actions import Action
 from twin.contract import Snapshot
 from twin.scenario import load_scenario
 from twin.simulator import Simulator
-from twin.sources import TwinSource, TwinSourceError
+from twin.sources import TwinSourceError
 from workflows import AgentLoopWorkflow
 from workflows.agent_loop import WakeUp
 from workflows.ports import InboxEntry, InboxStatus
@@ -176,28 +177,6 @@ async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], w
         await asyncio.sleep(POLL_SECONDS)
 
 
-class _TimedSource:
-    """The real twin source, remembering the wall time of every completed read."""
-
-    def __init__(self, inner: TwinSource) -> None:
-        self.inner = inner
-        self.reads: list[float] = []
-
-    async def latest(self) -> Snapshot:
-        """Read the twin and note when."""
-        snapshot = await self.inner.latest()
-        self.reads.append(time.time())
-        return snapshot
-
-    def first_after(self, t: float) -> float | None:
-        """Wall time of the first read completed after `t`."""
-        return next((r for r in self.reads if r > t), None)
-
-    def last_before(self, t: float) -> float | None:
-        """Wall time of the last read completed before `t`."""
-        return next((r for r in reversed(self.reads) if r <= t), None)
-
-
 def _policies(dest: Path) -> Path:
     """The shipped bundle without freeze windows (as the workflow tests do), so the calendar does not matter."""
     import json
@@ -223,7 +202,7 @@ class _Estate:
         self.simulator = simulator
         assert isinstance(services.twin, WallClockSimulatorSource)
         self.inner: WallClockSimulatorSource = services.twin
-        self.loop_reads = _TimedSource(self.inner)
+        self.loop_reads = TimedSource(self.inner)
         services.twin = self.loop_reads  # what the worker's activities read
         assert isinstance(services.inbox, SqlApprovalInbox)
         self.inbox: SqlApprovalInbox = services.inbox
@@ -271,7 +250,7 @@ async def _trial(estate: _Estate, queue: str, event_driven: bool, rng: random.Ra
         replace_running=True,
     )
     handle = client.get_workflow_handle(loop_id)
-    watch_reads = _TimedSource(estate.inner)
+    watch_reads = TimedSource(estate.inner)
     wakes: list[float] = []
     watcher = watcher_for(estate.settings, watch_reads, client, loop_id) if event_driven else None
     if watcher is not None:
@@ -307,8 +286,8 @@ async def _trial(estate: _Estate, queue: str, event_driven: bool, rng: random.Ra
                 await client.get_workflow_handle(wid).terminate("benchmark trial over")
     await estate.close_open_rows()
     estate.heal()
-    last_tick_read = estate.loop_reads.last_before(changed)
-    loop_read = estate.loop_reads.first_after(changed) or seen
+    last_tick_read = estate.loop_reads.last_read_before(changed)
+    loop_read = estate.loop_reads.first_read_after(changed) or seen
     row.update(
         {
             "latency": seen - changed,

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
@@ -106,6 +106,25 @@ def _wait_ready(server: RunningServer, what: str, timeout: float = READY_TIMEOUT
     raise RuntimeError(f"{what} not ready within {timeout:.0f} s:\n{server.log_tail()}")
 
 
+def _spawn(command: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `command` with its output going to `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT)
+
+
+_S = TypeVar("_S", bound=RunningServer)
+
+
+@contextlib.contextmanager
+def _serving(server: _S, what: str) -> Iterator[_S]:
+    """`server` once it answers ready; stopped when the block ends (or when it never got ready)."""
+    try:
+        _wait_ready(server, what)
+        yield server
+    finally:
+        server.stop()
+
+
 def prometheus_config(
     targets: Sequence[str],
     *,
@@ -155,25 +174,19 @@ def prometheus_server(
     config_file.write_text(yaml.safe_dump(body, sort_keys=False))
     port = port or free_port()
     log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=1d",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = PrometheusServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
-    try:
-        _wait_ready(server, "prometheus")
+    process = _spawn(
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=1d",
+        ],
+        log,
+    )
+    with _serving(PrometheusServer(url=f"http://127.0.0.1:{port}", process=process, log=log), "prometheus") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def alertmanager_config(webhook_url: str, *, username: str | None = None, password: str | None = None,
@@ -213,22 +226,16 @@ def alertmanager_server(
     config_file.write_text(yaml.safe_dump(config or alertmanager_config(str(webhook_url), **auth), sort_keys=False))
     port, cluster = free_port(), free_port()
     log = workdir / "alertmanager.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                f"--cluster.listen-address=127.0.0.1:{cluster}",
-                "--cluster.advertise-address=127.0.0.1:" + str(cluster),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
-    try:
-        _wait_ready(server, "alertmanager")
+    process = _spawn(
+        [
+            binary,
+            f"--config.file={config_file}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--cluster.listen-address=127.0.0.1:{cluster}",
+            f"--cluster.advertise-address=127.0.0.1:{cluster}",
+        ],
+        log,
+    )
+    with _serving(RunningServer(url=f"http://127.0.0.1:{port}", process=process, log=log), "alertmanager") as server:
         yield server
-    finally:
-        server.stop()

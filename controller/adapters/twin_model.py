@@ -31,7 +31,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -39,7 +39,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from agents.playbook.errors import Problem
 from agents.playbook.yaml_source import Located, compose, error_message, error_path
 from controller.core.errors import ConfigurationError
-from twin.contract import MAX_CAPACITY_PER_REPLICA, MAX_RATIO, MAX_REPLICAS, NodeKind, find_cycle
+from twin.contract import MAX_CAPACITY_PER_REPLICA, MAX_RATIO, MAX_REPLICAS, NodeKind, QualityMetric, find_cycle
 
 __all__ = [
     "EDGE_PLACEHOLDERS",
@@ -58,16 +58,7 @@ __all__ = [
     "promql_regex_alternation",
 ]
 
-NODE_METRICS: Final = (
-    "replicas",
-    "external_arrival_rate",
-    "arrival_rate",
-    "throughput",
-    "utilization",
-    "queue_depth",
-    "latency_p95_ms",
-    "error_rate",
-)
+NODE_METRICS: Final = tuple(m for m in get_args(QualityMetric) if m != "ratio")
 """The twin.v1 values a node template measures: replicas, external load and the six metrics."""
 NODE_PLACEHOLDERS: Final = frozenset({"node", "nodes", "range"})
 EDGE_PLACEHOLDERS: Final = frozenset({"source", "target", "sources", "targets", "range"})

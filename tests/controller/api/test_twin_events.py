@@ -20,7 +20,7 @@ from controller.adapters.temporal_server import TemporalRuntime
 from controller.app.agent_loop import agent_loop_id
 from tests.controller.api.conftest import PROBLEM_JSON, Api, running_stack, serving
 from tests.workflows.conftest import eventually
-from tests.workflows.test_event_ticks import LONG_TICK, _heal
+from tests.workflows.test_event_ticks import LONG_TICK, _end, _heal
 from twin.actions import Action
 from twin.sources import StaleSnapshotError
 from workflows import AgentLoopInput, AgentLoopWorkflow, Timeouts
@@ -54,13 +54,6 @@ async def _loop(api: Api) -> Loop:
     )
     await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= 1 and bool(s.nodes))
     return handle
-
-
-async def _end(api: Api, handle: Loop) -> None:
-    status = await handle.query(AgentLoopWorkflow.state)
-    await handle.terminate("test over")
-    for wid in set(status.open.values()):
-        await api.stack.client.get_workflow_handle(wid).terminate("test over")
 
 
 def webhook(*alerts: dict[str, Any], status: str = "firing", version: str = "4") -> dict[str, Any]:
@@ -136,7 +129,7 @@ async def test_a_firing_alert_wakes_the_loop_and_shows_on_the_proposal(served: t
         ):
             assert line in exposition, line
     finally:
-        await _end(api, loop)
+        await _end(api.stack, loop)
 
 
 async def test_alerts_it_cannot_place_are_answered_and_ignored(served: tuple[Api, list[Action]]) -> None:
@@ -155,7 +148,7 @@ async def test_alerts_it_cannot_place_are_answered_and_ignored(served: tuple[Api
         ]
         assert (await loop.query(AgentLoopWorkflow.state)).woken == 0
     finally:
-        await _end(api, loop)
+        await _end(api.stack, loop)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +195,7 @@ async def test_only_a_system_user_may_post_and_basic_auth_works(served: tuple[Ap
         refused = await api.post("/api/v1/alerts", None, json=body, headers={"Authorization": f"Basic {wrong}"})
         assert refused.status_code == 401 and "not 'alice'" in refused.json()["detail"]
     finally:
-        await _end(api, loop)
+        await _end(api.stack, loop)
 
 
 async def test_with_no_loop_running_the_sender_is_told_to_send_again(served: tuple[Api, list[Action]]) -> None:
@@ -235,7 +228,7 @@ async def test_a_pushed_snapshot_is_stored_once_wakes_the_loop_and_feeds_the_pus
         with pytest.raises(StaleSnapshotError):
             await stale.latest()
     finally:
-        await _end(api, loop)
+        await _end(api.stack, loop)
 
 
 async def test_a_bad_snapshot_is_a_problem_naming_what_is_wrong(served: tuple[Api, list[Action]]) -> None:

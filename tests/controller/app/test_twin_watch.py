@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ from controller.app.twin_watch import TwinChange, TwinWatcher, describe_change, 
 from controller.core.settings import Settings
 from tests.controller.api.conftest import running_stack
 from tests.workflows.conftest import Stack, eventually
-from tests.workflows.test_event_ticks import LONG_TICK, _heal
+from tests.workflows.test_event_ticks import _end, _start_quiet_loop
 from twin.contract import Snapshot, parse_snapshot
 from twin.sources import TwinSourceError
-from workflows import AgentLoopInput, AgentLoopWorkflow, Timeouts
+from workflows import AgentLoopWorkflow
 from workflows.agent_loop import WakeUp
 
 
@@ -115,21 +114,8 @@ async def test_a_watched_simulator_gets_a_proposal_long_before_the_tick(
 
 
 async def _watched(stack: Stack) -> None:
-    undo = _heal(stack)
-    loop_id = f"loop-{uuid.uuid4()}"
-    handle = await stack.client.start_workflow(
-        AgentLoopWorkflow.run,
-        AgentLoopInput(
-            twin_id="shop",
-            tick_seconds=LONG_TICK,
-            approval_key=stack.services.signer.public_key_b64,
-            timeouts=Timeouts(approval_seconds=60, expiry_seconds=60, verification_window_seconds=1),
-        ),
-        id=loop_id,
-        task_queue=stack.task_queue,
-    )
-    await eventually(lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.ticks_done >= 1)
-    watcher = TwinWatcher(WallClockSimulatorSource(stack.simulator), loop_waker(stack.client, loop_id), interval=0.2)
+    handle, undo = await _start_quiet_loop(stack)
+    watcher = TwinWatcher(WallClockSimulatorSource(stack.simulator), loop_waker(stack.client, handle.id), interval=0.2)
     async with watching(watcher):
         await asyncio.sleep(0.5)  # it has read the healthy estate
         for action in undo:
@@ -137,7 +123,5 @@ async def _watched(stack: Stack) -> None:
         status = await eventually(
             lambda: handle.query(AgentLoopWorkflow.state), lambda s: s.proposals_started >= 1, within=15
         )
-    await handle.terminate("test over")
-    for wid in set(status.open.values()):
-        await stack.client.get_workflow_handle(wid).terminate("test over")
+    await _end(stack, handle)
     assert status.woken >= 1 and watcher.woken >= 1, status
