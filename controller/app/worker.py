@@ -116,8 +116,12 @@ class TickMetricsInterceptor(Interceptor):
         return _MeasureTick(next, self.metrics)
 
 
-def make_twin_source(settings: Settings, simulator: Simulator | None = None) -> TwinSource:
-    """The twin source the settings name; the simulator one wraps `simulator` (or the configured scenario)."""
+def make_twin_source(
+    settings: Settings, simulator: Simulator | None = None, *, engine: Engine | None = None
+) -> TwinSource:
+    """The twin source the settings name; the simulator one wraps `simulator` (or the configured scenario).
+
+    The push source reads the controller's database: `engine` when the caller has one (migrated), else its own."""
     if settings.twin_source == "simulator":
         if simulator is not None:
             return WallClockSimulatorSource(simulator)
@@ -146,8 +150,9 @@ def make_twin_source(settings: Settings, simulator: Simulator | None = None) -> 
     if settings.twin_source == "push":
         from controller.adapters.pushed_snapshots import PushedTwinSource, SqlPushedSnapshots
 
-        engine = create_engine(settings.resolved_database_url)
-        migrate(engine)
+        if engine is None:
+            engine = create_engine(settings.resolved_database_url)
+            migrate(engine)
         return PushedTwinSource(SqlPushedSnapshots(engine), settings.twin_id, settings.twin_max_age_seconds)
     if not settings.twin_url:
         raise ConfigurationError("TWINOPS_TWIN_SOURCE=http needs TWINOPS_TWIN_URL")
@@ -187,7 +192,7 @@ class Services:
         """Build every adapter from settings (SQLite/PostgreSQL, regorus/OPA, simulator/webhook, ...)."""
         engine: Engine = create_engine(settings.resolved_database_url)
         migrate(engine)
-        twin = make_twin_source(settings, simulator)
+        twin = make_twin_source(settings, simulator, engine=engine)
         sim = twin.simulator if isinstance(twin, WallClockSimulatorSource) else simulator
         desires_text = settings.desires_file.read_text() if settings.desires_file else None
         demand_history: DemandHistoryStore

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -13,6 +14,8 @@ from controller.adapters import pushed_snapshots
 from controller.adapters.identity import metadata as identity_metadata
 from controller.adapters.pushed_snapshots import PushedTwinSource, SqlPushedSnapshots, twin_snapshots
 from controller.adapters.pushed_snapshots import metadata as pushed_metadata
+from controller.core.db import create_engine
+from controller.core.settings import Settings
 from tests.controller.adapters.audit import conftest as audit_db
 from tests.controller.adapters.schema_checks import alembic, assert_models_match_the_migrations
 from twin.contract import Snapshot, parse_snapshot
@@ -95,3 +98,25 @@ async def test_the_push_source_fails_closed_without_a_fresh_push(engine: Engine)
     await store.store(snap(datetime.now(UTC) + timedelta(hours=1)), "am")
     with pytest.raises(StaleSnapshotError, match="ahead of this clock"):
         await source.latest()
+
+
+async def test_the_worker_reads_pushed_snapshots_through_its_own_database(tmp_path: Path) -> None:
+    from controller.app.worker import Services
+
+    settings = Settings(
+        home=tmp_path,
+        twin_source="push",
+        twin_id="shop",
+        actuator="webhook",  # a pushed twin is a real estate: its actions go out through the webhook
+        actuator_url="http://127.0.0.1:9/actions",
+        actuator_secret="s",
+    )
+    services = Services.from_settings(settings)
+    assert isinstance(services.twin, PushedTwinSource)
+    assert services.twin.store is not None
+    fresh = snap(datetime.now(UTC))
+    await services.twin.store.store(fresh, "am")
+    assert await services.twin.latest() == fresh
+    assert (
+        await SqlPushedSnapshots(create_engine(Settings(home=tmp_path).resolved_database_url)).latest("shop") == fresh
+    )
