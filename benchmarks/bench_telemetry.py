@@ -55,7 +55,7 @@ import structlog
 from temporalio.client import Client
 
 from agents import AgentState, decide
-from benchmarks.bench_loop import TimedSource
+from benchmarks.bench_loop import TimedSource, load_average, percentile
 from benchmarks.bench_simulator import generate
 from controller.adapters.inbox import OPEN_STATUSES, SqlApprovalInbox
 from controller.adapters.live_twin import WallClockSimulatorSource, live_scenario
@@ -140,12 +140,6 @@ T = TypeVar("T")
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def _pct(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(p * len(ordered)) - 1))]
-
-
 def _dist_ms(values: Sequence[float]) -> dict[str, float | int]:
     """n, p50 / p95 / mean / min / max in milliseconds of `values` (seconds)."""
     ms = [v * 1000 for v in values]
@@ -153,16 +147,12 @@ def _dist_ms(values: Sequence[float]) -> dict[str, float | int]:
         return {"n": 0}
     return {
         "n": len(ms),
-        "p50_ms": round(_pct(ms, 0.50), 1),
-        "p95_ms": round(_pct(ms, 0.95), 1),
+        "p50_ms": round(percentile(ms, 0.50), 1),
+        "p95_ms": round(percentile(ms, 0.95), 1),
         "mean_ms": round(statistics.fmean(ms), 1),
         "min_ms": round(min(ms), 1),
         "max_ms": round(max(ms), 1),
     }
-
-
-def _load() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float, what: str) -> T:
@@ -316,7 +306,7 @@ async def twin_change_to_pending(
     budget_seconds: float = PART1_BUDGET_SECONDS,
 ) -> dict[str, Any]:
     """`trials` rounds of a trial per mode (taking turns, who goes first alternating) on one stack."""
-    load_before = _load()
+    load_before = load_average()
     queue = f"bench-telemetry-{uuid.uuid4().hex[:8]}"
     settings = Settings(
         home=root / "stack",
@@ -350,7 +340,7 @@ async def twin_change_to_pending(
         "pending_means": "a row with status pending in the SqlApprovalInbox (polled every 20 ms)",
         "trials_requested": trials,
         "seconds": round(time.monotonic() - began, 1),
-        "load_average_1m": {"before": load_before, "after": _load()},
+        "load_average_1m": {"before": load_before, "after": load_average()},
     }
     if cut:
         out["cut"] = cut
@@ -548,7 +538,7 @@ async def _size(n: int, prom: PrometheusServer) -> dict[str, Any]:
             )
             repeats = REPEATS[n] if form == "per-node" else BATCHED_REPEATS
             warm_up = repeats > 2  # not worth its time where one snapshot takes seconds
-            load_before = _load()
+            load_before = load_average()
             times, snapshot = await _timed(source, repeats, warm_up)
             counts = _counts(source)
             row: dict[str, Any] = {
@@ -559,7 +549,7 @@ async def _size(n: int, prom: PrometheusServer) -> dict[str, Any]:
                 "snapshot": _dist_ms(times),
                 "warm_up": warm_up,
                 "queries_per_second": round(counts["queries_per_snapshot"] / statistics.median(times)),
-                "load_average_1m": {"before": load_before, "after": _load()},
+                "load_average_1m": {"before": load_before, "after": load_average()},
                 "quality_issues": len(snapshot.quality),
                 "quality_issue_kinds": sorted({f"{q.metric}: {q.problem}" for q in snapshot.quality}),
             }
